@@ -1,0 +1,80 @@
+"""The strategy comparison: one row per measurement, one column per strategy.
+
+Shared by the terminal table and ``report.md`` so both always show the same figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim.engine import StrategyRun
+
+DAYS_PER_MONTH = 30
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One measurement across strategies: a label and formatted cells."""
+
+    label: str
+    cells: list[str]
+
+
+def _week_means(per_day: list[float]) -> tuple[float, float]:
+    """Mean of the first and of the last (up to) seven days."""
+    week = min(7, len(per_day))
+    return float(np.mean(per_day[:week])), float(np.mean(per_day[-week:]))
+
+
+def growth(per_day: list[float]) -> float:
+    """Last week's daily mean over the first week's (1.0 = flat)."""
+    first, last = _week_means(per_day)
+    return last / first if first else 0.0
+
+
+def part_means(turns: pd.DataFrame) -> dict[str, float]:
+    """Mean prompt tokens per turn, by prompt part."""
+    cols = ("system_tokens", "memory_tokens", "history_tokens", "user_tokens")
+    return {c.removesuffix("_tokens"): float(turns[c].mean()) if len(turns) else 0.0 for c in cols}
+
+
+def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Row]:
+    """The rows of the comparison table, in display order."""
+    users, days = summary["users"], summary["days"]
+    blocks = [summary["strategies"][r.strategy] for r in runs]
+
+    def row(label: str, fmt) -> Row:
+        return Row(label, [fmt(b, r) for b, r in zip(blocks, runs, strict=True)])
+
+    def month(b: dict) -> float:
+        return b["usd_total"] / days * DAYS_PER_MONTH
+
+    return [
+        row("turns (errors)", lambda b, r: f"{b['turns']:,} ({b['error_turns']:,})"),
+        row("tokens, total", lambda b, r: f"{b['tokens_total']:,}"),
+        row("tokens/day, first → last week",
+            lambda b, r: "{:,.0f} → {:,.0f}".format(*_week_means(b["tokens_per_day"]))),
+        row("USD, total", lambda b, r: f"${b['usd_total']:,.2f}"),
+        row("USD/month (30 days)", lambda b, r: f"${month(b):,.2f}"),
+        row("USD/user/month", lambda b, r: f"${month(b) / users:,.4f}"),
+        row("prompt tokens/turn (mean)",
+            lambda b, r: f"{r.turns['prompt_tokens'].mean():,.0f}" if len(r.turns) else "0"),
+        row("LLM calls: chat / extract",
+            lambda b, r: f"{b['llm_calls_by_purpose']['chat']:,} / {b['llm_calls_by_purpose']['extract']:,}"),
+        row("extraction calls/session", lambda b, r: f"{b['extraction_calls_per_session_mean']:.2f}"),
+        row("latency p50 / p95 / p99 (s)",
+            lambda b, r: f"{b['latency_p50_s']:.2f} / {b['latency_p95_s']:.2f} / {b['latency_p99_s']:.2f}"),
+        row("retrieval p99 (ms)", lambda b, r: f"{b['retrieval_latency_p99_s'] * 1000:.0f}"),
+        row("memories/user mean / p99 / max",
+            lambda b, r: f"{b['memories_per_user_mean']:.1f} / {b['memories_per_user_p99']:.0f} / "
+            f"{b['memories_per_user_max']}"),
+        row("duplicate ratio", lambda b, r: f"{b['duplicate_ratio']:.1%}"),
+        row("injected tokens mean / p99 / max",
+            lambda b, r: f"{b['injected_tokens_mean']:.0f} / {b['injected_tokens_p99']:.0f} / "
+            f"{b['injected_tokens_max']}"),
+        row("recall (stale)", lambda b, r: f"{b['recall']:.1%} ({b['stale_share']:.1%})"),
+    ]

@@ -1,0 +1,98 @@
+"""``report.md``: the run explained for a person, from the summary and the DataFrames."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from reports.compare import DAYS_PER_MONTH, comparison_rows, growth, part_means
+from sim.engine import StrategyRun
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return lines
+
+
+def _findings(summary: dict[str, Any], runs: list[StrategyRun]) -> list[str]:
+    blocks = {r.strategy: summary["strategies"][r.strategy] for r in runs}
+    cheapest = min(blocks, key=lambda n: blocks[n]["usd_total"])
+    dearest = max(blocks, key=lambda n: blocks[n]["usd_total"])
+    best_recall = max(blocks, key=lambda n: blocks[n]["recall"])
+    days = summary["days"]
+    lines = []
+    if cheapest != dearest and blocks[cheapest]["usd_total"] > 0:
+        ratio = blocks[dearest]["usd_total"] / blocks[cheapest]["usd_total"]
+        lines.append(
+            f"- **{dearest}** costs {ratio:.1f}× what **{cheapest}** costs "
+            f"(${blocks[dearest]['usd_total'] / days * DAYS_PER_MONTH:,.2f} vs "
+            f"${blocks[cheapest]['usd_total'] / days * DAYS_PER_MONTH:,.2f} a month)."
+        )
+    for name, block in blocks.items():
+        g = growth(block["tokens_per_day"])
+        if days >= 14 and g > 1.25:
+            lines.append(
+                f"- **{name}** leaks tokens: its daily tokens in the last week are {g:.1f}× "
+                "those of the first week."
+            )
+    lines.append(
+        f"- Best recall: **{best_recall}** ({blocks[best_recall]['recall']:.1%} of probe questions "
+        "had the latest fact in the prompt)."
+    )
+    return lines
+
+
+def render(
+    summary: dict[str, Any], runs: list[StrategyRun], resolved: dict[str, Any], description: str
+) -> str:
+    """The Markdown text of the report."""
+    names = [r.strategy for r in runs]
+    out = [
+        f"# memsim report: {summary['scenario']}",
+        "",
+        description or "",
+        "",
+        f"{summary['users']:,} users × {summary['days']} simulated days, seed {summary['seed']}, "
+        f"model {resolved['llm']['model']} "
+        f"({resolved['resolved']['chat_usd_per_million_tokens']['source']}), embeddings "
+        f"{resolved['embedding']['model']} at ${resolved['resolved']['embedding_usd_per_million_tokens']:g}"
+        f"/1M tokens. Tokens counted with `{resolved['resolved']['token_encoding']}`. "
+        f"memsim {summary['memsim_version']}, config sha256 `{summary['config_sha256'][:12]}…`.",
+        "",
+        "## Findings",
+        "",
+        *_findings(summary, runs),
+        "",
+        "## Comparison",
+        "",
+        *_table(["measurement", *names], [[r.label, *r.cells] for r in comparison_rows(summary, runs)]),
+        "",
+        "## Where prompt tokens go (mean per turn)",
+        "",
+    ]
+    parts = {r.strategy: part_means(r.turns) for r in runs}
+    out += _table(
+        ["part", *names],
+        [[p, *(f"{parts[n][p]:,.0f}" for n in names)] for p in ("system", "memory", "history", "user")],
+    )
+    out += ["", "## Tokens per simulated day", ""]
+    days = summary["days"]
+    out += _table(
+        ["day", *names],
+        [[str(d + 1), *(f"{summary['strategies'][n]['tokens_per_day'][d]:,}" for n in names)]
+         for d in range(days)],
+    )
+    out += [
+        "",
+        "## How to read this",
+        "",
+        "- *Recall*: share of probe questions (a user asking about a fact stated earlier) whose "
+        "prompt held the fact's latest version; *stale*: share whose prompt held an outdated version.",
+        "- *Latency* is from the user's message to the reply, including queueing at the rate limits; "
+        "extraction that runs after the reply or in the background is not in it.",
+        "- *Duplicate ratio*: share of stored memories that repeat a fact another memory holds.",
+        "- Full definitions: `summary.json` keys in the README; raw data in `turns.parquet` and "
+        "`calls.parquet`.",
+        "",
+    ]
+    return "\n".join(out)

@@ -1,0 +1,116 @@
+"""``summary.json``: the stable per-strategy measurements users' CI scripts read.
+
+The schema is fixed (see the README); keys may be added, none renamed or removed
+without a version bump. Floats are rounded to :data:`DIGITS` decimals so the file
+is byte-identical across runs and platforms.
+
+Definitions:
+
+* ``tokens_*`` count billed input + output tokens of every call (chat,
+  extraction, summarization, update, embedding); ``tokens_per_day[d]`` and
+  ``usd_per_day[d]`` bill each call to the simulated day it started on.
+* latency percentiles are over turns that got a reply; ``error_turns`` counts
+  the others (timeouts, context overflow).
+* ``retrieval_latency_p99_s`` is over turns that spent time before the chat call.
+* ``memories_per_user_*`` and ``duplicate_ratio`` describe the store after the
+  last turn; a duplicate is a memory of a fact another memory already holds.
+* ``injected_tokens_*`` is the memory block per prompt, chat overhead included.
+* ``recall`` is the share of probe questions whose prompt held the latest version
+  of the fact asked about (in memories or verbatim history); ``stale_share`` the
+  share whose prompt held an outdated version of it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from sim import __version__
+from sim.engine import StrategyRun
+from sim.workload import SECONDS_PER_DAY
+
+DIGITS = 6
+TOKEN_PURPOSES = ("chat", "extract", "summarize", "update", "embed")
+LLM_PURPOSES = ("chat", "extract", "summarize", "update")
+
+
+def _r(x: float) -> float:
+    """Round for the file; -0.0 and NaN become 0.0 so output is stable."""
+    x = float(x)
+    return 0.0 if math.isnan(x) or x == 0 else round(x, DIGITS)
+
+
+def _pct(values: pd.Series | np.ndarray, q: float) -> float:
+    return _r(np.percentile(values, q)) if len(values) else 0.0
+
+
+def call_days(calls: pd.DataFrame, days: int) -> np.ndarray:
+    """The simulated day each call is billed to (work past the horizon goes to the last day)."""
+    return np.minimum((calls["start_s"].to_numpy() // SECONDS_PER_DAY).astype(int), days - 1)
+
+
+def strategy_summary(run: StrategyRun, days: int) -> dict[str, Any]:
+    """The summary block of one strategy."""
+    turns, calls, final = run.turns, run.calls, run.store_final
+    tokens = calls["tokens_in"] + calls["tokens_out"]
+    day = call_days(calls, days)
+    tokens_per_day = np.bincount(day, weights=tokens, minlength=days)
+    usd_by_day = [math.fsum(calls["usd"][day == d]) for d in range(days)]
+    by_purpose = tokens.groupby(calls["purpose"], observed=True).sum()
+    llm = calls[calls["endpoint"] == "llm"]
+    llm_calls = llm.groupby("purpose", observed=True).size()
+    sessions = len(turns[["user", "session"]].drop_duplicates())
+    ok = turns[turns["error"] == ""]
+    retrieval = turns.loc[turns["retrieval_s"] > 0, "retrieval_s"]
+    probes = turns[turns["recall"] >= 0]
+    memories = final["memories"]
+    total_memories = int(memories.sum())
+    return {
+        "turns": len(turns),
+        "error_turns": int((turns["error"] != "").sum()),
+        "tokens_total": int(tokens.sum()),
+        "usd_total": _r(math.fsum(calls["usd"])),
+        "tokens_by_purpose": {p: int(by_purpose.get(p, 0)) for p in TOKEN_PURPOSES},
+        "tokens_per_day": [int(t) for t in tokens_per_day],
+        "usd_per_day": [_r(u) for u in usd_by_day],
+        "llm_calls_by_purpose": {p: int(llm_calls.get(p, 0)) for p in LLM_PURPOSES},
+        "extraction_calls_per_session_mean": _r(llm_calls.get("extract", 0) / max(sessions, 1)),
+        "latency_p50_s": _pct(ok["latency_s"], 50),
+        "latency_p95_s": _pct(ok["latency_s"], 95),
+        "latency_p99_s": _pct(ok["latency_s"], 99),
+        "retrieval_latency_p99_s": _pct(retrieval, 99),
+        "memories_per_user_mean": _r(memories.mean()) if len(memories) else 0.0,
+        "memories_per_user_p99": _pct(memories, 99),
+        "memories_per_user_max": int(memories.max()) if len(memories) else 0,
+        "duplicate_ratio": _r(final["duplicates"].sum() / total_memories) if total_memories else 0.0,
+        "injected_tokens_mean": _r(turns["memory_tokens"].mean()) if len(turns) else 0.0,
+        "injected_tokens_p99": _pct(turns["memory_tokens"], 99),
+        "injected_tokens_max": int(turns["memory_tokens"].max()) if len(turns) else 0,
+        "recall": _r(probes["recall"].mean()) if len(probes) else 0.0,
+        "stale_share": _r(probes["stale"].mean()) if len(probes) else 0.0,
+    }
+
+
+def build_summary(
+    scenario_name: str, seed: int, config_hash: str, users: int, days: int,
+    runs: list[StrategyRun],
+) -> dict[str, Any]:
+    """The whole ``summary.json`` document."""
+    return {
+        "memsim_version": __version__,
+        "scenario": scenario_name,
+        "seed": seed,
+        "config_sha256": config_hash,
+        "users": users,
+        "days": days,
+        "strategies": {run.strategy: strategy_summary(run, days) for run in runs},
+    }
+
+
+def dumps(summary: dict[str, Any]) -> str:
+    """The exact text written to ``summary.json``."""
+    return json.dumps(summary, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,39 @@
+"""Shipped scenario files (TOML) and the loader that finds them by name or path."""
+
+from __future__ import annotations
+
+from importlib.resources import files
+from pathlib import Path
+
+from sim.config import ConfigError, Scenario, load_scenario_file, read_toml
+
+
+def shipped() -> dict[str, Path]:
+    """Shipped scenarios by name (file stem), sorted."""
+    folder = Path(str(files(__name__)))
+    return {p.stem: p for p in sorted(folder.glob("*.toml"))}
+
+
+def locate(spec: str) -> Path:
+    """The file for a scenario given as a path or as a shipped name."""
+    path = Path(spec)
+    if path.suffix == ".toml" or path.exists() or "/" in spec:
+        return path
+    known = shipped()
+    if spec in known:
+        return known[spec]
+    raise ConfigError(f"{spec}: no such scenario file or shipped scenario (shipped: {', '.join(known)})")
+
+
+def load(spec: str) -> tuple[Scenario, Path]:
+    """Load and validate a scenario by path or shipped name."""
+    path = locate(spec)
+    return load_scenario_file(path), path
+
+
+def description(path: Path) -> str:
+    """A scenario's one-line description (its ``description`` field), for listings."""
+    try:
+        return str(read_toml(path).get("description", "")).strip().splitlines()[0]
+    except (ConfigError, IndexError):
+        return ""

@@ -1,0 +1,148 @@
+"""The ``memsim`` command line. Thin: parse, call, print.
+
+Errors a user can cause (a bad scenario field, an unknown strategy, a missing
+file, an unwritable folder) print one line on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import scenarios
+import strategies
+from reports.output import prepare_out_dir, summarize, write_outputs
+from reports.terminal import print_comparison
+from sim import __version__
+from sim.config import ConfigError, Scenario, format_validation_error
+from sim.runner import build_strategies, run_scenario
+
+app = typer.Typer(
+    name="memsim",
+    help="Simulate what LLM chatbot memory strategies cost in tokens, dollars, latency and recall.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err_console = Console(stderr=True)
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"memsim: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"memsim {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """memsim: cost and token-leak simulation for LLM chatbot memory."""
+
+
+def _load(spec: str, **overrides: object) -> tuple[Scenario, str]:
+    scenario, path = scenarios.load(spec)
+    try:
+        scenario = scenario.with_overrides(**overrides)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(f"{path} (with command-line overrides)", err)) from None
+    return scenario, str(path)
+
+
+def _progress_factory(progress: Progress) -> Callable[[str, int], Callable[[int], None]]:
+    def factory(name: str, total: int) -> Callable[[int], None]:
+        task = progress.add_task(name, total=total)
+        return lambda turns: progress.advance(task, turns)
+
+    return factory
+
+
+ScenarioArg = Annotated[str, typer.Argument(help="A scenario file, or the name of a shipped scenario.")]
+
+
+@app.command()
+def run(
+    scenario: ScenarioArg,
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option("--strategy", "-s", help="Strategy to run (repeatable); default: the scenario's."),
+    ] = None,
+    users: Annotated[int | None, typer.Option(min=1, help="Override the number of users.")] = None,
+    days: Annotated[int | None, typer.Option(min=1, help="Override the simulated days.")] = None,
+    seed: Annotated[int | None, typer.Option(min=0, help="Override the random seed.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder; default: out/<scenario>.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")] = False,
+) -> None:
+    """Simulate a scenario with each strategy and write summary.json, report.md and the raw data."""
+    try:
+        scn, source = _load(scenario, users=users, days=days, seed=seed, strategies=strategy or None)
+        build_strategies(scn, source)  # fail fast on bad strategy names or overrides
+        out_dir = out if out is not None else Path("out") / scn.name
+        prepare_out_dir(out_dir)
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("turns"), TimeElapsedColumn(),
+            console=err_console, disable=quiet, transient=False,
+        ) as progress:
+            result = run_scenario(scn, source, _progress_factory(progress))
+        summary = summarize(result)
+        write_outputs(result, out_dir, summary)
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    if not quiet:
+        console = Console()
+        print_comparison(console, summary, result.runs)
+        console.print(
+            f"wrote {out_dir}/ (summary.json, report.md, turns.parquet, calls.parquet) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+
+
+@app.command("list")
+def list_() -> None:
+    """List the strategies and the shipped scenarios, one line each."""
+    for name in strategies.available():
+        doc = strategies.resolve(name).__doc__ or ""
+        typer.echo(f"strategy  {name:<24} {doc.strip().splitlines()[0] if doc.strip() else ''}")
+    for name, path in scenarios.shipped().items():
+        typer.echo(f"scenario  {name:<24} {scenarios.description(path)}")
+
+
+@app.command()
+def validate(scenario: ScenarioArg) -> None:
+    """Check a scenario file (fields, values, strategies) without running it."""
+    try:
+        scn, source = _load(scenario)
+        built = build_strategies(scn, source)
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    typer.echo(
+        f"{source}: ok ({scn.users:,} users × {scn.days} days; strategies: "
+        f"{', '.join(s.name for s in built)})"
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        err_console.print("memsim: interrupted; earlier results were left untouched")
+        sys.exit(130)

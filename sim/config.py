@@ -1,0 +1,239 @@
+"""Scenario and run configuration: pydantic models, TOML loading, one-line errors.
+
+A scenario is a TOML file (see ``scenarios/support-bot.toml``). Every field has a
+documented default; unknown fields are errors, so a typo never silently falls
+back to a default. Validation errors become a :class:`ConfigError` whose message
+names the file, the field and the offending value on one line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+PositiveFloat = Annotated[float, Field(gt=0)]
+Share = Annotated[float, Field(ge=0, le=1)]
+
+
+class ConfigError(ValueError):
+    """A user-caused configuration problem; ``str()`` is one line for the terminal."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MessageMix(_Model):
+    """Relative weights of what a user's next message does.
+
+    ``state`` is scaled by the share of the user's facts not yet stated, so users
+    reveal most of their profile early and then mostly restate, update and ask.
+    """
+
+    state: Annotated[float, Field(ge=0)] = 0.8
+    restate: Annotated[float, Field(ge=0)] = 0.12
+    update: Annotated[float, Field(ge=0)] = 0.03
+    probe: Annotated[float, Field(ge=0)] = 0.15
+    filler: Annotated[float, Field(ge=0)] = 0.35
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> MessageMix:
+        if self.state + self.restate + self.update + self.probe + self.filler <= 0:
+            raise ValueError("at least one message kind needs a positive weight")
+        return self
+
+
+class WorkloadConfig(_Model):
+    """The synthetic users and their conversations."""
+
+    domain: Literal["support"] = "support"
+    facts_per_user: Annotated[int, Field(ge=1, le=14)] = 10
+    facts_per_statement_max: Annotated[int, Field(ge=1, le=5)] = 3
+    sessions_per_user_per_day: PositiveFloat = 0.35
+    session_gap_shape: PositiveFloat = 4.0
+    """Gamma shape of the gaps between one user's sessions (1 = Poisson arrivals;
+    larger = users return on a steadier cadence)."""
+    turns_per_session_mean: Annotated[float, Field(ge=1)] = 6.0
+    think_time_s_mean: PositiveFloat = 25.0
+    intro_probability: Share = 0.7
+    """Chance that a session opens with the user (re)introducing themselves."""
+    question_probability: Share = 0.5
+    """Chance that a statement also carries a support question."""
+    diurnal_amplitude: Annotated[float, Field(ge=0, lt=1)] = 0.6
+    peak_hour: Annotated[float, Field(ge=0, lt=24)] = 14.0
+    mix: MessageMix = MessageMix()
+
+
+class LLMConfig(_Model):
+    """The mock chat model: pricing key, context window, latency and noise.
+
+    Latency defaults approximate public measurements of gpt-4o-mini on the
+    OpenAI API (Artificial Analysis, 2024-2025: roughly 0.4-0.6 s to first token
+    on short prompts and 60-100 output tokens/s); the prefill term makes a
+    10k-token prompt about 0.3 s slower than a short one. Override per scenario.
+    """
+
+    model: str = "gpt-4o-mini"
+    provider: str = "openai"
+    context_window: Annotated[int, Field(ge=256)] = 128_000
+    max_output_tokens: Annotated[int, Field(ge=1)] = 1_024
+    """``max_tokens`` sent with each chat request; counts against the window."""
+    ttft_base_s: Annotated[float, Field(ge=0)] = 0.45
+    prefill_s_per_token: Annotated[float, Field(ge=0)] = 3e-5
+    decode_tokens_per_s: PositiveFloat = 80.0
+    jitter_sigma: Annotated[float, Field(ge=0)] = 0.25
+    jitter_min: PositiveFloat = 0.6
+    jitter_max: PositiveFloat = 2.5
+    reply_tokens_mean: PositiveFloat = 140.0
+    reply_tokens_sigma: Annotated[float, Field(ge=0)] = 0.45
+    extract_miss_rate: Share = 0.10
+    extract_hallucination_rate: Share = 0.05
+    extract_reword_rate: Share = 0.30
+    summarize_drift: Share = 0.05
+
+    @model_validator(mode="after")
+    def _jitter_band(self) -> LLMConfig:
+        if self.jitter_min > 1 or self.jitter_max < 1:
+            raise ValueError(f"jitter band [{self.jitter_min}, {self.jitter_max}] must contain 1")
+        return self
+
+
+class EndpointLimits(_Model):
+    """Limits of one remote API: concurrent requests, requests and tokens per minute.
+
+    The chat defaults are OpenAI's usage tier 3 for gpt-4o-mini (5,000 RPM,
+    4,000,000 TPM); the timeout is the client's.
+    """
+
+    concurrency: Annotated[int, Field(ge=1)] = 200
+    rpm: PositiveFloat = 5_000
+    tpm: PositiveFloat = 4_000_000
+    timeout_s: PositiveFloat = 60.0
+
+
+class EmbeddingConfig(_Model):
+    """The embedding API: its price (not in genai-prices), latency and limits.
+
+    The default price is OpenAI's list price for text-embedding-3-small,
+    $0.02 per 1M tokens.
+    """
+
+    model: str = "text-embedding-3-small"
+    usd_per_million_tokens: Annotated[float, Field(ge=0)] = 0.02
+    latency_base_s: Annotated[float, Field(ge=0)] = 0.06
+    latency_s_per_token: Annotated[float, Field(ge=0)] = 2e-6
+    dim: Annotated[int, Field(ge=8, le=4096)] = 384
+    limits: EndpointLimits = EndpointLimits(concurrency=100, rpm=5_000, tpm=5_000_000, timeout_s=30)
+    paraphrase_similarity: Annotated[float, Field(gt=0, lt=1)] = 0.92
+    """Mean cosine between two phrasings of one memory (LatentEmbedder)."""
+    statement_similarity: Annotated[float, Field(gt=0, lt=1)] = 0.6
+    """Mean cosine between a user's sentence stating a fact and a memory of it."""
+    same_slot_similarity: Annotated[float, Field(gt=0, lt=1)] = 0.55
+    """Share of a fact's direction that it shares with other values of its slot."""
+    probe_similarity: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    """Share of a question's direction that points at the slot it asks about."""
+
+
+class StoreConfig(_Model):
+    """The vector store and its modelled latency."""
+
+    kind: Literal["numpy"] = "numpy"
+    query_latency_base_s: Annotated[float, Field(ge=0)] = 0.002
+    query_latency_s_per_vector: Annotated[float, Field(ge=0)] = 2e-7
+    write_latency_s: Annotated[float, Field(ge=0)] = 0.003
+    concurrency: Annotated[int, Field(ge=1)] = 64
+
+
+class PricingConfig(_Model):
+    """Where dollars come from: genai-prices at a fixed date, or explicit overrides."""
+
+    price_date: str = "2026-11-01"
+    input_usd_per_million_tokens: Annotated[float, Field(ge=0)] | None = None
+    output_usd_per_million_tokens: Annotated[float, Field(ge=0)] | None = None
+
+
+class Scenario(_Model):
+    """A complete scenario: who talks, how much, to which model, with which strategies."""
+
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9._-]+$")]
+    description: str = ""
+    seed: Annotated[int, Field(ge=0)] = 42
+    users: Annotated[int, Field(ge=1)] = 100
+    days: Annotated[int, Field(ge=1, le=3650)] = 30
+    strategies: Annotated[list[str], Field(min_length=1)] = [
+        "naive-append",
+        "per-turn-extract",
+        "batched-dedup-budget",
+    ]
+    system_prompt: str = ""
+    """Chat system prompt; empty means the domain's default prompt."""
+    background_workers: Annotated[int, Field(ge=1)] = 8
+    workload: WorkloadConfig = WorkloadConfig()
+    llm: LLMConfig = LLMConfig()
+    limits: EndpointLimits = EndpointLimits()
+    embedding: EmbeddingConfig = EmbeddingConfig()
+    store: StoreConfig = StoreConfig()
+    pricing: PricingConfig = PricingConfig()
+    strategy: dict[str, dict[str, Any]] = {}
+    """Per-strategy overrides, e.g. ``[strategy.batched-dedup-budget] budget_tokens = 800``."""
+
+    def with_overrides(self, **changes: Any) -> Scenario:
+        """A copy with top-level fields replaced (``None`` values are ignored), re-validated."""
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return Scenario.model_validate(data)
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    """One line naming the file, the first bad field and its value."""
+    first = err.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown field '{field}'"
+    value = first.get("input")
+    shown = json.dumps(value, default=str) if not isinstance(value, dict) else "{…}"
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{source}: field '{field}' = {shown}: {first['msg']}"
+
+
+def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
+    """Validate a scenario mapping; raise :class:`ConfigError` with a one-line message."""
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(source, err)) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file, turning I/O and syntax problems into :class:`ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read: {err}") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: invalid TOML: {err}") from None
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    """Load and validate one scenario file."""
+    return parse_scenario(read_toml(path), str(path))
+
+
+def canonical_json(data: Any) -> str:
+    """Stable JSON text used for hashing and for the resolved-config file."""
+    return json.dumps(data, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def config_sha256(resolved: dict[str, Any]) -> str:
+    """SHA-256 of a resolved configuration's canonical JSON."""
+    return hashlib.sha256(canonical_json(resolved).encode()).hexdigest()

@@ -1,0 +1,209 @@
+"""What a strategy sees of the world: a per-user context with metered services.
+
+Strategies are plain synchronous Python. They reach the LLM, the embedder and the
+store only through the :class:`TurnContext` the engine hands them, bound to one
+user. Every call records a :class:`Span` (purpose, tokens, modelled latency,
+USD); the engine later replays the spans through the shared SimPy resources to
+turn them into simulated time and queueing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from sim.config import Scenario
+from sim.embed import Embedder
+from sim.llm import Factoid, LLMResult, MockLLM, Summary
+from sim.pricing import Rates
+from sim.store import Memory, VectorStore, normalized_hash
+from sim.tokens import TokenCounter
+from sim.workload import Message
+
+LLM, EMBEDDING, STORE = "llm", "embedding", "store"
+
+
+@dataclass(slots=True)
+class Span:
+    """One metered call, before the engine gives it a place in simulated time."""
+
+    purpose: str  # chat | extract | summarize | update | embed | store_query | store_write
+    endpoint: str  # llm | embedding | store
+    tokens_in: int
+    tokens_out: int
+    latency_s: float
+    usd: float
+    error: str = ""
+
+
+@dataclass(slots=True)
+class Services:
+    """The run-wide service models every user context binds to."""
+
+    scenario: Scenario
+    tokens: TokenCounter
+    llm: MockLLM
+    embedder: Embedder
+    store: VectorStore
+    chat_rates: Rates
+    embedding_rates: Rates
+
+
+class LLMClient:
+    """``ctx.llm``: the mock model's calls for one user, metered."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: TurnContext) -> None:
+        self._ctx = ctx
+
+    def _meter(self, result: LLMResult) -> LLMResult:
+        ctx = self._ctx
+        usd = ctx.services.chat_rates.usd(result.tokens_in, result.tokens_out)
+        ctx.record(
+            Span(result.purpose, LLM, result.tokens_in, result.tokens_out, result.latency_s, usd,
+                 result.error)
+        )
+        return result
+
+    def chat(self, prompt_tokens: int) -> LLMResult:
+        """A chat completion for a prompt of ``prompt_tokens``."""
+        return self._meter(self._ctx.services.llm.chat(self._ctx.user, prompt_tokens))
+
+    def extract(self, messages: Sequence[Message]) -> list[Factoid]:
+        """Facts stated by the user in ``messages`` (one extraction call)."""
+        return self._meter(self._ctx.services.llm.extract(self._ctx.user, messages)).factoids
+
+    def summarize(self, messages: Sequence[Message], previous: Summary | None = None) -> Summary:
+        """A new running summary (one summarization call)."""
+        result = self._ctx.services.llm.summarize(self._ctx.user, messages, previous)
+        return self._meter(result).summary  # type: ignore[return-value]
+
+
+class EmbeddingClient:
+    """``ctx.embedder``: the embedding API for one user, metered."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: TurnContext) -> None:
+        self._ctx = ctx
+
+    @property
+    def model(self) -> str:
+        """Name of the embedding model (stored with every memory)."""
+        return self._ctx.services.embedder.model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for ``texts`` (one embedding call, billed per input token)."""
+        ctx = self._ctx
+        services = ctx.services
+        tokens = sum(services.tokens.count(t) for t in texts)
+        cfg = services.scenario.embedding
+        latency = cfg.latency_base_s + cfg.latency_s_per_token * tokens
+        ctx.record(Span("embed", EMBEDDING, tokens, 0, latency, services.embedding_rates.usd(tokens, 0)))
+        return services.embedder.embed(texts)
+
+
+class StoreClient:
+    """``ctx.store``: the vector store, restricted to one user's partition."""
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, ctx: TurnContext) -> None:
+        self._ctx = ctx
+
+    def _span(self, purpose: str, latency: float) -> None:
+        self._ctx.record(Span(purpose, STORE, 0, 0, latency, 0.0))
+
+    def _scan_latency(self, vectors: int) -> float:
+        cfg = self._ctx.services.scenario.store
+        return cfg.query_latency_base_s + cfg.query_latency_s_per_vector * vectors
+
+    def query(self, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
+        """The user's memories and their cosine similarity to ``vector`` (read-only list)."""
+        ctx = self._ctx
+        memories, sims = ctx.services.store.query(ctx.user, vector)
+        self._span("store_query", self._scan_latency(len(memories)))
+        return memories, sims
+
+    def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:
+        """Store memories with their vectors (one write)."""
+        ctx = self._ctx
+        ctx.services.store.add(ctx.user, memories, vectors)
+        self._span("store_write", ctx.services.scenario.store.write_latency_s)
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """Delete memories by id (one write)."""
+        ctx = self._ctx
+        ctx.services.store.delete(ctx.user, ids)
+        self._span("store_write", ctx.services.scenario.store.write_latency_s)
+
+    def memories(self) -> list[Memory]:
+        """All of the user's memories, oldest first (one read of the partition)."""
+        ctx = self._ctx
+        memories = ctx.services.store.memories(ctx.user)
+        self._span("store_query", self._scan_latency(len(memories)))
+        return memories
+
+    def count(self) -> int:
+        """Number of memories the user has."""
+        return self._ctx.services.store.count(self._ctx.user)
+
+
+class TurnContext:
+    """A strategy's handle on one user: services, clock, and background jobs.
+
+    Attributes:
+        user: The user's index; ``user_id`` is its printable id.
+        now: Simulated time of the call, in seconds since the run started.
+        session: Index of the user's current session.
+        llm, embedder, store: Metered services bound to this user.
+        tokens: The run's token counter (cached per text).
+    """
+
+    __slots__ = (
+        "_defer", "_next_id", "embedder", "llm", "now", "services", "session", "spans", "store",
+        "tokens", "user", "user_id",
+    )
+
+    def __init__(
+        self, services: Services, user: int, user_id: str,
+        defer: Callable[[int, Callable[[TurnContext], None]], None],
+    ) -> None:
+        self.services, self.user, self.user_id = services, user, user_id
+        self.tokens = services.tokens
+        self.llm, self.embedder, self.store = LLMClient(self), EmbeddingClient(self), StoreClient(self)
+        self.now, self.session = 0.0, -1
+        self.spans: list[Span] = []
+        self._defer = defer
+        self._next_id = 0
+
+    def record(self, span: Span) -> None:
+        """Meter one call (services do this; strategies need not)."""
+        self.spans.append(span)
+
+    def take_spans(self) -> list[Span]:
+        """The spans recorded since the last call, and a fresh list for the next ones."""
+        spans, self.spans = self.spans, []
+        return spans
+
+    def defer(self, job: Callable[[TurnContext], None]) -> None:
+        """Run ``job(ctx)`` later on a background worker, competing for the same limits."""
+        self._defer(self.user, job)
+
+    def new_memory(self, factoid: Factoid) -> Memory:
+        """A :class:`Memory` record for an extracted factoid, stamped now."""
+        self._next_id += 1
+        return Memory(
+            id=self._next_id,
+            text=factoid.content,
+            line_tokens=self.tokens.count("- " + factoid.content + "\n"),
+            importance=factoid.importance,
+            category=factoid.category,
+            created_at=self.now,
+            embedding_model=self.services.embedder.model,
+            content_hash=normalized_hash(factoid.content),
+            facts=factoid.facts,
+        )

@@ -1,0 +1,216 @@
+"""SimPy processes that drive users, sessions and background jobs; nothing else.
+
+For each user turn the engine lets the strategy plan the prompt (its calls are
+recorded as spans), asks the mock LLM for the reply, then replays the spans in
+order through the shared endpoints (chat model, embedding model, store), so
+that rate limits, concurrency and timeouts show up as queueing delay in the
+turn's latency. Work the strategy defers runs on a pool of background workers
+that compete for the same endpoints.
+
+Turn latency is what the user waits for: from the message to the reply
+(retrieval + chat). Calls made in ``after_turn`` run after the reply and before
+the user's next message is handled; their time is recorded as ``post_reply_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+
+import pandas as pd
+import simpy
+
+from sim.config import Scenario
+from sim.context import EMBEDDING, LLM, STORE, Services, Span, TurnContext
+from sim.limits import Endpoint
+from sim.metrics import call_recorder, store_recorder, turn_recorder
+from sim.workload import SECONDS_PER_DAY, Message, UserScript, Workload
+from strategies.base import Strategy
+
+Job = Callable[[TurnContext], None]
+
+
+@dataclass(slots=True)
+class StrategyRun:
+    """Everything one strategy's simulation recorded."""
+
+    strategy: str
+    turns: pd.DataFrame
+    calls: pd.DataFrame
+    store_daily: pd.DataFrame
+    store_final: pd.DataFrame
+
+
+class _TickView:
+    """What ``Strategy.on_tick`` sees: the clock and the users' contexts."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self.now = engine.env.now
+
+    def contexts(self) -> list[TurnContext]:
+        return [self._engine.contexts[u] for u in sorted(self._engine.contexts)]
+
+
+class Engine:
+    """One strategy, one workload, one SimPy environment."""
+
+    def __init__(
+        self, scenario: Scenario, workload: Workload, strategy: Strategy, services: Services,
+        on_user_done: Callable[[int], None] | None = None,
+    ) -> None:
+        self.scenario, self.workload, self.strategy = scenario, workload, strategy
+        self.services = services
+        self.on_user_done = on_user_done
+        self.env = env = simpy.Environment()
+        lim, emb, store = scenario.limits, scenario.embedding, scenario.store
+        self.endpoints = {
+            LLM: Endpoint(env, LLM, lim.concurrency, lim.timeout_s, lim.rpm, lim.tpm),
+            EMBEDDING: Endpoint(
+                env, EMBEDDING, emb.limits.concurrency, emb.limits.timeout_s, emb.limits.rpm,
+                emb.limits.tpm,
+            ),
+            STORE: Endpoint(env, STORE, store.concurrency, lim.timeout_s),
+        }
+        self.turns, self.calls, self.store_daily = turn_recorder(), call_recorder(), store_recorder()
+        self.jobs = simpy.Store(env)
+        self.contexts: dict[int, TurnContext] = {}
+        self.horizon_s = scenario.days * SECONDS_PER_DAY
+
+    # -- the run ----------------------------------------------------------------
+    def run(self) -> StrategyRun:
+        """Simulate every user to the end of their script and drain background work."""
+        env = self.env
+        for script in self.workload.users:
+            ctx = TurnContext(self.services, script.user, script.user_id, self._defer)
+            self.contexts[script.user] = ctx
+            env.process(self._user(script, ctx))
+        for _ in range(self.scenario.background_workers):
+            env.process(self._worker())
+        if self.strategy.config.tick_period_s:
+            env.process(self._ticker(self.strategy.config.tick_period_s))
+        env.process(self._daily_snapshots())
+        env.run()
+        return StrategyRun(
+            self.strategy.name, self.turns.frame(), self.calls.frame(), self.store_daily.frame(),
+            self._final_store(),
+        )
+
+    def _defer(self, user: int, job: Job) -> None:
+        self.jobs.put((user, job))
+
+    # -- processes ----------------------------------------------------------------
+    def _user(self, script: UserScript, ctx: TurnContext) -> Generator:
+        env = self.env
+        for session in script.sessions:
+            if session.start_s > env.now:
+                yield env.timeout(session.start_s - env.now)
+            for msg in session.messages:
+                if msg.gap_s:
+                    yield env.timeout(msg.gap_s)
+                yield from self._turn(ctx, msg)
+        if self.on_user_done is not None:
+            self.on_user_done(script.turns)
+
+    def _turn(self, ctx: TurnContext, msg: Message) -> Generator:
+        env, strategy, counter = self.env, self.strategy, self.services.tokens
+        start = ctx.now = env.now
+        ctx.session = msg.session
+        store_size = self.services.store.count(ctx.user)
+        prompt = strategy.build_prompt(ctx, msg)
+        planning = ctx.take_spans()
+        parts = prompt.tokens(counter)
+        recall = stale = -1
+        if msg.probe is not None:
+            slot, version = msg.probe
+            present = prompt.facts()
+            recall = int((slot, version) in present)
+            stale = int(any(s == slot and v < version for s, v in present))
+        result = ctx.llm.chat(parts.total)
+        chat = ctx.take_spans()
+        error, queued = yield from self._replay(planning, ctx.user, background=False)
+        retrieval_s = env.now - start
+        if not error:
+            error, chat_queued = yield from self._replay(chat, ctx.user, background=False)
+            queued += chat_queued
+        latency = env.now - start
+        reply = None if error else result.reply
+        ctx.now = env.now
+        strategy.after_turn(ctx, msg, reply)
+        yield from self._replay(ctx.take_spans(), ctx.user, background=False)
+        self.turns.add(
+            ctx.user, msg.session, msg.turn, start, msg.kind, latency, queued, retrieval_s,
+            env.now - start - latency, error, parts.total, parts.system, parts.memories,
+            parts.history, parts.user, reply.tokens if reply else 0, len(prompt.memories),
+            store_size, recall, stale,
+        )
+
+    def _replay(self, spans: list[Span], user: int, background: bool) -> Generator:
+        """Run spans in order through their endpoints; stop at the first failure."""
+        queued = 0.0
+        for span in spans:
+            start = self.env.now
+            endpoint = self.endpoints[span.endpoint]
+            outcome = yield from endpoint.call(span.latency_s, span.tokens_in + span.tokens_out)
+            queued += outcome.queue_s
+            error = span.error or outcome.error
+            billed = outcome.served and not span.error
+            self.calls.add(
+                user, start, span.purpose, span.endpoint, background,
+                span.tokens_in if billed else 0, span.tokens_out if billed else 0,
+                span.latency_s, outcome.queue_s, span.usd if billed else 0.0, error,
+            )
+            if error:
+                return error, queued
+        return "", queued
+
+    def _worker(self) -> Generator:
+        while True:
+            user, job = yield self.jobs.get()
+            ctx = self.contexts[user]
+            ctx.now = self.env.now
+            job(ctx)
+            yield from self._replay(ctx.take_spans(), user, background=True)
+
+    def _ticker(self, period_s: float) -> Generator:
+        env = self.env
+        while env.now + period_s <= self.horizon_s:
+            yield env.timeout(period_s)
+            self.strategy.on_tick(_TickView(self))
+            for user, ctx in sorted(self.contexts.items()):
+                spans = ctx.take_spans()
+                if spans:  # calls made directly in on_tick run as background work
+                    self.jobs.put((user, _replay_only(spans)))
+
+    def _daily_snapshots(self) -> Generator:
+        for day in range(self.scenario.days):
+            yield self.env.timeout((day + 1) * SECONDS_PER_DAY - self.env.now)
+            for user in self.contexts:
+                memories, duplicates = self._store_stats(user)
+                self.store_daily.add(day, user, memories, duplicates)
+
+    # -- store statistics --------------------------------------------------------
+    def _store_stats(self, user: int) -> tuple[int, int]:
+        """Memories the user has, and how many of them repeat a fact already held."""
+        store = self.services.store
+        return store.count(user), store.duplicates(user)
+
+    def _final_store(self) -> pd.DataFrame:
+        users = sorted(self.contexts)
+        stats = [self._store_stats(u) for u in users]
+        return pd.DataFrame(
+            {
+                "user": pd.Series(users, dtype="int32"),
+                "memories": pd.Series([s[0] for s in stats], dtype="int32"),
+                "duplicates": pd.Series([s[1] for s in stats], dtype="int32"),
+            }
+        )
+
+
+def _replay_only(spans: list[Span]) -> Job:
+    """A job that only re-records ``spans`` already made (calls from ``on_tick``)."""
+
+    def job(ctx: TurnContext) -> None:
+        ctx.spans.extend(spans)
+
+    return job

@@ -1,0 +1,242 @@
+"""``MockLLM``: a deterministic chat model that is an oracle with noise.
+
+It never calls a network. Token counts are real (tiktoken on the exact prompt
+and response texts, with the chat format's overhead); latency follows
+``(ttft_base + prefill·input_tokens + output_tokens / tps) · jitter`` with a
+seeded log-normal jitter clamped to a band.
+
+Each call's randomness comes from a generator owned by ``(seed, user, purpose)``
+(``SeedSequence(seed, spawn_key=(LLM, user, purpose))``), drawn in the order of
+that user's calls, so a user's results never depend on other users or on
+global state.
+
+Messages carry hidden ground truth. ``extract`` returns the facts the user
+stated, as the JSON array an extraction prompt asks for, but misses some, rewords
+some and adds made-up inferences at configurable rates. ``summarize`` keeps the
+facts of the previous summary but loses each with a configurable drift.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from sim.config import LLMConfig
+from sim.textbank import (
+    EXTRACT_SYSTEM_PROMPT,
+    INFERENCES,
+    REPLY_SENTENCES,
+    SLOT_BY_KEY,
+    SUMMARY_SYSTEM_PROMPT,
+)
+from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter
+from sim.workload import Fact, Message, TextCatalog
+
+LLM_STREAM = 3  # first spawn-key word of every mock-LLM generator
+PURPOSES = ("chat", "extract", "summarize", "update")
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+TRANSCRIPT_PREFIX = {"user": "User: ", "assistant": "Assistant: "}
+
+
+@dataclass(slots=True)
+class Factoid:
+    """One extracted fact: what an extraction call returns per array element.
+
+    ``facts`` is hidden ground truth (empty for an inference the model made up).
+    """
+
+    content: str
+    importance: int
+    category: str
+    facts: tuple[tuple[str, int], ...] = ()
+
+
+@dataclass(slots=True)
+class Summary:
+    """A running summary: its text and the facts it still holds (ground truth)."""
+
+    text: str
+    line_tokens: int
+    facts: tuple[tuple[str, int], ...] = ()
+    values: dict[str, Fact] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class LLMResult:
+    """The outcome of one model call."""
+
+    purpose: str
+    tokens_in: int
+    tokens_out: int
+    latency_s: float
+    error: str = ""
+    error_message: str = ""
+    reply: Message | None = None
+    factoids: list[Factoid] = field(default_factory=list)
+    summary: Summary | None = None
+
+
+def _stream_seed(seed: int, user: int, purpose: str) -> int:
+    ss = np.random.SeedSequence(seed, spawn_key=(LLM_STREAM, user, PURPOSES.index(purpose)))
+    return int.from_bytes(ss.generate_state(4).tobytes(), "little")
+
+
+class MockLLM:
+    """Deterministic chat / extract / summarize with real token counts."""
+
+    def __init__(self, cfg: LLMConfig, tokens: TokenCounter, catalog: TextCatalog, seed: int):
+        self.cfg, self.tokens, self.catalog, self.seed = cfg, tokens, catalog, seed
+        self._streams: dict[tuple[int, str], random.Random] = {}
+        self._extract_system = tokens.message("system", tokens.count(EXTRACT_SYSTEM_PROMPT))
+        self._summary_system = tokens.message("system", tokens.count(SUMMARY_SYSTEM_PROMPT))
+        # Per sentence: tokens alone, after a space, and after a space ending a
+        # transcript line. Sentence boundaries are tokenizer chunk boundaries, so a
+        # reply's counts are exact sums of these (tests check this).
+        self._sentence_tokens = [
+            (tokens.count(s), tokens.count(" " + s), tokens.count(" " + s + "\n"))
+            for s in REPLY_SENTENCES
+        ]
+        self._assistant_prefix = tokens.count(TRANSCRIPT_PREFIX["assistant"].rstrip())
+
+    def stream(self, user: int, purpose: str) -> random.Random:
+        """The generator behind one user's calls of one purpose."""
+        key = (user, purpose)
+        rng = self._streams.get(key)
+        if rng is None:
+            rng = self._streams[key] = random.Random(_stream_seed(self.seed, user, purpose))
+        return rng
+
+    def latency(self, rng: random.Random, tokens_in: int, tokens_out: int) -> float:
+        """Modelled service time of one call, jittered and clamped."""
+        cfg = self.cfg
+        base = cfg.ttft_base_s + cfg.prefill_s_per_token * tokens_in
+        base += tokens_out / cfg.decode_tokens_per_s
+        jitter = math.exp(rng.gauss(0.0, cfg.jitter_sigma)) if cfg.jitter_sigma else 1.0
+        return base * min(max(jitter, cfg.jitter_min), cfg.jitter_max)
+
+    def transcript_tokens(self, messages: Sequence[Message]) -> int:
+        """Tokens of messages rendered one per line as ``User: text`` / ``Assistant: text``."""
+        total = 0
+        for m in messages:
+            if not m.transcript_tokens:
+                prefix = TRANSCRIPT_PREFIX[m.role]
+                m.transcript_tokens = self.tokens.count(prefix + m.text + "\n")
+            total += m.transcript_tokens
+        return total
+
+    # -- chat -----------------------------------------------------------------
+    def chat(self, user: int, prompt_tokens: int) -> LLMResult:
+        """Answer a chat request of ``prompt_tokens`` (overhead included)."""
+        cfg, rng = self.cfg, self.stream(user, "chat")
+        requested = prompt_tokens + cfg.max_output_tokens
+        if requested > cfg.context_window:
+            message = (
+                f"This model's maximum context length is {cfg.context_window} tokens. "
+                f"However, you requested {requested} tokens ({prompt_tokens} in the messages, "
+                f"{cfg.max_output_tokens} in the completion). Please reduce the length of the "
+                "messages or completion."
+            )
+            return LLMResult("chat", 0, 0, cfg.ttft_base_s, CONTEXT_LENGTH_EXCEEDED, message)
+        target = cfg.reply_tokens_mean * math.exp(
+            rng.gauss(-cfg.reply_tokens_sigma**2 / 2, cfg.reply_tokens_sigma)
+        )
+        target = min(max(int(target), 8), cfg.max_output_tokens)
+        reply = self._reply(rng, target)
+        return LLMResult(
+            "chat", prompt_tokens, reply.tokens, self.latency(rng, prompt_tokens, reply.tokens),
+            reply=reply,
+        )
+
+    def _reply(self, rng: random.Random, target: int) -> Message:
+        """A reply of about ``target`` tokens, assembled from the sentence bank."""
+        parts, tokens, line, last = [], 0, self._assistant_prefix, 0
+        n_sentences = len(REPLY_SENTENCES)
+        while tokens < target:
+            i = int(rng.random() * n_sentences)  # randrange is 5x slower on this hot path
+            alone, spaced, line_end = self._sentence_tokens[i]
+            tokens += spaced if parts else alone
+            line += last
+            last = spaced
+            parts.append(REPLY_SENTENCES[i])
+        line += line_end
+        return Message("assistant", " ".join(parts), tokens, transcript_tokens=line)
+
+    # -- extract --------------------------------------------------------------
+    def extract(self, user: int, messages: Sequence[Message]) -> LLMResult:
+        """Facts the user stated in ``messages``, as a noisy extractor returns them."""
+        cfg, rng = self.cfg, self.stream(user, "extract")
+        factoids: dict[tuple[str, int], Factoid] = {}
+        for msg in messages:
+            for fact in msg.facts:
+                if rng.random() < cfg.extract_miss_rate:
+                    continue
+                factoids[(fact.slot, fact.version)] = self._factoid(rng, fact)
+        found = list(factoids.values())
+        if messages and rng.random() < cfg.extract_hallucination_rate:
+            text = rng.choice(INFERENCES)
+            self.catalog.register(text, (("inference", text),))
+            found.append(Factoid(text, rng.randint(2, 5), "other"))
+        body = json.dumps(
+            [{"content": f.content, "importance": f.importance, "category": f.category}
+             for f in found],
+            ensure_ascii=False,
+        )
+        tokens_in = (
+            REPLY_PRIMING_TOKENS + self._extract_system
+            + self.tokens.message("user", self.transcript_tokens(messages))
+        )
+        tokens_out = self.tokens.count(body)
+        return LLMResult(
+            "extract", tokens_in, tokens_out, self.latency(rng, tokens_in, tokens_out),
+            factoids=found,
+        )
+
+    def _factoid(self, rng: random.Random, fact: Fact) -> Factoid:
+        slot = SLOT_BY_KEY[fact.slot]
+        reworded = rng.random() < self.cfg.extract_reword_rate
+        variant = rng.randrange(1, len(slot.memories)) if reworded else 0
+        importance = min(max(slot.importance + round(rng.gauss(0, 1)), 1), 10)
+        text = self.catalog.memory_text(slot, fact.value, variant)
+        return Factoid(text, importance, slot.category, ((fact.slot, fact.version),))
+
+    # -- summarize ------------------------------------------------------------
+    def summarize(
+        self, user: int, messages: Sequence[Message], previous: Summary | None = None
+    ) -> LLMResult:
+        """A new running summary of ``previous`` plus ``messages``.
+
+        Each fact of the previous summary survives with probability
+        ``1 - summarize_drift``; facts stated in ``messages`` are added, and a
+        newer version of a slot replaces the older one.
+        """
+        cfg, rng = self.cfg, self.stream(user, "summarize")
+        kept: dict[str, Fact] = {}
+        if previous is not None:
+            for slot, fact in previous.values.items():
+                if rng.random() >= cfg.summarize_drift:
+                    kept[slot] = fact
+        for msg in messages:
+            for fact in msg.facts:
+                kept[fact.slot] = fact
+        ordered = sorted(kept.values(), key=lambda f: f.slot)
+        text = " ".join(SLOT_BY_KEY[f.slot].memories[0].format(v=f.value) for f in ordered)
+        text = text or "No durable facts about the user yet."
+        prev_tokens = self.tokens.count(previous.text) if previous else 0
+        tokens_in = (
+            REPLY_PRIMING_TOKENS + self._summary_system
+            + self.tokens.message("user", prev_tokens + self.transcript_tokens(messages))
+        )
+        tokens_out = self.tokens.count(text)
+        summary = Summary(
+            text, self.tokens.count("- " + text + "\n"),
+            tuple((f.slot, f.version) for f in ordered), kept,
+        )
+        return LLMResult(
+            "summarize", tokens_in, tokens_out, self.latency(rng, tokens_in, tokens_out),
+            summary=summary,
+        )

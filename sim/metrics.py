@@ -1,0 +1,94 @@
+"""Columnar recorders for turns, calls and store sizes. They only record.
+
+Each recorder appends plain values to one list per column (no per-row objects);
+``frame()`` turns them into a pandas DataFrame for ``reports/``. Column names
+live here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+TURN_COLUMNS: dict[str, str] = {
+    "user": "int32",
+    "session": "int32",
+    "turn": "int32",
+    "start_s": "float64",
+    "kind": "category",
+    "latency_s": "float64",
+    "queue_s": "float64",
+    "retrieval_s": "float64",
+    "post_reply_s": "float64",
+    "error": "category",
+    "prompt_tokens": "int64",
+    "system_tokens": "int64",
+    "memory_tokens": "int64",
+    "history_tokens": "int64",
+    "user_tokens": "int64",
+    "reply_tokens": "int64",
+    "memories_injected": "int32",
+    "store_size": "int32",
+    "recall": "int8",  # 1 hit, 0 miss, -1 not a probe
+    "stale": "int8",  # 1 an outdated version was in the prompt, 0 not, -1 not a probe
+}
+
+CALL_COLUMNS: dict[str, str] = {
+    "user": "int32",
+    "start_s": "float64",
+    "purpose": "category",
+    "endpoint": "category",
+    "background": "bool",
+    "tokens_in": "int64",
+    "tokens_out": "int64",
+    "latency_s": "float64",
+    "queue_s": "float64",
+    "usd": "float64",
+    "error": "category",
+}
+
+STORE_COLUMNS: dict[str, str] = {
+    "day": "int32",  # snapshot taken at the end of this simulated day
+    "user": "int32",
+    "memories": "int32",
+    "duplicates": "int32",
+}
+
+
+class Recorder:
+    """Append-only columns with fixed names and dtypes."""
+
+    def __init__(self, columns: dict[str, str]) -> None:
+        self.columns = columns
+        self._lists: tuple[list, ...] = tuple([] for _ in columns)
+        self._appends = tuple(lst.append for lst in self._lists)
+
+    def add(self, *values: object) -> None:
+        """Append one row, values in column order."""
+        for append, value in zip(self._appends, values, strict=True):
+            append(value)
+
+    def __len__(self) -> int:
+        return len(self._lists[0])
+
+    def frame(self) -> pd.DataFrame:
+        """The rows recorded so far as a DataFrame with the declared dtypes."""
+        data = {
+            name: pd.Series(values, dtype=dtype)
+            for (name, dtype), values in zip(self.columns.items(), self._lists, strict=True)
+        }
+        return pd.DataFrame(data)
+
+
+def turn_recorder() -> Recorder:
+    """A recorder for one row per user turn."""
+    return Recorder(TURN_COLUMNS)
+
+
+def call_recorder() -> Recorder:
+    """A recorder for one row per metered call."""
+    return Recorder(CALL_COLUMNS)
+
+
+def store_recorder() -> Recorder:
+    """A recorder for one row per user per simulated day (store size)."""
+    return Recorder(STORE_COLUMNS)

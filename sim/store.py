@@ -1,0 +1,163 @@
+"""Vector stores: the :class:`VectorStore` protocol, the :class:`Memory` record and
+:class:`NumpyStore`, an exact in-memory cosine store partitioned per user.
+
+Partitioning is the isolation guarantee: every call names one user and only ever
+reads or writes that user's partition.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+_NON_WORD = re.compile(r"[^\w\s]")
+_SPACES = re.compile(r"\s+")
+
+
+def normalized_hash(text: str) -> str:
+    """SHA-256 of the text lower-cased, without punctuation and with single spaces."""
+    norm = _SPACES.sub(" ", _NON_WORD.sub("", text.lower())).strip()
+    return hashlib.sha256(norm.encode()).hexdigest()
+
+
+@dataclass(slots=True)
+class Memory:
+    """One stored memory and its metadata.
+
+    ``facts`` is hidden ground truth (the ``(slot, version)`` pairs the text is
+    about, empty for an inference the extractor made up); strategies must not
+    read it. ``line_tokens`` is the cost of injecting it as one ``- text`` line.
+    """
+
+    id: int
+    text: str
+    line_tokens: int
+    importance: int
+    category: str
+    created_at: float
+    embedding_model: str
+    content_hash: str
+    facts: tuple[tuple[str, int], ...] = ()
+    hit_count: int = 0
+
+    @property
+    def truth_key(self) -> tuple:
+        """What the memory is about, for duplicate counting (ground truth)."""
+        return self.facts or ("inference", self.text)
+
+
+class VectorStore(Protocol):
+    """A per-user vector store."""
+
+    def add(self, user: int, memories: Sequence[Memory], vectors: np.ndarray) -> None:
+        """Store memories with their unit vectors (one row each)."""
+        ...
+
+    def query(self, user: int, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
+        """All of the user's memories and their cosine similarity to ``vector``."""
+        ...
+
+    def delete(self, user: int, ids: Sequence[int]) -> None:
+        """Remove memories by id."""
+        ...
+
+    def memories(self, user: int) -> list[Memory]:
+        """The user's memories, oldest first."""
+        ...
+
+    def count(self, user: int) -> int:
+        """Number of memories the user has."""
+        ...
+
+    def duplicates(self, user: int) -> int:
+        """How many of the user's memories repeat a fact another memory holds (ground truth)."""
+        ...
+
+
+class _Partition:
+    __slots__ = ("n", "records", "topics", "vectors")
+
+    def __init__(self, dim: int) -> None:
+        self.vectors = np.empty((8, dim), dtype=np.float32)
+        self.records: list[Memory] = []
+        self.n = 0
+        self.topics: Counter[tuple] = Counter()  # ground truth, for duplicate counting
+
+    def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:
+        need = self.n + len(memories)
+        if need > len(self.vectors):
+            grown = np.empty((max(need, 2 * len(self.vectors)), self.vectors.shape[1]), np.float32)
+            grown[: self.n] = self.vectors[: self.n]
+            self.vectors = grown
+        self.vectors[self.n : need] = vectors
+        self.records.extend(memories)
+        self.n = need
+        self.topics.update(m.truth_key for m in memories)
+
+    def delete(self, ids: set[int]) -> None:
+        keep = [i for i, m in enumerate(self.records) if m.id not in ids]
+        self.topics.subtract(m.truth_key for m in self.records if m.id in ids)
+        self.topics = +self.topics  # drop zero counts
+        self.vectors[: len(keep)] = self.vectors[keep]
+        self.records = [self.records[i] for i in keep]
+        self.n = len(keep)
+
+
+class NumpyStore:
+    """Exact cosine search over float32 matrices, one matrix per user."""
+
+    kind = "numpy"
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._parts: dict[int, _Partition] = {}
+
+    def _part(self, user: int) -> _Partition:
+        part = self._parts.get(user)
+        if part is None:
+            part = self._parts[user] = _Partition(self.dim)
+        return part
+
+    def add(self, user: int, memories: Sequence[Memory], vectors: np.ndarray) -> None:
+        """Store memories with their unit vectors (one row each)."""
+        if len(memories) != len(vectors):
+            raise ValueError(f"{len(memories)} memories but {len(vectors)} vectors")
+        if memories:
+            self._part(user).add(memories, vectors)
+
+    def query(self, user: int, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
+        """All of the user's memories and their cosine similarity to ``vector``."""
+        part = self._parts.get(user)
+        if part is None or part.n == 0:
+            return [], np.empty(0, dtype=np.float32)
+        return part.records, part.vectors[: part.n] @ vector
+
+    def delete(self, user: int, ids: Sequence[int]) -> None:
+        """Remove memories by id."""
+        if ids and user in self._parts:
+            self._parts[user].delete(set(ids))
+
+    def memories(self, user: int) -> list[Memory]:
+        """The user's memories, oldest first."""
+        part = self._parts.get(user)
+        return list(part.records) if part else []
+
+    def count(self, user: int) -> int:
+        """Number of memories the user has."""
+        part = self._parts.get(user)
+        return part.n if part else 0
+
+    def duplicates(self, user: int) -> int:
+        """How many of the user's memories repeat a fact another memory holds (ground truth)."""
+        part = self._parts.get(user)
+        return part.n - len(part.topics) if part else 0
+
+    def users(self) -> list[int]:
+        """Users that have a partition."""
+        return sorted(self._parts)

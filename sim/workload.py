@@ -1,0 +1,300 @@
+"""The synthetic workload: users with fact profiles, sessions over simulated days, turns.
+
+A workload is generated once per (scenario, seed) and replayed unchanged through
+every strategy, so that differences between strategies come from the strategies
+alone. Each user's script depends only on the seed and the user's index
+(``SeedSequence(seed, spawn_key=(WORKLOAD, user))``), never on other users.
+
+Every user message carries hidden ground truth: which facts it states (slot,
+version, value), or which fact a probe question needs. The mock LLM reads these
+annotations to act as a noisy oracle, and the recall metric checks them.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+
+from sim.config import Scenario, WorkloadConfig
+from sim.textbank import FILLERS, QUESTIONS, SLOT_BY_KEY, SLOTS, Slot
+from sim.tokens import TokenCounter
+
+SECONDS_PER_DAY = 86_400.0
+WORKLOAD_STREAM = 1  # first spawn-key word of every workload generator
+
+
+class Fact(NamedTuple):
+    """One version of one user fact: ``city`` version 1 = ``"Lisbon"``."""
+
+    slot: str
+    version: int
+    value: str
+
+
+@dataclass(slots=True)
+class Message:
+    """One chat message, with hidden ground-truth annotations.
+
+    Attributes:
+        role: ``"user"`` or ``"assistant"``.
+        text: The message text.
+        tokens: Token count of ``text`` (content only, without chat overhead).
+        kind: ``state``, ``restate``, ``update``, ``probe``, ``filler`` or ``reply``.
+        facts: Facts this message states.
+        probe: The fact (slot, latest version) a probe question needs, else ``None``.
+        user: Index of the user the message belongs to.
+        session: Index of the session within the user's script.
+        turn: Index of the turn within the session.
+        gap_s: Think time before the user sends it (0 for a session's first message).
+        transcript_tokens: Tokens of the message as one transcript line
+            (``User: text`` + newline); 0 until first needed.
+    """
+
+    role: str
+    text: str
+    tokens: int
+    kind: str = "reply"
+    facts: tuple[Fact, ...] = ()
+    probe: tuple[str, int] | None = None
+    user: int = 0
+    session: int = 0
+    turn: int = 0
+    gap_s: float = 0.0
+    transcript_tokens: int = 0
+
+
+@dataclass(slots=True)
+class Session:
+    """A user's visit: a start time and the user messages sent in it."""
+
+    start_s: float
+    messages: list[Message]
+
+
+@dataclass(slots=True)
+class UserScript:
+    """Everything one user will say during the run."""
+
+    user: int
+    user_id: str
+    sessions: list[Session]
+
+    @property
+    def turns(self) -> int:
+        """Number of user messages in the script."""
+        return sum(len(s.messages) for s in self.sessions)
+
+
+@dataclass(slots=True)
+class Workload:
+    """All users' scripts plus the catalog of latent topics behind every text."""
+
+    users: list[UserScript]
+    days: int
+    catalog: TextCatalog
+
+    @property
+    def turns(self) -> int:
+        """Number of user messages across all users."""
+        return sum(u.turns for u in self.users)
+
+
+@dataclass(slots=True)
+class TextCatalog:
+    """Maps each generated text to the latent topics it is about.
+
+    The fast embedder reads these topics instead of the words. A component is a
+    tuple such as ``("fact", "city", "Lisbon", "memory", 2)`` (the third phrasing
+    of a memory), ``("probe", "city", 0)`` or ``("question", 4)``.
+    """
+
+    topics: dict[str, tuple[tuple, ...]] = field(default_factory=dict)
+
+    def register(self, text: str, components: tuple[tuple, ...]) -> str:
+        """Record the topics of ``text`` (first registration wins) and return the text."""
+        self.topics.setdefault(text, components)
+        return text
+
+    def memory_text(self, slot: Slot, value: str, variant: int) -> str:
+        """The ``variant``-th memory phrasing of a fact, registered."""
+        text = slot.memories[variant].format(v=value)
+        return self.register(text, (("fact", slot.key, value, "memory", variant),))
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    """Knuth's Poisson sampler; fine for the small means of turns per session."""
+    limit, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= limit:
+            return k
+        k += 1
+
+
+def _user_rng(seed: int, user: int) -> random.Random:
+    words = np.random.SeedSequence(seed, spawn_key=(WORKLOAD_STREAM, user)).generate_state(4)
+    return random.Random(int.from_bytes(words.tobytes(), "little"))
+
+
+class _UserGenerator:
+    """Generates one user's script; holds the user's evolving fact profile."""
+
+    def __init__(
+        self, cfg: WorkloadConfig, user: int, rng: random.Random, tokens: TokenCounter,
+        catalog: TextCatalog,
+    ) -> None:
+        self.cfg, self.user, self.rng = cfg, user, rng
+        self.tokens, self.catalog = tokens, catalog
+        self.slots = rng.sample(SLOTS, cfg.facts_per_user)
+        self.current: dict[str, Fact] = {}  # stated facts, latest version
+        self.values = {s.key: rng.choice(s.values) for s in self.slots}
+
+    # -- timing -------------------------------------------------------------
+    def session_starts(self, days: int) -> list[float]:
+        cfg, rng = self.cfg, self.rng
+        mean_gap = SECONDS_PER_DAY / cfg.sessions_per_user_per_day
+        shape = cfg.session_gap_shape
+        # Start in equilibrium: the first visit is the forward recurrence time of the
+        # gap distribution (uniform share of a length-biased gap, Gamma(k+1)), so
+        # daily traffic is stationary from day one instead of ringing.
+        t = rng.random() * rng.gammavariate(shape + 1, mean_gap / shape)
+        starts: list[float] = []
+        while t < days * SECONDS_PER_DAY:
+            start = math.floor(t / SECONDS_PER_DAY) * SECONDS_PER_DAY + self._hour_of_day() * 3600
+            if starts and start < starts[-1] + 7200:  # keep one user's visits apart
+                start = starts[-1] + 7200
+            if start < days * SECONDS_PER_DAY:
+                starts.append(start)
+            t += rng.gammavariate(shape, mean_gap / shape)
+        return starts
+
+    def _hour_of_day(self) -> float:
+        """A time of day from a sinusoidal diurnal pattern (rejection sampling)."""
+        amp, peak, rng = self.cfg.diurnal_amplitude, self.cfg.peak_hour, self.rng
+        while True:
+            hour = rng.random() * 24
+            if rng.random() * (1 + amp) <= 1 + amp * math.cos(2 * math.pi * (hour - peak) / 24):
+                return hour
+
+    # -- messages ------------------------------------------------------------
+    def session(self, index: int, start: float) -> Session:
+        cfg, rng = self.cfg, self.rng
+        n_turns = 1 + _poisson(rng, cfg.turns_per_session_mean - 1)
+        messages = []
+        for turn in range(n_turns):
+            gap = rng.expovariate(1 / cfg.think_time_s_mean) if turn else 0.0
+            msg = self.message(intro=turn == 0 and rng.random() < cfg.intro_probability)
+            msg.user, msg.session, msg.turn, msg.gap_s = self.user, index, turn, gap
+            messages.append(msg)
+        return Session(start, messages)
+
+    def message(self, intro: bool) -> Message:
+        unstated = [s for s in self.slots if s.key not in self.current]
+        kind = ("state" if unstated else "restate") if intro else self._pick_kind(unstated)
+        if kind == "state":
+            return self._statement("state", self._some(unstated), fresh=True)
+        if kind == "restate":
+            return self._statement("restate", self._some([SLOT_BY_KEY[k] for k in self.current]))
+        if kind == "update":
+            return self._update()
+        if kind == "probe":
+            return self._probe()
+        return self._filler()
+
+    def _pick_kind(self, unstated: list[Slot]) -> str:
+        mix, stated = self.cfg.mix, list(self.current)
+        mutable = any(SLOT_BY_KEY[k].mutable for k in stated)
+        weights = (
+            mix.state * len(unstated) / len(self.slots),
+            mix.restate if stated else 0.0,
+            mix.update if mutable else 0.0,
+            mix.probe if stated else 0.0,
+            mix.filler,
+        )
+        if sum(weights) <= 0:
+            return "state" if unstated else "filler"
+        return self.rng.choices(("state", "restate", "update", "probe", "filler"), weights)[0]
+
+    def _some(self, slots: list[Slot]) -> list[Slot]:
+        k = min(len(slots), self.rng.randint(1, self.cfg.facts_per_statement_max))
+        return self.rng.sample(slots, k)
+
+    def _statement(self, kind: str, slots: list[Slot], fresh: bool = False) -> Message:
+        parts, components, facts = [], [], []
+        for slot in slots:
+            fact = Fact(slot.key, 0, self.values[slot.key]) if fresh else self.current[slot.key]
+            self.current[slot.key] = fact
+            i = self.rng.randrange(len(slot.statements))
+            parts.append(slot.statements[i].format(v=fact.value))
+            components.append(("fact", slot.key, fact.value, "statement", i))
+            facts.append(fact)
+        return self._compose(kind, parts, components, tuple(facts))
+
+    def _update(self) -> Message:
+        slot = self.rng.choice([SLOT_BY_KEY[k] for k in self.current if SLOT_BY_KEY[k].mutable])
+        old = self.current[slot.key]
+        value = self.rng.choice([v for v in slot.values if v != old.value])
+        fact = Fact(slot.key, old.version + 1, value)
+        self.current[slot.key] = fact
+        i = self.rng.randrange(len(slot.updates)) if slot.updates else -1
+        template = slot.updates[i] if slot.updates else slot.statements[0]
+        comp = ("fact", slot.key, value, "statement", 100 + i)
+        return self._compose("update", [template.format(v=value)], [comp], (fact,))
+
+    def _compose(self, kind: str, parts: list, components: list, facts: tuple) -> Message:
+        if self.rng.random() < self.cfg.question_probability:
+            q = self.rng.randrange(len(QUESTIONS))
+            parts.append(QUESTIONS[q])
+            components.append(("question", q))
+        text = self.catalog.register(" ".join(parts), tuple(components))
+        return Message("user", text, self.tokens.count(text), kind, facts)
+
+    def _probe(self) -> Message:
+        fact = self.current[self.rng.choice(list(self.current))]
+        slot = SLOT_BY_KEY[fact.slot]
+        i = self.rng.randrange(len(slot.probes))
+        text = self.catalog.register(slot.probes[i], (("probe", slot.key, i),))
+        msg = Message("user", text, self.tokens.count(text), "probe")
+        msg.probe = (fact.slot, fact.version)
+        return msg
+
+    def _filler(self) -> Message:
+        if self.rng.random() < 0.6:
+            i = self.rng.randrange(len(QUESTIONS))
+            text = self.catalog.register(QUESTIONS[i], (("question", i),))
+        else:
+            i = self.rng.randrange(len(FILLERS))
+            text = self.catalog.register(FILLERS[i], (("filler", i),))
+        return Message("user", text, self.tokens.count(text), "filler")
+
+
+def generate_user(
+    scenario: Scenario, user: int, tokens: TokenCounter, catalog: TextCatalog
+) -> UserScript:
+    """Generate one user's script; depends only on the scenario, its seed and ``user``."""
+    gen = _UserGenerator(scenario.workload, user, _user_rng(scenario.seed, user), tokens, catalog)
+    starts = gen.session_starts(scenario.days)
+    sessions = [gen.session(i, start) for i, start in enumerate(starts)]
+    return UserScript(user, f"u{user:07d}", sessions)
+
+
+def generate_workload(
+    scenario: Scenario, tokens: TokenCounter, users: range | None = None
+) -> Workload:
+    """Generate the scripts of ``users`` (all of the scenario's users by default)."""
+    catalog = TextCatalog()
+    users = users if users is not None else range(scenario.users)
+    scripts = [generate_user(scenario, u, tokens, catalog) for u in users]
+    return Workload(scripts, scenario.days, catalog)
+
+
+def iter_messages(workload: Workload) -> Iterator[Message]:
+    """Every user message of the workload, user by user, in order."""
+    for script in workload.users:
+        for session in script.sessions:
+            yield from session.messages

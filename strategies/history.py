@@ -1,0 +1,39 @@
+"""Verbatim message history with a running token total (no re-summing per turn)."""
+
+from __future__ import annotations
+
+from sim.tokens import TokenCounter
+from sim.workload import Message
+
+
+class History:
+    """Messages in order, and their tokens with chat overhead, kept incrementally."""
+
+    __slots__ = ("messages", "session", "tokens")
+
+    def __init__(self, session: int = -1) -> None:
+        self.messages: list[Message] = []
+        self.tokens = 0
+        self.session = session
+
+    def add(self, counter: TokenCounter, msg: Message | None) -> None:
+        """Append a message (``None`` — a failed reply — is skipped)."""
+        if msg is not None:
+            self.messages.append(msg)
+            self.tokens += counter.message(msg.role, msg.tokens)
+
+
+class SessionHistories:
+    """Each user's history of the current session only; a new session starts empty."""
+
+    __slots__ = ("_by_user",)
+
+    def __init__(self) -> None:
+        self._by_user: dict[int, History] = {}
+
+    def of(self, user: int, session: int) -> History:
+        """The user's history for ``session``, reset when the session changes."""
+        history = self._by_user.get(user)
+        if history is None or history.session != session:
+            history = self._by_user[user] = History(session)
+        return history

@@ -1,0 +1,43 @@
+"""``per-turn-extract``: extract after every user message, store everything, inject all.
+
+The design behind the classic token-leak incident: no deduplication and no
+budget, so every restatement becomes another memory and every memory is sent
+with every request.
+"""
+
+from __future__ import annotations
+
+from strategies.base import Prompt, Strategy, TurnContext
+from strategies.history import SessionHistories
+from strategies.registry import register
+from sim.workload import Message
+
+
+@register
+class PerTurnExtract(Strategy):
+    """One extraction call per user message; all stored memories in every prompt."""
+
+    name = "per-turn-extract"
+
+    def __init__(self, config=None) -> None:
+        super().__init__(config)
+        self._sessions = SessionHistories()
+
+    def build_prompt(self, ctx: TurnContext, msg: Message) -> Prompt:
+        """System prompt + every stored memory + this session's messages + the new one."""
+        history = self._sessions.of(ctx.user, msg.session)
+        memories = ctx.store.memories() if ctx.store.count() else []
+        for memory in memories:
+            memory.hit_count += 1
+        return Prompt(msg, memories=memories, history=history.messages,
+                      history_tokens=history.tokens)
+
+    def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
+        """Extract facts from the user's message and store every one of them."""
+        history = self._sessions.of(ctx.user, msg.session)
+        history.add(ctx.tokens, msg)
+        history.add(ctx.tokens, reply)
+        factoids = ctx.llm.extract([msg])
+        if factoids:
+            vectors = ctx.embedder.embed([f.content for f in factoids])
+            ctx.store.add([ctx.new_memory(f) for f in factoids], vectors)
