@@ -56,25 +56,47 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
     return [
         row("turns (errors)", lambda b, r: f"{b['turns']:,} ({b['error_turns']:,})"),
         row("tokens, total", lambda b, r: f"{b['tokens_total']:,}"),
-        row("tokens/day, first → last week",
-            lambda b, r: "{:,.0f} → {:,.0f}".format(*_week_means(b["tokens_per_day"]))),
+        row(
+            "tokens/day, first → last week",
+            lambda b, r: "{:,.0f} → {:,.0f}".format(*_week_means(b["tokens_per_day"])),
+        ),
         row("USD, total", lambda b, r: f"${b['usd_total']:,.2f}"),
         row("USD/month (30 days)", lambda b, r: f"${month(b):,.2f}"),
         row("USD/user/month", lambda b, r: f"${month(b) / users:,.4f}"),
-        row("prompt tokens/turn (mean)",
-            lambda b, r: f"{r.turns['prompt_tokens'].mean():,.0f}" if len(r.turns) else "0"),
-        row("LLM calls: chat / extract",
-            lambda b, r: f"{b['llm_calls_by_purpose']['chat']:,} / {b['llm_calls_by_purpose']['extract']:,}"),
-        row("extraction calls/session", lambda b, r: f"{b['extraction_calls_per_session_mean']:.2f}"),
-        row("latency p50 / p95 / p99 (s)",
-            lambda b, r: f"{b['latency_p50_s']:.2f} / {b['latency_p95_s']:.2f} / {b['latency_p99_s']:.2f}"),
+        row(
+            "prompt tokens/turn (mean)",
+            lambda b, r: f"{r.turns['prompt_tokens'].mean():,.0f}" if len(r.turns) else "0",
+        ),
+        row(
+            "LLM calls: chat / extract",
+            lambda b, r: (
+                f"{b['llm_calls_by_purpose']['chat']:,} / {b['llm_calls_by_purpose']['extract']:,}"
+            ),
+        ),
+        row(
+            "extraction calls/session", lambda b, r: f"{b['extraction_calls_per_session_mean']:.2f}"
+        ),
+        row(
+            "latency p50 / p95 / p99 (s)",
+            lambda b, r: (
+                f"{b['latency_p50_s']:.2f} / {b['latency_p95_s']:.2f} / {b['latency_p99_s']:.2f}"
+            ),
+        ),
         row("retrieval p99 (ms)", lambda b, r: f"{b['retrieval_latency_p99_s'] * 1000:.0f}"),
-        row("memories/user mean / p99 / max",
-            lambda b, r: f"{b['memories_per_user_mean']:.1f} / {b['memories_per_user_p99']:.0f} / "
-            f"{b['memories_per_user_max']}"),
+        row(
+            "memories/user mean / p99 / max",
+            lambda b, r: (
+                f"{b['memories_per_user_mean']:.1f} / {b['memories_per_user_p99']:.0f} / "
+                f"{b['memories_per_user_max']}"
+            ),
+        ),
         row("duplicate ratio", lambda b, r: f"{b['duplicate_ratio']:.1%}"),
-        row("injected tokens mean / p99 / max",
-            lambda b, r: f"{b['injected_tokens_mean']:.0f} / {b['injected_tokens_p99']:.0f} / "
-            f"{b['injected_tokens_max']}"),
+        row(
+            "injected tokens mean / p99 / max",
+            lambda b, r: (
+                f"{b['injected_tokens_mean']:.0f} / {b['injected_tokens_p99']:.0f} / "
+                f"{b['injected_tokens_max']}"
+            ),
+        ),
         row("recall (stale)", lambda b, r: f"{b['recall']:.1%} ({b['stale_share']:.1%})"),
     ]

@@ -47,16 +47,17 @@ def render(
 ) -> str:
     """The Markdown text of the report."""
     names = [r.strategy for r in runs]
+    extra = resolved["resolved"]
     out = [
         f"# memsim report: {summary['scenario']}",
         "",
         description or "",
         "",
         f"{summary['users']:,} users × {summary['days']} simulated days, seed {summary['seed']}, "
-        f"model {resolved['llm']['model']} "
-        f"({resolved['resolved']['chat_usd_per_million_tokens']['source']}), embeddings "
-        f"{resolved['embedding']['model']} at ${resolved['resolved']['embedding_usd_per_million_tokens']:g}"
-        f"/1M tokens. Tokens counted with `{resolved['resolved']['token_encoding']}`. "
+        f"model {resolved['llm']['model']} ({extra['chat_usd_per_million_tokens']['source']}), "
+        f"embeddings {resolved['embedding']['model']} at "
+        f"${extra['embedding_usd_per_million_tokens']:g}/1M tokens. "
+        f"Tokens counted with `{extra['token_encoding']}`. "
         f"memsim {summary['memsim_version']}, config sha256 `{summary['config_sha256'][:12]}…`.",
         "",
         "## Findings",
@@ -65,7 +66,9 @@ def render(
         "",
         "## Comparison",
         "",
-        *_table(["measurement", *names], [[r.label, *r.cells] for r in comparison_rows(summary, runs)]),
+        *_table(
+            ["measurement", *names], [[r.label, *r.cells] for r in comparison_rows(summary, runs)]
+        ),
         "",
         "## Where prompt tokens go (mean per turn)",
         "",
@@ -73,23 +76,29 @@ def render(
     parts = {r.strategy: part_means(r.turns) for r in runs}
     out += _table(
         ["part", *names],
-        [[p, *(f"{parts[n][p]:,.0f}" for n in names)] for p in ("system", "memory", "history", "user")],
+        [
+            [p, *(f"{parts[n][p]:,.0f}" for n in names)]
+            for p in ("system", "memory", "history", "user")
+        ],
     )
     out += ["", "## Tokens per simulated day", ""]
     days = summary["days"]
     out += _table(
         ["day", *names],
-        [[str(d + 1), *(f"{summary['strategies'][n]['tokens_per_day'][d]:,}" for n in names)]
-         for d in range(days)],
+        [
+            [str(d + 1), *(f"{summary['strategies'][n]['tokens_per_day'][d]:,}" for n in names)]
+            for d in range(days)
+        ],
     )
     out += [
         "",
         "## How to read this",
         "",
-        "- *Recall*: share of probe questions (a user asking about a fact stated earlier) whose "
-        "prompt held the fact's latest version; *stale*: share whose prompt held an outdated version.",
-        "- *Latency* is from the user's message to the reply, including queueing at the rate limits; "
-        "extraction that runs after the reply or in the background is not in it.",
+        "- *Recall*: share of probe questions (a user asking about a fact stated earlier) "
+        "whose prompt held the fact's latest version; *stale*: share whose prompt held an "
+        "outdated version.",
+        "- *Latency* is from the user's message to the reply, including queueing at the rate "
+        "limits; extraction that runs after the reply or in the background is not in it.",
         "- *Duplicate ratio*: share of stored memories that repeat a fact another memory holds.",
         "- Full definitions: `summary.json` keys in the README; raw data in `turns.parquet` and "
         "`calls.parquet`.",

@@ -17,7 +17,14 @@ from reports.summary import build_summary, dumps
 from sim.config import ConfigError, canonical_json
 from sim.runner import RunResult
 
-FILES = ("summary.json", "turns.parquet", "calls.parquet", "store.parquet", "report.md", "config.json")
+FILES = (
+    "summary.json",
+    "turns.parquet",
+    "calls.parquet",
+    "store.parquet",
+    "report.md",
+    "config.json",
+)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -63,12 +70,17 @@ def write_outputs(result: RunResult, out: Path, summary: dict | None = None) -> 
     """Write every file of a run into ``out``; returns the summary."""
     prepare_out_dir(out)
     summary = summary if summary is not None else summarize(result)
-    for attr, name in (("turns", "turns.parquet"), ("calls", "calls.parquet"),
-                       ("store_daily", "store.parquet")):
+    for attr, name in (
+        ("turns", "turns.parquet"),
+        ("calls", "calls.parquet"),
+        ("store_daily", "store.parquet"),
+    ):
         frame = _combined(result, attr)
         atomic_write(out / name, lambda tmp, f=frame: f.to_parquet(tmp, index=False))
     _write_text(out / "config.json", canonical_json(result.resolved))
-    _write_text(out / "report.md",
-                markdown.render(summary, result.runs, result.resolved, result.scenario.description))
+    _write_text(
+        out / "report.md",
+        markdown.render(summary, result.runs, result.resolved, result.scenario.description),
+    )
     _write_text(out / "summary.json", dumps(summary))
     return summary

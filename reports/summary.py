@@ -86,7 +86,9 @@ def strategy_summary(run: StrategyRun, days: int) -> dict[str, Any]:
         "memories_per_user_mean": _r(memories.mean()) if len(memories) else 0.0,
         "memories_per_user_p99": _pct(memories, 99),
         "memories_per_user_max": int(memories.max()) if len(memories) else 0,
-        "duplicate_ratio": _r(final["duplicates"].sum() / total_memories) if total_memories else 0.0,
+        "duplicate_ratio": _r(final["duplicates"].sum() / total_memories)
+        if total_memories
+        else 0.0,
         "injected_tokens_mean": _r(turns["memory_tokens"].mean()) if len(turns) else 0.0,
         "injected_tokens_p99": _pct(turns["memory_tokens"], 99),
         "injected_tokens_max": int(turns["memory_tokens"].max()) if len(turns) else 0,
@@ -96,7 +98,11 @@ def strategy_summary(run: StrategyRun, days: int) -> dict[str, Any]:
 
 
 def build_summary(
-    scenario_name: str, seed: int, config_hash: str, users: int, days: int,
+    scenario_name: str,
+    seed: int,
+    config_hash: str,
+    users: int,
+    days: int,
     runs: list[StrategyRun],
 ) -> dict[str, Any]:
     """The whole ``summary.json`` document."""

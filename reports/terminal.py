@@ -20,7 +20,7 @@ def print_comparison(console: Console, summary: dict[str, Any], runs: list[Strat
     )
     table.add_column("measurement", style="bold")
     for run in runs:
-        table.add_column(run.strategy, justify="right")
+        table.add_column(run.strategy, justify="right", overflow="fold")
     for row in comparison_rows(summary, runs):
         table.add_row(row.label, *row.cells)
     console.print(table)

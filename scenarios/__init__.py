@@ -22,7 +22,9 @@ def locate(spec: str) -> Path:
     known = shipped()
     if spec in known:
         return known[spec]
-    raise ConfigError(f"{spec}: no such scenario file or shipped scenario (shipped: {', '.join(known)})")
+    raise ConfigError(
+        f"{spec}: no such scenario file or shipped scenario (shipped: {', '.join(known)})"
+    )
 
 
 def load(spec: str) -> tuple[Scenario, Path]:

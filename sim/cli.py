@@ -61,8 +61,17 @@ def _load(spec: str, **overrides: object) -> tuple[Scenario, str]:
     try:
         scenario = scenario.with_overrides(**overrides)
     except ValidationError as err:
-        raise ConfigError(format_validation_error(f"{path} (with command-line overrides)", err)) from None
+        raise ConfigError(
+            format_validation_error(f"{path} (with command-line overrides)", err)
+        ) from None
     return scenario, str(path)
+
+
+def _check_strategy_flag(spec: str) -> None:
+    try:
+        strategies.resolve(spec)
+    except ConfigError as err:
+        raise ConfigError(f"--strategy: {err}") from None
 
 
 def _progress_factory(progress: Progress) -> Callable[[str, int], Callable[[int], None]]:
@@ -73,7 +82,9 @@ def _progress_factory(progress: Progress) -> Callable[[str, int], Callable[[int]
     return factory
 
 
-ScenarioArg = Annotated[str, typer.Argument(help="A scenario file, or the name of a shipped scenario.")]
+ScenarioArg = Annotated[
+    str, typer.Argument(help="A scenario file, or the name of a shipped scenario.")
+]
 
 
 @app.command()
@@ -81,25 +92,40 @@ def run(
     scenario: ScenarioArg,
     strategy: Annotated[
         list[str] | None,
-        typer.Option("--strategy", "-s", help="Strategy to run (repeatable); default: the scenario's."),
+        typer.Option(
+            "--strategy", "-s", help="Strategy to run (repeatable); default: the scenario's."
+        ),
     ] = None,
     users: Annotated[int | None, typer.Option(min=1, help="Override the number of users.")] = None,
     days: Annotated[int | None, typer.Option(min=1, help="Override the simulated days.")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Override the random seed.")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output folder; default: out/<scenario>.")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder; default: out/<scenario>.")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
+    ] = False,
 ) -> None:
     """Simulate a scenario with each strategy and write summary.json, report.md and the raw data."""
     try:
-        scn, source = _load(scenario, users=users, days=days, seed=seed, strategies=strategy or None)
+        for spec in strategy or []:
+            _check_strategy_flag(spec)
+        scn, source = _load(
+            scenario, users=users, days=days, seed=seed, strategies=strategy or None
+        )
         build_strategies(scn, source)  # fail fast on bad strategy names or overrides
         out_dir = out if out is not None else Path("out") / scn.name
         prepare_out_dir(out_dir)
         started = time.perf_counter()
         with Progress(
-            TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("turns"), TimeElapsedColumn(),
-            console=err_console, disable=quiet, transient=False,
+            TextColumn("{task.description:<24}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("turns"),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=quiet,
+            transient=False,
         ) as progress:
             result = run_scenario(scn, source, _progress_factory(progress))
         summary = summarize(result)

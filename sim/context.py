@@ -63,8 +63,15 @@ class LLMClient:
         ctx = self._ctx
         usd = ctx.services.chat_rates.usd(result.tokens_in, result.tokens_out)
         ctx.record(
-            Span(result.purpose, LLM, result.tokens_in, result.tokens_out, result.latency_s, usd,
-                 result.error)
+            Span(
+                result.purpose,
+                LLM,
+                result.tokens_in,
+                result.tokens_out,
+                result.latency_s,
+                usd,
+                result.error,
+            )
         )
         return result
 
@@ -102,7 +109,9 @@ class EmbeddingClient:
         tokens = sum(services.tokens.count(t) for t in texts)
         cfg = services.scenario.embedding
         latency = cfg.latency_base_s + cfg.latency_s_per_token * tokens
-        ctx.record(Span("embed", EMBEDDING, tokens, 0, latency, services.embedding_rates.usd(tokens, 0)))
+        ctx.record(
+            Span("embed", EMBEDDING, tokens, 0, latency, services.embedding_rates.usd(tokens, 0))
+        )
         return services.embedder.embed(texts)
 
 
@@ -164,17 +173,34 @@ class TurnContext:
     """
 
     __slots__ = (
-        "_defer", "_next_id", "embedder", "llm", "now", "services", "session", "spans", "store",
-        "tokens", "user", "user_id",
+        "_defer",
+        "_next_id",
+        "embedder",
+        "llm",
+        "now",
+        "services",
+        "session",
+        "spans",
+        "store",
+        "tokens",
+        "user",
+        "user_id",
     )
 
     def __init__(
-        self, services: Services, user: int, user_id: str,
+        self,
+        services: Services,
+        user: int,
+        user_id: str,
         defer: Callable[[int, Callable[[TurnContext], None]], None],
     ) -> None:
         self.services, self.user, self.user_id = services, user, user_id
         self.tokens = services.tokens
-        self.llm, self.embedder, self.store = LLMClient(self), EmbeddingClient(self), StoreClient(self)
+        self.llm, self.embedder, self.store = (
+            LLMClient(self),
+            EmbeddingClient(self),
+            StoreClient(self),
+        )
         self.now, self.session = 0.0, -1
         self.spans: list[Span] = []
         self._defer = defer
@@ -206,4 +232,5 @@ class TurnContext:
             embedding_model=self.services.embedder.model,
             content_hash=normalized_hash(factoid.content),
             facts=factoid.facts,
+            owner=self.user,
         )

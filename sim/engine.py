@@ -56,7 +56,11 @@ class Engine:
     """One strategy, one workload, one SimPy environment."""
 
     def __init__(
-        self, scenario: Scenario, workload: Workload, strategy: Strategy, services: Services,
+        self,
+        scenario: Scenario,
+        workload: Workload,
+        strategy: Strategy,
+        services: Services,
         on_user_done: Callable[[int], None] | None = None,
     ) -> None:
         self.scenario, self.workload, self.strategy = scenario, workload, strategy
@@ -67,12 +71,20 @@ class Engine:
         self.endpoints = {
             LLM: Endpoint(env, LLM, lim.concurrency, lim.timeout_s, lim.rpm, lim.tpm),
             EMBEDDING: Endpoint(
-                env, EMBEDDING, emb.limits.concurrency, emb.limits.timeout_s, emb.limits.rpm,
+                env,
+                EMBEDDING,
+                emb.limits.concurrency,
+                emb.limits.timeout_s,
+                emb.limits.rpm,
                 emb.limits.tpm,
             ),
             STORE: Endpoint(env, STORE, store.concurrency, lim.timeout_s),
         }
-        self.turns, self.calls, self.store_daily = turn_recorder(), call_recorder(), store_recorder()
+        self.turns, self.calls, self.store_daily = (
+            turn_recorder(),
+            call_recorder(),
+            store_recorder(),
+        )
         self.jobs = simpy.Store(env)
         self.contexts: dict[int, TurnContext] = {}
         self.horizon_s = scenario.days * SECONDS_PER_DAY
@@ -92,7 +104,10 @@ class Engine:
         env.process(self._daily_snapshots())
         env.run()
         return StrategyRun(
-            self.strategy.name, self.turns.frame(), self.calls.frame(), self.store_daily.frame(),
+            self.strategy.name,
+            self.turns.frame(),
+            self.calls.frame(),
+            self.store_daily.frame(),
             self._final_store(),
         )
 
@@ -139,10 +154,26 @@ class Engine:
         strategy.after_turn(ctx, msg, reply)
         yield from self._replay(ctx.take_spans(), ctx.user, background=False)
         self.turns.add(
-            ctx.user, msg.session, msg.turn, start, msg.kind, latency, queued, retrieval_s,
-            env.now - start - latency, error, parts.total, parts.system, parts.memories,
-            parts.history, parts.user, reply.tokens if reply else 0, len(prompt.memories),
-            store_size, recall, stale,
+            ctx.user,
+            msg.session,
+            msg.turn,
+            start,
+            msg.kind,
+            latency,
+            queued,
+            retrieval_s,
+            env.now - start - latency,
+            error,
+            parts.total,
+            parts.system,
+            parts.memories,
+            parts.history,
+            parts.user,
+            reply.tokens if reply else 0,
+            len(prompt.memories),
+            store_size,
+            recall,
+            stale,
         )
 
     def _replay(self, spans: list[Span], user: int, background: bool) -> Generator:
@@ -156,9 +187,17 @@ class Engine:
             error = span.error or outcome.error
             billed = outcome.served and not span.error
             self.calls.add(
-                user, start, span.purpose, span.endpoint, background,
-                span.tokens_in if billed else 0, span.tokens_out if billed else 0,
-                span.latency_s, outcome.queue_s, span.usd if billed else 0.0, error,
+                user,
+                start,
+                span.purpose,
+                span.endpoint,
+                background,
+                span.tokens_in if billed else 0,
+                span.tokens_out if billed else 0,
+                span.latency_s,
+                outcome.queue_s,
+                span.usd if billed else 0.0,
+                error,
             )
             if error:
                 return error, queued

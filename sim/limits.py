@@ -1,14 +1,14 @@
 """Rate limits, concurrency and timeouts of remote services as SimPy resources.
 
 An :class:`Endpoint` stands for one API (the chat model, the embedding model, the
-vector store). A call first waits for the requests-per-minute and
-tokens-per-minute buckets, then for a free concurrency slot, then holds the slot
-for its service time. A call whose wait plus service time passes the endpoint's
-timeout fails at the timeout, as a client with that timeout would see it.
+vector store) as a client with a connection pool and a rate limiter sees it: a
+call takes one of ``concurrency`` slots (first come, first served), waits until
+the requests-per-minute and tokens-per-minute buckets allow it, then holds the
+slot for its service time. A call whose waits plus service time pass the
+timeout fails at the timeout; it uses quota only if it was actually sent.
 
-The buckets use the generic cell-rate algorithm (GCRA): each call reserves its
-place at arrival, so waits are computed in closed form, callers are served in
-arrival order, and equal-time arrivals resolve in SimPy's deterministic event
+The buckets use the generic cell-rate algorithm (GCRA), so waits are computed in
+closed form and equal-time arrivals resolve in SimPy's deterministic event
 order.
 """
 
@@ -33,19 +33,23 @@ class TokenBucket:
         self.capacity = per_minute  # a full minute's worth, as the APIs allow
         self.tat = 0.0  # time at which the bucket would be empty again
 
-    def reserve(self, now: float, cost: float) -> float:
-        """Reserve ``cost`` units for a caller arriving at ``now``; return its admission time."""
-        slack = max(self.capacity - cost, 0.0) / self.rate
-        admit = max(now, self.tat - slack)
-        self.tat = max(self.tat, admit) + cost / self.rate
-        return admit
+    def earliest(self, now: float, cost: float) -> float:
+        """The earliest time, not before ``now``, at which ``cost`` units fit."""
+        return max(now, self.tat - max(self.capacity - cost, 0.0) / self.rate)
+
+    def book(self, at: float, cost: float) -> None:
+        """Take ``cost`` units at time ``at`` (no earlier than :meth:`earliest`)."""
+        self.tat = max(self.tat, at) + cost / self.rate
 
 
 @dataclass(slots=True)
 class CallOutcome:
-    """How one call fared: time spent waiting, whether the service started on it
-    (a call that started is billed even if the client timed out), and an error
-    code or ``""``."""
+    """How one call fared.
+
+    ``queue_s`` is the time spent waiting for a slot and for quota; ``served``
+    says whether the call went out (a call that went out is billed even if the
+    client timed out); ``error`` is an error code or ``""``.
+    """
 
     queue_s: float
     served: bool
@@ -61,8 +65,13 @@ class Endpoint:
     """
 
     def __init__(
-        self, env: simpy.Environment, name: str, concurrency: int, timeout_s: float,
-        rpm: float | None = None, tpm: float | None = None,
+        self,
+        env: simpy.Environment,
+        name: str,
+        concurrency: int,
+        timeout_s: float,
+        rpm: float | None = None,
+        tpm: float | None = None,
     ) -> None:
         self.env, self.name, self.timeout_s = env, name, timeout_s
         self.capacity, self.busy = concurrency, 0
@@ -71,12 +80,19 @@ class Endpoint:
         self.tpm = TokenBucket(tpm) if tpm else None
 
     def _admission(self, now: float, tokens: int) -> float:
+        """When both buckets allow the call (nothing is booked yet)."""
         admit = now
         if self.rpm is not None:
-            admit = max(admit, self.rpm.reserve(now, 1))
+            admit = self.rpm.earliest(admit, 1)
         if self.tpm is not None:
-            admit = max(admit, self.tpm.reserve(now, tokens))
+            admit = self.tpm.earliest(admit, tokens)
         return admit
+
+    def _book(self, at: float, tokens: int) -> None:
+        if self.rpm is not None:
+            self.rpm.book(at, 1)
+        if self.tpm is not None:
+            self.tpm.book(at, tokens)
 
     def _release(self) -> None:
         """Hand the slot to the longest waiter, or free it."""
@@ -86,15 +102,14 @@ class Endpoint:
             self.busy -= 1
 
     def call(self, latency_s: float, tokens: int) -> Generator[simpy.Event, object, CallOutcome]:
-        """SimPy process body of one call; returns its :class:`CallOutcome`."""
+        """SimPy process body of one call; returns its :class:`CallOutcome`.
+
+        The call takes a concurrency slot (FIFO), then waits until the RPM and
+        TPM buckets allow it, then is served. Quota is booked only for a call
+        that actually goes out before its deadline.
+        """
         env, start = self.env, self.env.now
         deadline = start + self.timeout_s
-        admit = self._admission(start, tokens)
-        if admit >= deadline:
-            yield env.timeout(self.timeout_s)
-            return CallOutcome(self.timeout_s, False, TIMEOUT)
-        if admit > start:
-            yield env.timeout(admit - start)
         if self.busy < self.capacity:
             self.busy += 1
         else:
@@ -104,8 +119,15 @@ class Endpoint:
             if not slot.triggered:
                 self.waiting.remove(slot)
                 return CallOutcome(env.now - start, False, TIMEOUT)
-        queued = env.now - start
         try:
+            admit = self._admission(env.now, tokens)
+            if admit >= deadline:
+                yield env.timeout(deadline - env.now)
+                return CallOutcome(env.now - start, False, TIMEOUT)
+            self._book(admit, tokens)
+            if admit > env.now:
+                yield env.timeout(admit - env.now)
+            queued = env.now - start
             if env.now + latency_s > deadline:
                 yield env.timeout(deadline - env.now)
                 return CallOutcome(queued, True, TIMEOUT)

@@ -34,7 +34,7 @@ from sim.textbank import (
     SLOT_BY_KEY,
     SUMMARY_SYSTEM_PROMPT,
 )
-from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter
+from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter, encoding
 from sim.workload import Fact, Message, TextCatalog
 
 LLM_STREAM = 3  # first spawn-key word of every mock-LLM generator
@@ -143,12 +143,18 @@ class MockLLM:
             )
             return LLMResult("chat", 0, 0, cfg.ttft_base_s, CONTEXT_LENGTH_EXCEEDED, message)
         target = cfg.reply_tokens_mean * math.exp(
-            rng.gauss(-cfg.reply_tokens_sigma**2 / 2, cfg.reply_tokens_sigma)
+            rng.gauss(-(cfg.reply_tokens_sigma**2) / 2, cfg.reply_tokens_sigma)
         )
         target = min(max(int(target), 8), cfg.max_output_tokens)
         reply = self._reply(rng, target)
+        if reply.tokens > cfg.max_output_tokens:
+            reply = self._truncate(reply, cfg.max_output_tokens)
+        reply.user = user
         return LLMResult(
-            "chat", prompt_tokens, reply.tokens, self.latency(rng, prompt_tokens, reply.tokens),
+            "chat",
+            prompt_tokens,
+            reply.tokens,
+            self.latency(rng, prompt_tokens, reply.tokens),
             reply=reply,
         )
 
@@ -166,6 +172,12 @@ class MockLLM:
         line += line_end
         return Message("assistant", " ".join(parts), tokens, transcript_tokens=line)
 
+    def _truncate(self, reply: Message, limit: int) -> Message:
+        """Cut a reply at ``limit`` tokens, as the API does at ``max_tokens``."""
+        text = encoding().decode(encoding().encode_ordinary(reply.text)[:limit])
+        line = self.tokens.count(TRANSCRIPT_PREFIX["assistant"] + text + "\n")
+        return Message("assistant", text, self.tokens.count(text), transcript_tokens=line)
+
     # -- extract --------------------------------------------------------------
     def extract(self, user: int, messages: Sequence[Message]) -> LLMResult:
         """Facts the user stated in ``messages``, as a noisy extractor returns them."""
@@ -182,17 +194,23 @@ class MockLLM:
             self.catalog.register(text, (("inference", text),))
             found.append(Factoid(text, rng.randint(2, 5), "other"))
         body = json.dumps(
-            [{"content": f.content, "importance": f.importance, "category": f.category}
-             for f in found],
+            [
+                {"content": f.content, "importance": f.importance, "category": f.category}
+                for f in found
+            ],
             ensure_ascii=False,
         )
         tokens_in = (
-            REPLY_PRIMING_TOKENS + self._extract_system
+            REPLY_PRIMING_TOKENS
+            + self._extract_system
             + self.tokens.message("user", self.transcript_tokens(messages))
         )
         tokens_out = self.tokens.count(body)
         return LLMResult(
-            "extract", tokens_in, tokens_out, self.latency(rng, tokens_in, tokens_out),
+            "extract",
+            tokens_in,
+            tokens_out,
+            self.latency(rng, tokens_in, tokens_out),
             factoids=found,
         )
 
@@ -228,15 +246,21 @@ class MockLLM:
         text = text or "No durable facts about the user yet."
         prev_tokens = self.tokens.count(previous.text) if previous else 0
         tokens_in = (
-            REPLY_PRIMING_TOKENS + self._summary_system
+            REPLY_PRIMING_TOKENS
+            + self._summary_system
             + self.tokens.message("user", prev_tokens + self.transcript_tokens(messages))
         )
         tokens_out = self.tokens.count(text)
         summary = Summary(
-            text, self.tokens.count("- " + text + "\n"),
-            tuple((f.slot, f.version) for f in ordered), kept,
+            text,
+            self.tokens.count("- " + text + "\n"),
+            tuple((f.slot, f.version) for f in ordered),
+            kept,
         )
         return LLMResult(
-            "summarize", tokens_in, tokens_out, self.latency(rng, tokens_in, tokens_out),
+            "summarize",
+            tokens_in,
+            tokens_out,
+            self.latency(rng, tokens_in, tokens_out),
             summary=summary,
         )

@@ -39,16 +39,26 @@ def chat_rates(model: str, provider: str, price_date: str) -> Rates:
     try:
         when = datetime.fromisoformat(price_date).replace(tzinfo=UTC)
     except ValueError:
-        raise ConfigError(f"field 'pricing.price_date' = {price_date!r}: not a YYYY-MM-DD date") from None
+        raise ConfigError(
+            f"field 'pricing.price_date' = {price_date!r}: not a YYYY-MM-DD date"
+        ) from None
     try:
         calc = calc_price(
-            Usage(input_tokens=MILLION, output_tokens=MILLION), model,
-            provider_id=provider, genai_request_timestamp=when,
+            Usage(input_tokens=MILLION, output_tokens=MILLION),
+            model,
+            provider_id=provider,
+            genai_request_timestamp=when,
         )
     except LookupError as err:
-        raise ConfigError(f"field 'llm.model' = {model!r}: no price in genai-prices ({err})") from None
-    source = f"genai-prices {genai_prices_version}, {calc.provider.id}/{calc.model.id} at {price_date}"
-    return Rates(model, float(calc.input_price) / MILLION, float(calc.output_price) / MILLION, source)
+        raise ConfigError(
+            f"field 'llm.model' = {model!r}: no price in genai-prices ({err})"
+        ) from None
+    source = (
+        f"genai-prices {genai_prices_version}, {calc.provider.id}/{calc.model.id} at {price_date}"
+    )
+    return Rates(
+        model, float(calc.input_price) / MILLION, float(calc.output_price) / MILLION, source
+    )
 
 
 def scenario_rates(scenario: Scenario) -> tuple[Rates, Rates]:
@@ -59,14 +69,18 @@ def scenario_rates(scenario: Scenario) -> tuple[Rates, Rates]:
         chat = Rates(
             chat.model,
             (p.input_usd_per_million_tokens or 0.0) / MILLION
-            if p.input_usd_per_million_tokens is not None else chat.input_usd_per_token,
+            if p.input_usd_per_million_tokens is not None
+            else chat.input_usd_per_token,
             (p.output_usd_per_million_tokens or 0.0) / MILLION
-            if p.output_usd_per_million_tokens is not None else chat.output_usd_per_token,
+            if p.output_usd_per_million_tokens is not None
+            else chat.output_usd_per_token,
             "scenario override",
         )
     emb = scenario.embedding
     embedding = Rates(
-        emb.model, emb.usd_per_million_tokens / MILLION, 0.0,
+        emb.model,
+        emb.usd_per_million_tokens / MILLION,
+        0.0,
         "scenario embedding.usd_per_million_tokens",
     )
     return chat, embedding

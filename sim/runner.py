@@ -13,7 +13,6 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from sim import __version__
 from sim.config import ConfigError, Scenario, config_sha256, format_validation_error
 from sim.context import Services
 from sim.embed import LatentEmbedder
@@ -51,7 +50,10 @@ def build_strategies(scenario: Scenario, source: str) -> list[Strategy]:
             raise ConfigError(f"{source}: field 'strategy.{name}': {err}") from None
     built = []
     for spec in scenario.strategies:
-        cls = resolve(spec)
+        try:
+            cls = resolve(spec)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: field 'strategies': {err}") from None
         try:
             config = cls.Config.model_validate(scenario.strategy.get(spec, {}))
         except ValidationError as err:
@@ -64,7 +66,9 @@ def build_strategies(scenario: Scenario, source: str) -> list[Strategy]:
     return built
 
 
-def resolve_config(scenario: Scenario, strategies: list[Strategy], rates: tuple[Rates, Rates]) -> dict:
+def resolve_config(
+    scenario: Scenario, strategies: list[Strategy], rates: tuple[Rates, Rates]
+) -> dict:
     """The fully resolved configuration: every default spelled out (hashed, and saved)."""
     data = scenario.model_dump(mode="json")
     data["strategy"] = {s.name: s.config.model_dump(mode="json") for s in strategies}
@@ -72,7 +76,8 @@ def resolve_config(scenario: Scenario, strategies: list[Strategy], rates: tuple[
     data["resolved"] = {
         "token_encoding": ENCODING_NAME,
         "chat_usd_per_million_tokens": {
-            "input": rates[0].input_usd_per_token * 1e6, "output": rates[0].output_usd_per_token * 1e6,
+            "input": rates[0].input_usd_per_token * 1e6,
+            "output": rates[0].output_usd_per_token * 1e6,
             "source": rates[0].source,
         },
         "embedding_usd_per_million_tokens": rates[1].input_usd_per_token * 1e6,
@@ -81,10 +86,18 @@ def resolve_config(scenario: Scenario, strategies: list[Strategy], rates: tuple[
 
 
 def run_scenario(
-    scenario: Scenario, source: str = "<scenario>", progress: ProgressFactory | None = None,
+    scenario: Scenario,
+    source: str = "<scenario>",
+    progress: ProgressFactory | None = None,
+    strategies: list[Strategy] | None = None,
 ) -> RunResult:
-    """Simulate every strategy of ``scenario`` on one shared workload."""
-    strategies = build_strategies(scenario, source)
+    """Simulate every strategy of ``scenario`` on one shared workload.
+
+    ``strategies`` replaces the scenario's list with ready-made instances (for
+    notebooks and tests); by default they are built from the scenario.
+    """
+    if strategies is None:
+        strategies = build_strategies(scenario, source)
     rates = scenario_rates(scenario)
     resolved = resolve_config(scenario, strategies, rates)
     tokens = TokenCounter()
@@ -98,8 +111,13 @@ def run_scenario(
 
 
 def simulate(
-    scenario: Scenario, workload: Workload, strategy: Strategy, tokens: TokenCounter,
-    embedder: LatentEmbedder, rates: tuple[Rates, Rates], progress: ProgressFactory | None = None,
+    scenario: Scenario,
+    workload: Workload,
+    strategy: Strategy,
+    tokens: TokenCounter,
+    embedder: LatentEmbedder,
+    rates: tuple[Rates, Rates],
+    progress: ProgressFactory | None = None,
 ) -> StrategyRun:
     """Simulate one strategy on a workload with fresh services."""
     llm = MockLLM(scenario.llm, tokens, workload.catalog, scenario.seed)
@@ -107,8 +125,3 @@ def simulate(
     services = Services(scenario, tokens, llm, embedder, store, *rates)
     advance = progress(strategy.name, workload.turns) if progress else None
     return Engine(scenario, workload, strategy, services, advance).run()
-
-
-def version() -> str:
-    """memsim's version string."""
-    return __version__

@@ -1,5 +1,6 @@
-"""Vector stores: the :class:`VectorStore` protocol, the :class:`Memory` record and
-:class:`NumpyStore`, an exact in-memory cosine store partitioned per user.
+"""Vector stores: the protocol, the :class:`Memory` record and :class:`NumpyStore`.
+
+:class:`NumpyStore` is an exact in-memory cosine store partitioned per user.
 
 Partitioning is the isolation guarantee: every call names one user and only ever
 reads or writes that user's partition.
@@ -30,9 +31,10 @@ def normalized_hash(text: str) -> str:
 class Memory:
     """One stored memory and its metadata.
 
-    ``facts`` is hidden ground truth (the ``(slot, version)`` pairs the text is
-    about, empty for an inference the extractor made up); strategies must not
-    read it. ``line_tokens`` is the cost of injecting it as one ``- text`` line.
+    ``facts`` and ``owner`` are hidden ground truth (the ``(slot, version)``
+    pairs the text is about, empty for an inference the extractor made up; the
+    user it was learned from); strategies must not read them. ``line_tokens``
+    is the cost of injecting it as one ``- text`` line.
     """
 
     id: int
@@ -45,6 +47,7 @@ class Memory:
     content_hash: str
     facts: tuple[tuple[str, int], ...] = ()
     hit_count: int = 0
+    owner: int = -1  # the user it was learned from (ground truth, for isolation checks)
 
     @property
     def truth_key(self) -> tuple:
@@ -136,7 +139,7 @@ class NumpyStore:
         part = self._parts.get(user)
         if part is None or part.n == 0:
             return [], np.empty(0, dtype=np.float32)
-        return part.records, part.vectors[: part.n] @ vector
+        return list(part.records), part.vectors[: part.n] @ vector
 
     def delete(self, user: int, ids: Sequence[int]) -> None:
         """Remove memories by id."""

@@ -56,4 +56,6 @@ class TokenCounter:
         return REPLY_PRIMING_TOKENS + sum(self.message(r, self.count(c)) for r, c in messages)
 
 
-ROLE_TOKENS = {role: len(encoding().encode_ordinary(role)) for role in ("system", "user", "assistant")}
+ROLE_TOKENS = {
+    role: len(encoding().encode_ordinary(role)) for role in ("system", "user", "assistant")
+}

@@ -145,7 +145,11 @@ class _UserGenerator:
     """Generates one user's script; holds the user's evolving fact profile."""
 
     def __init__(
-        self, cfg: WorkloadConfig, user: int, rng: random.Random, tokens: TokenCounter,
+        self,
+        cfg: WorkloadConfig,
+        user: int,
+        rng: random.Random,
+        tokens: TokenCounter,
         catalog: TextCatalog,
     ) -> None:
         self.cfg, self.user, self.rng = cfg, user, rng

@@ -10,6 +10,15 @@ from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
 from strategies.registry import available, builtins, register, resolve
 
 __all__ = [
-    "Prompt", "Strategy", "StrategyConfig", "TurnContext", "available", "batched_dedup_budget",
-    "builtins", "naive_append", "per_turn_extract", "register", "resolve",
+    "Prompt",
+    "Strategy",
+    "StrategyConfig",
+    "TurnContext",
+    "available",
+    "batched_dedup_budget",
+    "builtins",
+    "naive_append",
+    "per_turn_extract",
+    "register",
+    "resolve",
 ]

@@ -24,8 +24,14 @@ from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter
 from sim.workload import Message
 
 __all__ = [
-    "Injectable", "Prompt", "PromptTokens", "Strategy", "StrategyConfig", "TickContext",
-    "TurnContext", "memory_part_tokens",
+    "Injectable",
+    "Prompt",
+    "PromptTokens",
+    "Strategy",
+    "StrategyConfig",
+    "TickContext",
+    "TurnContext",
+    "memory_part_tokens",
 ]
 
 
@@ -103,6 +109,16 @@ class Prompt:
             history=history,
             user=counter.message("user", self.user.tokens),
         )
+
+    def render(self) -> list[tuple[str, str]]:
+        """The request as ``(role, content)`` messages, exactly as it is billed."""
+        messages = [("system", self.system)]
+        if self.memories:
+            block = MEMORY_HEADER + "".join("- " + m.text + "\n" for m in self.memories)
+            messages.append(("system", block))
+        messages += [(m.role, m.text) for m in self.history]
+        messages.append(("user", self.user.text))
+        return messages
 
     def facts(self) -> set[tuple[str, int]]:
         """Ground-truth facts present in the memories and history (for recall)."""

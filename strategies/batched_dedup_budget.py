@@ -27,7 +27,7 @@ from pydantic import Field
 from sim.llm import Factoid
 from sim.store import Memory, normalized_hash
 from sim.textbank import MEMORY_HEADER
-from sim.tokens import TOKENS_PER_MESSAGE, ROLE_TOKENS
+from sim.tokens import ROLE_TOKENS, TOKENS_PER_MESSAGE
 from sim.workload import Message
 from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
 from strategies.history import SessionHistories
@@ -72,8 +72,9 @@ class BatchedDedupBudget(Strategy):
         """System prompt + the best memories within budget + this session + the message."""
         history = self._sessions.of(ctx.user, msg.session)
         memories = self._select(ctx, msg) if ctx.store.count() else []
-        return Prompt(msg, memories=memories, history=history.messages,
-                      history_tokens=history.tokens)
+        return Prompt(
+            msg, memories=memories, history=history.messages, history_tokens=history.tokens
+        )
 
     def _select(self, ctx: TurnContext, msg: Message) -> list[Memory]:
         """Greedy fill of the budget by relevance × importance."""
@@ -104,7 +105,10 @@ class BatchedDedupBudget(Strategy):
             buffer.tokens += m.tokens
         buffer.user_messages += 1
         cfg = self.config
-        if buffer.user_messages >= cfg.extract_every_messages or buffer.tokens >= cfg.extract_buffer_tokens:
+        if (
+            buffer.user_messages >= cfg.extract_every_messages
+            or buffer.tokens >= cfg.extract_buffer_tokens
+        ):
             batch = buffer.messages
             self._buffers[ctx.user] = _Buffer()
             ctx.defer(lambda job_ctx: self._extract_and_store(job_ctx, batch))
@@ -124,7 +128,10 @@ class BatchedDedupBudget(Strategy):
         for i in range(len(vectors)):
             _, sims = ctx.store.query(vectors[i])
             batch_sims = vectors[kept] @ vectors[i] if kept else sims[:0]
-            if max(sims.max(initial=-1.0), batch_sims.max(initial=-1.0)) < self.config.dedup_threshold:
+            if (
+                max(sims.max(initial=-1.0), batch_sims.max(initial=-1.0))
+                < self.config.dedup_threshold
+            ):
                 kept.append(i)
         if not kept:
             return

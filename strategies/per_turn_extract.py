@@ -7,10 +7,10 @@ with every request.
 
 from __future__ import annotations
 
+from sim.workload import Message
 from strategies.base import Prompt, Strategy, TurnContext
 from strategies.history import SessionHistories
 from strategies.registry import register
-from sim.workload import Message
 
 
 @register
@@ -29,8 +29,9 @@ class PerTurnExtract(Strategy):
         memories = ctx.store.memories() if ctx.store.count() else []
         for memory in memories:
             memory.hit_count += 1
-        return Prompt(msg, memories=memories, history=history.messages,
-                      history_tokens=history.tokens)
+        return Prompt(
+            msg, memories=memories, history=history.messages, history_tokens=history.tokens
+        )
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Extract facts from the user's message and store every one of them."""

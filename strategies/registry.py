@@ -23,9 +23,8 @@ def register(cls: type[Strategy]) -> type[Strategy]:
     if not isinstance(getattr(cls, "name", None), str) or not cls.name:
         raise TypeError(f"{cls.__qualname__} needs a non-empty class attribute 'name'")
     if cls.name in _BUILTINS:
-        raise ValueError(
-            f"strategy name {cls.name!r} is already registered by {_BUILTINS[cls.name].__qualname__}"
-        )
+        taken = _BUILTINS[cls.name].__qualname__
+        raise ValueError(f"strategy name {cls.name!r} is already registered by {taken}")
     _BUILTINS[cls.name] = cls
     return cls
 

@@ -1,0 +1,34 @@
+# memsim — run `make help` for the targets.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+SCENARIO ?= support-bot
+
+.DEFAULT_GOAL := help
+.PHONY: help setup run test bench lint format
+
+help: ## Show the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
+
+setup: ## Create .venv and install memsim with its test tools (pinned by constraints.txt)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@$(BIN)/memsim --version
+
+run: ## Simulate SCENARIO (default support-bot) and write out/SCENARIO/report.md
+	$(BIN)/memsim run $(SCENARIO) --out out/$(SCENARIO)
+
+test: ## Run the test suite (benchmarks excluded)
+	$(BIN)/python -m pytest -q
+
+bench: ## Speed and memory benchmarks; writes docs/benchmarks.md
+	$(BIN)/python -m pytest -q -m bench -s
+
+lint: ## ruff check + format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .

@@ -1,0 +1,150 @@
+"""Invariants over random small scenarios, for every registered strategy (hypothesis)."""
+
+from __future__ import annotations
+
+import math
+from unittest import mock
+
+import pytest
+from genai_prices import Usage, calc_price
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sim.runner
+import strategies
+from helpers import make_scenario
+from reports.summary import build_summary
+from sim.store import NumpyStore
+from sim.tokens import TokenCounter
+from strategies.base import Strategy
+
+BUDGETED = "batched-dedup-budget"
+
+
+@st.composite
+def small_scenarios(draw):
+    return make_scenario(
+        seed=draw(st.integers(0, 2**31 - 1)),
+        users=draw(st.integers(1, 4)),
+        days=draw(st.integers(1, 3)),
+        workload={
+            "facts_per_user": draw(st.integers(1, 14)),
+            "facts_per_statement_max": draw(st.integers(1, 5)),
+            "sessions_per_user_per_day": draw(st.floats(0.3, 3.0)),
+            "turns_per_session_mean": draw(st.floats(1.0, 8.0)),
+            "question_probability": draw(st.floats(0.0, 1.0)),
+        },
+        llm={
+            "extract_miss_rate": draw(st.floats(0.0, 0.5)),
+            "extract_hallucination_rate": draw(st.floats(0.0, 1.0)),
+            "extract_reword_rate": draw(st.floats(0.0, 1.0)),
+        },
+        strategy={
+            BUDGETED: {
+                "budget_tokens": draw(st.integers(0, 400)),
+                "max_memories_per_user": draw(st.integers(1, 15)),
+                "dedup_threshold": draw(st.floats(0.3, 1.0)),
+                "extract_every_messages": draw(st.integers(1, 6)),
+                "extract_buffer_tokens": draw(st.integers(50, 3000)),
+            }
+        },
+    )
+
+
+def checked(cls: type[Strategy], violations: list[str]) -> type[Strategy]:
+    """A subclass that checks every prompt it builds."""
+    counter = TokenCounter()
+
+    class Checked(cls):  # type: ignore[misc, valid-type]
+        def build_prompt(self, ctx, msg):
+            prompt = super().build_prompt(ctx, msg)
+            foreign = [m for m in prompt.memories if m.owner != ctx.user]
+            foreign += [m for m in prompt.history if m.user != ctx.user]
+            if foreign:
+                violations.append(f"user {ctx.user} saw {foreign[0]!r}")
+            if counter.chat(prompt.render()) != prompt.tokens(counter).total:
+                violations.append(f"token accounting differs from the rendered prompt: {prompt!r}")
+            return prompt
+
+    Checked.name = cls.name
+    return Checked
+
+
+class CapWatchingStore(NumpyStore):
+    """Records the largest partition ever seen right after a write."""
+
+    largest = 0
+
+    def add(self, user, memories, vectors):
+        super().add(user, memories, vectors)
+        CapWatchingStore.largest = max(CapWatchingStore.largest, self.count(user))
+
+
+def run_checked(scenario, violations):
+    built = sim.runner.build_strategies(scenario, "<test>")
+    instances = [checked(type(s), violations)(s.config) for s in built]
+    CapWatchingStore.largest = 0
+    with mock.patch.object(sim.runner, "NumpyStore", CapWatchingStore):
+        return sim.runner.run_scenario(scenario, strategies=instances)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(small_scenarios())
+def test_budget_cap_isolation_and_cost_hold(scenario):
+    scenario = scenario.with_overrides(strategies=strategies.available())
+    violations: list[str] = []
+    result = run_checked(scenario, violations)
+    assert violations == []
+    cfg = scenario.strategy[BUDGETED]
+
+    by_name = {run.strategy: run for run in result.runs}
+    budgeted = by_name[BUDGETED]
+    assert (budgeted.turns["memory_tokens"] <= cfg["budget_tokens"]).all()
+
+    summary = build_summary(
+        "t", scenario.seed, result.config_sha256, scenario.users, scenario.days, [budgeted]
+    )
+    assert summary["strategies"][BUDGETED]["injected_tokens_max"] <= cfg["budget_tokens"]
+
+    # The cap: per turn, per day, at the end, and right after every write of the budgeted run.
+    # (CapWatchingStore saw every strategy; only the budgeted one has a cap, so re-run alone.)
+    cap = cfg["max_memories_per_user"]
+    assert (budgeted.turns["store_size"] <= cap).all()
+    assert (budgeted.store_daily["memories"] <= cap).all()
+    assert (budgeted.store_final["memories"] <= cap).all()
+    alone = scenario.with_overrides(strategies=[BUDGETED])
+    run_checked(alone, violations)
+    assert CapWatchingStore.largest <= cap
+
+    # Cost: the total is the sum of per-call costs, each priced independently.
+    rates = {}
+    for run in result.runs:
+        calls = run.calls
+        expected = []
+        for purpose, tin, tout in zip(
+            calls["purpose"], calls["tokens_in"], calls["tokens_out"], strict=True
+        ):
+            if purpose == "embed":
+                expected.append(tin * scenario.embedding.usd_per_million_tokens / 1e6)
+            elif purpose.startswith("store"):
+                expected.append(0.0)
+            else:
+                key = (tin, tout)
+                if key not in rates:
+                    rates[key] = float(
+                        calc_price(
+                            Usage(input_tokens=tin, output_tokens=tout),
+                            scenario.llm.model,
+                            provider_id="openai",
+                        ).total_price
+                    )
+                expected.append(rates[key])
+        assert calls["usd"].to_numpy() == pytest.approx(expected, rel=1e-9, abs=1e-15)
+        block = build_summary("t", 0, "", scenario.users, scenario.days, [run])["strategies"][
+            run.strategy
+        ]
+        assert block["usd_total"] == pytest.approx(math.fsum(expected), abs=1e-6)  # 6 decimals
+        assert block["tokens_total"] == int((calls["tokens_in"] + calls["tokens_out"]).sum())
+        assert sum(block["tokens_by_purpose"].values()) == block["tokens_total"]
+        assert sum(block["tokens_per_day"]) == block["tokens_total"]
+        assert math.fsum(block["usd_per_day"]) == pytest.approx(block["usd_total"], abs=1e-5)

@@ -1,0 +1,78 @@
+import random
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from sim.llm import MockLLM
+from sim.textbank import SLOTS
+from sim.tokens import ENCODING_NAME, TokenCounter, encoding
+from sim.workload import Message
+
+
+def test_offline_encoding_is_cl100k():
+    enc = encoding()
+    assert enc.name == ENCODING_NAME
+    # Same ranks as cl100k_base: well-known ids.
+    assert enc.encode("hello world") == [15339, 1917]
+
+
+def test_chat_overhead_matches_openai_accounting():
+    counter = TokenCounter()
+    # One user message "Hello": 3 (message) + 1 (role) + 1 (content) + 3 (reply priming).
+    assert counter.chat([("user", "Hello")]) == 8
+    two = counter.chat([("system", "You are helpful."), ("user", "Hello")])
+    assert two == 3 + (3 + 1 + counter.count("You are helpful.")) + (3 + 1 + 1)
+
+
+def test_count_is_cached_and_exact():
+    counter = TokenCounter()
+    text = "I moved to Lisbon last week."
+    assert counter.count(text) == len(encoding().encode_ordinary(text))
+    assert counter.count(text) == counter.count(text)
+    assert text in counter._cache
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 2**32), st.integers(1, 400))
+def test_reply_token_counts_are_exact_sums(seed, target):
+    """Replies and their transcript lines are counted by summing per-sentence counts;
+    this holds only because sentence boundaries are tokenizer chunk boundaries."""
+    counter = TokenCounter()
+    from sim.config import LLMConfig
+    from sim.workload import TextCatalog
+
+    llm = MockLLM(LLMConfig(), counter, TextCatalog(), seed=0)
+    reply = llm._reply(random.Random(seed), target=target)
+    enc = encoding()
+    assert reply.tokens == len(enc.encode_ordinary(reply.text))
+    assert reply.transcript_tokens == len(enc.encode_ordinary("Assistant: " + reply.text + "\n"))
+
+
+def test_memory_block_lines_are_additive():
+    """The memory block is counted as the sum of its lines' counts."""
+    enc = encoding()
+    lines = [
+        "- " + m.format(v=v) + "\n"
+        for slot in SLOTS
+        for m in slot.memories
+        for v in slot.values[:2]
+    ]
+    rng = random.Random(3)
+    for _ in range(300):
+        chosen = rng.sample(lines, rng.randint(1, 12))
+        block = "".join(chosen)
+        assert len(enc.encode_ordinary(block)) == sum(len(enc.encode_ordinary(x)) for x in chosen)
+
+
+def test_transcript_lines_are_counted_per_message():
+    counter = TokenCounter()
+    from sim.config import LLMConfig
+    from sim.workload import TextCatalog
+
+    llm = MockLLM(LLMConfig(), counter, TextCatalog(), seed=0)
+    msgs = [
+        Message("user", "I live in Berlin. How do I reset my password?", 0),
+        Message("user", "Thanks, that worked!", 0),
+    ]
+    text = "".join("User: " + m.text + "\n" for m in msgs)
+    assert llm.transcript_tokens(msgs) == len(encoding().encode_ordinary(text))
