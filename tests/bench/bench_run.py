@@ -1,0 +1,52 @@
+"""Runs one scenario with one strategy in a fresh process and prints JSON timings.
+
+Used by ``tests/bench/test_bench.py``; run alone with
+``python tests/bench/bench_run.py SCENARIO STRATEGY [USERS DAYS]``.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import sys
+import time
+
+import scenarios
+from sim.embed import LatentEmbedder
+from sim.pricing import scenario_rates
+from sim.runner import build_strategies, simulate
+from sim.tokens import TokenCounter
+from sim.workload import generate_workload
+
+
+def main() -> None:
+    name, strategy = sys.argv[1], sys.argv[2]
+    scenario, _ = scenarios.load(name)
+    if len(sys.argv) > 4:
+        scenario = scenario.with_overrides(users=int(sys.argv[3]), days=int(sys.argv[4]))
+    scenario = scenario.with_overrides(strategies=[strategy])
+    (built,) = build_strategies(scenario, name)
+    t0 = time.perf_counter()
+    tokens = TokenCounter()
+    workload = generate_workload(scenario, tokens)
+    embedder = LatentEmbedder(scenario.embedding, workload.catalog.topics, scenario.seed)
+    t1 = time.perf_counter()
+    run = simulate(scenario, workload, built, tokens, embedder, scenario_rates(scenario))
+    t2 = time.perf_counter()
+    print(
+        json.dumps(
+            {
+                "users": scenario.users,
+                "days": scenario.days,
+                "turns": len(run.turns),
+                "calls": len(run.calls),
+                "workload_s": t1 - t0,
+                "simulate_s": t2 - t1,
+                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
