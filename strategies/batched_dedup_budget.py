@@ -72,9 +72,7 @@ class BatchedDedupBudget(Strategy):
         """System prompt + the best memories within budget + this session + the message."""
         history = self._sessions.of(ctx.user, msg.session)
         memories = self._select(ctx, msg) if ctx.store.count() else []
-        return Prompt(
-            msg, memories=memories, history=history.messages, history_tokens=history.tokens
-        )
+        return history.prompt(msg, memories)
 
     def _select(self, ctx: TurnContext, msg: Message) -> list[Memory]:
         """Greedy fill of the budget by relevance × importance."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sim.tokens import TokenCounter
 from sim.workload import Message
+from strategies.base import Prompt
 
 
 class History:
@@ -15,6 +16,12 @@ class History:
         self.messages: list[Message] = []
         self.tokens = 0
         self.session = session
+
+    def prompt(self, msg: Message, memories: list | None = None) -> Prompt:
+        """A prompt answering ``msg`` with this history (a snapshot) and ``memories``."""
+        return Prompt(
+            msg, memories=memories or [], history=list(self.messages), history_tokens=self.tokens
+        )
 
     def add(self, counter: TokenCounter, msg: Message | None) -> None:
         """Append a message (``None`` — a failed reply — is skipped)."""

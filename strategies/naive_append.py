@@ -25,7 +25,7 @@ class NaiveAppend(Strategy):
     def build_prompt(self, ctx: TurnContext, msg: Message) -> Prompt:
         """System prompt + full history + the new message."""
         history = self._histories.setdefault(ctx.user, History())
-        return Prompt(msg, history=history.messages, history_tokens=history.tokens)
+        return history.prompt(msg)
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Append the message and the reply to the user's history."""

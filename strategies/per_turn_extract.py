@@ -29,9 +29,7 @@ class PerTurnExtract(Strategy):
         memories = ctx.store.memories() if ctx.store.count() else []
         for memory in memories:
             memory.hit_count += 1
-        return Prompt(
-            msg, memories=memories, history=history.messages, history_tokens=history.tokens
-        )
+        return history.prompt(msg, memories)
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Extract facts from the user's message and store every one of them."""
