@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from reports.compare import DAYS_PER_MONTH, comparison_rows, growth, part_means
 from sim.engine import StrategyRun
 
@@ -35,11 +37,38 @@ def _findings(summary: dict[str, Any], runs: list[StrategyRun]) -> list[str]:
                 f"- **{name}** leaks tokens: its daily tokens in the last week are {g:.1f}× "
                 "those of the first week."
             )
+        if block["duplicate_ratio"] >= 0.2:
+            lines.append(
+                f"- **{name}** stores duplicates: {block['duplicate_ratio']:.0%} of its "
+                f"{block['memories_per_user_mean']:.0f} memories per user repeat a fact it "
+                "already holds."
+            )
+        if block["error_turns"]:
+            lines.append(
+                f"- **{name}** failed {block['error_turns']:,} of {block['turns']:,} turns "
+                f"({block['timeout_turns']:,} timeouts)."
+            )
     lines.append(
         f"- Best recall: **{best_recall}** ({blocks[best_recall]['recall']:.1%} of probe questions "
         "had the latest fact in the prompt)."
     )
     return lines
+
+
+def _memory_rows(runs: list[StrategyRun], days: int) -> list[list[str]]:
+    shown = sorted({*range(0, days, 7), days - 1})
+    rows = []
+    for day in shown:
+        cells = []
+        for run in runs:
+            sizes = run.store_daily.loc[run.store_daily["day"] == day, "memories"]
+            cells.append(
+                f"{sizes.mean():.1f} / {np.percentile(sizes, 99):.0f} / {sizes.max()}"
+                if len(sizes)
+                else "–"
+            )
+        rows.append([str(day + 1), *cells])
+    return rows
 
 
 def render(
@@ -81,6 +110,8 @@ def render(
             for p in ("system", "memory", "history", "user")
         ],
     )
+    out += ["", "## Memories per user over time (mean / p99 / max at the end of the day)", ""]
+    out += _table(["day", *names], _memory_rows(runs, summary["days"]))
     out += ["", "## Tokens per simulated day", ""]
     days = summary["days"]
     out += _table(

@@ -10,7 +10,7 @@ Definitions:
   extraction, summarization, update, embedding); ``tokens_per_day[d]`` and
   ``usd_per_day[d]`` bill each call to the simulated day it started on.
 * latency percentiles are over turns that got a reply; ``error_turns`` counts
-  the others (timeouts, context overflow).
+  the others (timeouts, context overflow), ``timeout_turns`` the timeouts alone.
 * ``retrieval_latency_p99_s`` is over turns that spent time before the chat call.
 * ``memories_per_user_*`` and ``duplicate_ratio`` describe the store after the
   last turn; a duplicate is a memory of a fact another memory already holds.
@@ -72,6 +72,7 @@ def strategy_summary(run: StrategyRun, days: int) -> dict[str, Any]:
     return {
         "turns": len(turns),
         "error_turns": int((turns["error"] != "").sum()),
+        "timeout_turns": int((turns["error"] == "timeout").sum()),
         "tokens_total": int(tokens.sum()),
         "usd_total": _r(math.fsum(calls["usd"])),
         "tokens_by_purpose": {p: int(by_purpose.get(p, 0)) for p in TOKEN_PURPOSES},
@@ -83,6 +84,8 @@ def strategy_summary(run: StrategyRun, days: int) -> dict[str, Any]:
         "latency_p95_s": _pct(ok["latency_s"], 95),
         "latency_p99_s": _pct(ok["latency_s"], 99),
         "retrieval_latency_p99_s": _pct(retrieval, 99),
+        "retrieval_latency_p50_s": _pct(retrieval, 50),
+        "retrieval_latency_p95_s": _pct(retrieval, 95),
         "memories_per_user_mean": _r(memories.mean()) if len(memories) else 0.0,
         "memories_per_user_p99": _pct(memories, 99),
         "memories_per_user_max": int(memories.max()) if len(memories) else 0,

@@ -61,6 +61,10 @@ def chat_rates(model: str, provider: str, price_date: str) -> Rates:
     )
 
 
+def _per_token(per_million: float | None, fallback: float) -> float:
+    return fallback if per_million is None else per_million / MILLION
+
+
 def scenario_rates(scenario: Scenario) -> tuple[Rates, Rates]:
     """The chat and embedding rates a scenario bills with."""
     chat = chat_rates(scenario.llm.model, scenario.llm.provider, scenario.pricing.price_date)
@@ -68,13 +72,9 @@ def scenario_rates(scenario: Scenario) -> tuple[Rates, Rates]:
     if p.input_usd_per_million_tokens is not None or p.output_usd_per_million_tokens is not None:
         chat = Rates(
             chat.model,
-            (p.input_usd_per_million_tokens or 0.0) / MILLION
-            if p.input_usd_per_million_tokens is not None
-            else chat.input_usd_per_token,
-            (p.output_usd_per_million_tokens or 0.0) / MILLION
-            if p.output_usd_per_million_tokens is not None
-            else chat.output_usd_per_token,
-            "scenario override",
+            _per_token(p.input_usd_per_million_tokens, chat.input_usd_per_token),
+            _per_token(p.output_usd_per_million_tokens, chat.output_usd_per_token),
+            "scenario pricing override",
         )
     emb = scenario.embedding
     embedding = Rates(

@@ -245,10 +245,9 @@ class _UserGenerator:
         value = self.rng.choice([v for v in slot.values if v != old.value])
         fact = Fact(slot.key, old.version + 1, value)
         self.current[slot.key] = fact
-        i = self.rng.randrange(len(slot.updates)) if slot.updates else -1
-        template = slot.updates[i] if slot.updates else slot.statements[0]
+        i = self.rng.randrange(len(slot.updates))  # every mutable slot has update templates
         comp = ("fact", slot.key, value, "statement", 100 + i)
-        return self._compose("update", [template.format(v=value)], [comp], (fact,))
+        return self._compose("update", [slot.updates[i].format(v=value)], [comp], (fact,))
 
     def _compose(self, kind: str, parts: list, components: list, facts: tuple) -> Message:
         if self.rng.random() < self.cfg.question_probability:
