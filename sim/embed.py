@@ -71,14 +71,20 @@ class LatentEmbedder:
             )
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Unit vectors for ``texts``, cached per text."""
+        """Unit vectors for ``texts``, cached per text (read-only rows)."""
+        if len(texts) == 1:  # the per-turn query: a view of the cached row, no copy
+            return self._cached(texts[0])[np.newaxis]
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for i, text in enumerate(texts):
-            vec = self._cache.get(text)
-            if vec is None:
-                vec = self._cache[text] = self._vector(text)
-            out[i] = vec
+            out[i] = self._cached(text)
         return out
+
+    def _cached(self, text: str) -> np.ndarray:
+        vec = self._cache.get(text)
+        if vec is None:
+            vec = self._cache[text] = self._vector(text)
+            vec.flags.writeable = False
+        return vec
 
     # -- construction ---------------------------------------------------------
     def _direction(self, key: tuple) -> np.ndarray:

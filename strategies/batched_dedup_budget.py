@@ -83,13 +83,21 @@ class BatchedDedupBudget(Strategy):
         query = ctx.embedder.embed([msg.text])[0]
         records, sims = ctx.store.query(query)
         importance = np.fromiter((m.importance for m in records), np.float32, len(records))
+        ranked = [records[i] for i in np.argsort(-(sims * importance), kind="stable")]
+        if sum(m.line_tokens for m in ranked) > room:
+            ranked = self._fill(ranked, room)
+        for memory in ranked:
+            memory.hit_count += 1
+        return ranked
+
+    @staticmethod
+    def _fill(ranked: list[Memory], room: int) -> list[Memory]:
+        """Greedy: take each memory in rank order that still fits."""
         chosen = []
-        for i in np.argsort(-(sims * importance), kind="stable"):
-            memory = records[i]
+        for memory in ranked:
             if memory.line_tokens <= room:
                 chosen.append(memory)
                 room -= memory.line_tokens
-                memory.hit_count += 1
         return chosen
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
