@@ -23,7 +23,7 @@ from reports.output import prepare_out_dir, summarize, write_outputs
 from reports.terminal import print_comparison
 from sim import __version__
 from sim.config import ConfigError, Scenario, format_validation_error
-from sim.runner import build_strategies, run_scenario
+from sim.runner import build_strategies, rates_for, run_scenario
 
 app = typer.Typer(
     name="memsim",
@@ -113,7 +113,8 @@ def run(
         scn, source = _load(
             scenario, users=users, days=days, seed=seed, strategies=strategy or None
         )
-        build_strategies(scn, source)  # fail fast on bad strategy names or overrides
+        build_strategies(scn, source)  # fail fast on bad strategy names, overrides, prices
+        rates_for(scn, source)
         out_dir = out if out is not None else Path("out") / scn.name
         prepare_out_dir(out_dir)
         started = time.perf_counter()
@@ -157,6 +158,7 @@ def validate(scenario: ScenarioArg) -> None:
     try:
         scn, source = _load(scenario)
         built = build_strategies(scn, source)
+        rates_for(scn, source)
     except ConfigError as err:
         raise _fail(str(err)) from None
     typer.echo(

@@ -66,6 +66,14 @@ def build_strategies(scenario: Scenario, source: str) -> list[Strategy]:
     return built
 
 
+def rates_for(scenario: Scenario, source: str) -> tuple[Rates, Rates]:
+    """The scenario's chat and embedding prices; an unknown model names the file."""
+    try:
+        return scenario_rates(scenario)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+
+
 def resolve_config(
     scenario: Scenario, strategies: list[Strategy], rates: tuple[Rates, Rates]
 ) -> dict:
@@ -98,7 +106,7 @@ def run_scenario(
     """
     if strategies is None:
         strategies = build_strategies(scenario, source)
-    rates = scenario_rates(scenario)
+    rates = rates_for(scenario, source)
     resolved = resolve_config(scenario, strategies, rates)
     tokens = TokenCounter()
     workload = generate_workload(scenario, tokens)

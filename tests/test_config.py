@@ -6,7 +6,7 @@ import pytest
 
 import scenarios
 from sim.config import ConfigError, load_scenario_file
-from sim.runner import build_strategies
+from sim.runner import build_strategies, rates_for
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -78,3 +78,18 @@ def test_missing_file(tmp_path):
 def test_jitter_band_must_contain_one(tmp_path):
     msg = error_of(write(tmp_path, 'name = "x"\n[llm]\njitter_min = 1.5\n'))
     assert "llm" in msg and "jitter" in msg
+
+
+def test_unknown_model_has_no_price(tmp_path):
+    path = write(tmp_path, 'name = "x"\n[llm]\nmodel = "gpt-9-ultra"\n')
+    with pytest.raises(ConfigError) as info:
+        rates_for(load_scenario_file(path), str(path))
+    assert str(path) in str(info.value) and "'gpt-9-ultra'" in str(info.value)
+    assert "\n" not in str(info.value)
+
+
+def test_bad_price_date(tmp_path):
+    path = write(tmp_path, 'name = "x"\n[pricing]\nprice_date = "yesterday"\n')
+    with pytest.raises(ConfigError) as info:
+        rates_for(load_scenario_file(path), str(path))
+    assert "pricing.price_date" in str(info.value) and "yesterday" in str(info.value)

@@ -80,8 +80,8 @@ def test_batched_dedup_budget_support_bot_speed_and_memory():
                 f"| turns/s, simulation only | {sim_rate:,.0f} |",
                 f"| turns/s, end to end | {total_rate:,.0f} |",
                 f"| peak RSS | {r['peak_rss_mib']:,.0f} MiB |",
-                f"| naive-append on the same workload, simulation only | {floor_rate:,.0f} turns/s, "
-                f"{floor['calls']:,} calls |",
+                "| naive-append on the same workload, simulation only | "
+                f"{floor_rate:,.0f} turns/s, {floor['calls']:,} calls |",
                 "",
                 f"The simulation rate {verdict} the {TARGET_TURNS_PER_S:,} turns/s target.",
             ]
