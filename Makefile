@@ -10,10 +10,12 @@ SCENARIO ?= support-bot
 help: ## Show the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "} {printf "  make %-8s %s\n", $$1, $$2}'
 
-setup: ## Create .venv and install memsim with its test tools (pinned by constraints.txt)
+setup: ## Create .venv and install memsim, the real components and the test tools
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	# The CPU build of PyTorch first: an unpinned torch would pull the CUDA stack.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[real,dev]'
 	@$(BIN)/memsim --version
 
 run: ## Simulate SCENARIO (default support-bot) and write out/SCENARIO/report.md

@@ -15,6 +15,9 @@ Definitions:
 * ``memories_per_user_*`` and ``duplicate_ratio`` describe the store after the
   last turn; a duplicate is a memory of a fact another memory already holds.
 * ``injected_tokens_*`` is the memory block per prompt, chat overhead included.
+* ``factoids_extracted`` counts the facts extraction calls returned,
+  ``memories_written`` the memories stored; ``dedup_rate`` is the share of
+  extracted factoids that were never stored (dropped as duplicates, or over a cap).
 * ``recall`` is the share of probe questions whose prompt held the latest version
   of the fact asked about (in memories or verbatim history); ``stale_share`` the
   share whose prompt held an outdated version of it.
@@ -69,6 +72,9 @@ def strategy_summary(run: StrategyRun, days: int) -> dict[str, Any]:
     probes = turns[turns["recall"] >= 0]
     memories = final["memories"]
     total_memories = int(memories.sum())
+    done = calls[calls["error"] == ""]
+    extracted = int(done.loc[done["purpose"] == "extract", "items"].sum())
+    written = int(done.loc[done["purpose"] == "store_write", "items"].sum())
     return {
         "turns": len(turns),
         "error_turns": int((turns["error"] != "").sum()),
@@ -95,6 +101,9 @@ def strategy_summary(run: StrategyRun, days: int) -> dict[str, Any]:
         "injected_tokens_mean": _r(turns["memory_tokens"].mean()) if len(turns) else 0.0,
         "injected_tokens_p99": _pct(turns["memory_tokens"], 99),
         "injected_tokens_max": int(turns["memory_tokens"].max()) if len(turns) else 0,
+        "factoids_extracted": extracted,
+        "memories_written": written,
+        "dedup_rate": _r(max(1 - written / extracted, 0.0)) if extracted else 0.0,
         "recall": _r(probes["recall"].mean()) if len(probes) else 0.0,
         "stale_share": _r(probes["stale"].mean()) if len(probes) else 0.0,
     }

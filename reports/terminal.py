@@ -24,3 +24,30 @@ def print_comparison(console: Console, summary: dict[str, Any], runs: list[Strat
     for row in comparison_rows(summary, runs):
         table.add_row(row.label, *row.cells)
     console.print(table)
+
+
+def print_calibration(console: Console, profile: dict[str, Any]) -> None:
+    """Print a calibration profile: similarity by pair kind, store latency by layout."""
+    sims = Table(title=f"similarities ({profile['embedder']})", title_justify="left")
+    for col in ("pair", "n", "mean", "sd", "p05", "p50", "p95"):
+        sims.add_column(col, justify="left" if col == "pair" else "right")
+    for kind, s in profile["similarity"]["pairs"].items():
+        sims.add_row(kind, *(f"{s[k]}" for k in ("n", "mean", "sd", "p05", "p50", "p95")))
+    console.print(sims)
+    if "store" not in profile:
+        return
+    store = Table(title="ChromaDB latency (ms)", title_justify="left")
+    for col in ("layout", "users", "add p50", "add p99", "query p50", "query p99", "cross-user"):
+        store.add_column(col, justify="left" if col == "layout" else "right")
+    for layout, sizes in profile["store"].items():
+        for users, s in sizes.items():
+            store.add_row(
+                layout,
+                users,
+                *(
+                    f"{s[k] * 1000:.1f}"
+                    for k in ("add_p50_s", "add_p99_s", "query_p50_s", "query_p99_s")
+                ),
+                str(s["cross_user_results"]),
+            )
+    console.print(store)

@@ -6,7 +6,9 @@ file, an unwritable folder) print one line on stderr and exit with code 2.
 
 from __future__ import annotations
 
+import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import scenarios
 import strategies
-from reports.output import prepare_out_dir, summarize, write_outputs
-from reports.terminal import print_comparison
+from reports.output import atomic_write, prepare_out_dir, summarize, write_outputs
+from reports.terminal import print_calibration, print_comparison
 from sim import __version__
 from sim.config import ConfigError, Scenario, format_validation_error
 from sim.runner import build_strategies, rates_for, run_scenario
@@ -99,6 +101,16 @@ def run(
     users: Annotated[int | None, typer.Option(min=1, help="Override the number of users.")] = None,
     days: Annotated[int | None, typer.Option(min=1, help="Override the simulated days.")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Override the random seed.")] = None,
+    embedder: Annotated[
+        str | None,
+        typer.Option(help="latent (fast mock) or minilm (real, CPU); default: the scenario's."),
+    ] = None,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            help="numpy, chroma (embedded) or chroma-http (a server); default: the scenario's."
+        ),
+    ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Output folder; default: out/<scenario>.")
     ] = None,
@@ -111,7 +123,13 @@ def run(
         for spec in strategy or []:
             _check_strategy_flag(spec)
         scn, source = _load(
-            scenario, users=users, days=days, seed=seed, strategies=strategy or None
+            scenario,
+            users=users,
+            days=days,
+            seed=seed,
+            strategies=strategy or None,
+            embedder=embedder,
+            store=store,
         )
         build_strategies(scn, source)  # fail fast on bad strategy names, overrides, prices
         rates_for(scn, source)
@@ -128,7 +146,7 @@ def run(
             disable=quiet,
             transient=False,
         ) as progress:
-            result = run_scenario(scn, source, _progress_factory(progress))
+            result = run_scenario(scn, source, _progress_factory(progress), workdir=out_dir)
         summary = summarize(result)
         write_outputs(result, out_dir, summary)
     except ConfigError as err:
@@ -140,6 +158,76 @@ def run(
             f"wrote {out_dir}/ (summary.json, report.md, turns.parquet, calls.parquet) in "
             f"{time.perf_counter() - started:.1f} s"
         )
+
+
+@app.command()
+def calibrate(
+    scenario: ScenarioArg,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Profile file; default: out/<scenario>/calibration.json."
+        ),
+    ] = None,
+    users: Annotated[
+        str, typer.Option(help="Numbers of users to measure the store at, comma-separated.")
+    ] = "10,100,1000",
+    store: Annotated[
+        str,
+        typer.Option(
+            help="chroma (embedded, temporary folder) or chroma-http (the scenario's server)."
+        ),
+    ] = "chroma",
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress, no table.")] = False,
+) -> None:
+    """Measure MiniLM similarities on the fact bank and ChromaDB latency; write a profile."""
+    from sim import calibration
+    from sim.embed import MiniLMEmbedder
+
+    try:
+        scn, _ = _load(scenario)
+        sizes = _sizes(users)
+        if store not in ("chroma", "chroma-http"):
+            raise ConfigError(f"--store: {store!r}: expected chroma or chroma-http")
+        path = output if output is not None else Path("out") / scn.name / "calibration.json"
+        prepare_out_dir(path.parent)
+        say = None if quiet else (lambda text: err_console.print(f"calibrating: {text}"))
+        with tempfile.TemporaryDirectory(prefix="memsim-calibrate-") as scratch:
+            profile = calibration.calibrate(
+                MiniLMEmbedder(), _store_factory(scn, store, Path(scratch)), sizes, say
+            )
+        atomic_write(path, lambda tmp: tmp.write_text(json.dumps(profile, indent=1) + "\n"))
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    if not quiet:
+        print_calibration(Console(), profile)
+    typer.echo(f"wrote {path}")
+
+
+def _sizes(spec: str) -> list[int]:
+    try:
+        sizes = [int(x) for x in spec.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--users: {spec!r}: expected numbers separated by commas") from None
+    if not sizes or min(sizes) < 1:
+        raise ConfigError(f"--users: {spec!r}: expected positive numbers")
+    return sizes
+
+
+def _store_factory(scn: Scenario, kind: str, scratch: Path) -> Callable[[str, str], object]:
+    from sim.chroma import embedded_store, http_store
+
+    cfg = scn.vector_store
+
+    def make(layout: str, namespace: str) -> object:
+        if kind == "chroma-http":
+            try:
+                return http_store(cfg.host, cfg.port, 384, layout, namespace, measure=True)
+            except ConnectionError as err:
+                raise ConfigError(str(err)) from None
+        return embedded_store(scratch / namespace, 384, layout, namespace, measure=True)
+
+    return make
 
 
 @app.command("list")

@@ -129,6 +129,7 @@ class EmbeddingConfig(_Model):
     latency_s_per_token: Annotated[float, Field(ge=0)] = 2e-6
     dim: Annotated[int, Field(ge=8, le=4096)] = 384
     limits: EndpointLimits = EndpointLimits(concurrency=100, rpm=5_000, tpm=5_000_000, timeout_s=30)
+    # The four similarities below are used only with ``calibration = "none"``.
     paraphrase_similarity: Annotated[float, Field(gt=0, lt=1)] = 0.92
     """Mean cosine between two phrasings of one memory (LatentEmbedder)."""
     statement_similarity: Annotated[float, Field(gt=0, lt=1)] = 0.6
@@ -139,10 +140,23 @@ class EmbeddingConfig(_Model):
     """Share of a question's direction that points at the slot it asks about."""
 
 
-class StoreConfig(_Model):
-    """The vector store and its modelled latency."""
+class VectorStoreConfig(_Model):
+    """Settings of the vector store chosen by the scenario's ``store`` key.
 
-    kind: Literal["numpy"] = "numpy"
+    ``layout`` (ChromaDB only): one collection per user, or one shared collection
+    filtered by ``user_id``. ``latency``: ``modelled`` takes each call's latency
+    from the calibration profile (the layout's median at the scenario's number
+    of users), or from the three figures below with ``calibration = "none"``;
+    ``measured`` uses the wall time of each real call (ChromaDB only; results
+    then vary from run to run).
+    """
+
+    layout: Literal["per-user", "shared"] = "per-user"
+    latency: Literal["modelled", "measured"] = "modelled"
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    path: str = ""
+    """Folder of the embedded ChromaDB; empty = ``chroma/`` in the output folder."""
     query_latency_base_s: Annotated[float, Field(ge=0)] = 0.002
     query_latency_s_per_vector: Annotated[float, Field(ge=0)] = 2e-7
     write_latency_s: Annotated[float, Field(ge=0)] = 0.003
@@ -173,11 +187,21 @@ class Scenario(_Model):
     system_prompt: str = ""
     """Chat system prompt; empty means the domain's default prompt."""
     background_workers: Annotated[int, Field(ge=1)] = 8
+    calibration: str = "default"
+    """Calibration profile for the latent embedder and the modelled store latency:
+    ``default`` (shipped, measured on all-MiniLM-L6-v2 and ChromaDB), a path to one
+    written by ``memsim calibrate``, or ``none`` to use the scalar parameters of
+    ``[embedding]`` and ``[vector_store]`` instead."""
+    embedder: Literal["latent", "minilm"] = "latent"
+    """``latent``: the fast calibrated mock; ``minilm``: all-MiniLM-L6-v2 (real, CPU)."""
+    store: Literal["numpy", "chroma", "chroma-http"] = "numpy"
+    """``numpy``: exact, in memory; ``chroma``: embedded ChromaDB; ``chroma-http``: a
+    ChromaDB server at ``vector_store.host:port``."""
     workload: WorkloadConfig = WorkloadConfig()
     llm: LLMConfig = LLMConfig()
     limits: EndpointLimits = EndpointLimits()
     embedding: EmbeddingConfig = EmbeddingConfig()
-    store: StoreConfig = StoreConfig()
+    vector_store: VectorStoreConfig = VectorStoreConfig()
     pricing: PricingConfig = PricingConfig()
     strategy: dict[str, dict[str, Any]] = {}
     """Per-strategy overrides, e.g. ``[strategy.batched-dedup-budget] budget_tokens = 800``."""

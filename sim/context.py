@@ -29,13 +29,27 @@ LLM, EMBEDDING, STORE = "llm", "embedding", "store"
 class Span:
     """One metered call, before the engine gives it a place in simulated time."""
 
-    purpose: str  # chat | extract | summarize | update | embed | store_query | store_write
+    purpose: str  # chat, extract, summarize, update, embed, store_query/_write/_delete
     endpoint: str  # llm | embedding | store
     tokens_in: int
     tokens_out: int
     latency_s: float
     usd: float
     error: str = ""
+    items: int = 0  # factoids extracted, texts embedded, memories read, written or deleted
+
+
+@dataclass(frozen=True, slots=True)
+class StoreLatency:
+    """Modelled latency of store calls: a query scans ``vectors`` of the partition."""
+
+    query_base_s: float
+    query_per_vector_s: float
+    write_s: float
+
+    def query(self, vectors: int) -> float:
+        """Seconds one query over ``vectors`` vectors takes."""
+        return self.query_base_s + self.query_per_vector_s * vectors
 
 
 @dataclass(slots=True)
@@ -49,6 +63,7 @@ class Services:
     store: VectorStore
     chat_rates: Rates
     embedding_rates: Rates
+    store_latency: StoreLatency
 
 
 class LLMClient:
@@ -71,6 +86,7 @@ class LLMClient:
                 result.latency_s,
                 usd,
                 result.error,
+                len(result.factoids),
             )
         )
         return result
@@ -110,7 +126,15 @@ class EmbeddingClient:
         cfg = services.scenario.embedding
         latency = cfg.latency_base_s + cfg.latency_s_per_token * tokens
         ctx.record(
-            Span("embed", EMBEDDING, tokens, 0, latency, services.embedding_rates.usd(tokens, 0))
+            Span(
+                "embed",
+                EMBEDDING,
+                tokens,
+                0,
+                latency,
+                services.embedding_rates.usd(tokens, 0),
+                items=len(texts),
+            )
         )
         return services.embedder.embed(texts)
 
@@ -123,37 +147,39 @@ class StoreClient:
     def __init__(self, ctx: TurnContext) -> None:
         self._ctx = ctx
 
-    def _span(self, purpose: str, latency: float) -> None:
-        self._ctx.record(Span(purpose, STORE, 0, 0, latency, 0.0))
+    def _span(self, purpose: str, modelled_s: float, items: int) -> None:
+        """Meter one store call: its measured wall time if the store measures, else the model."""
+        measured = self._ctx.services.store.last_call_s
+        latency = modelled_s if measured is None else measured
+        self._ctx.record(Span(purpose, STORE, 0, 0, latency, 0.0, items=items))
 
     def _scan_latency(self, vectors: int) -> float:
-        cfg = self._ctx.services.scenario.store
-        return cfg.query_latency_base_s + cfg.query_latency_s_per_vector * vectors
+        return self._ctx.services.store_latency.query(vectors)
 
     def query(self, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
         """The user's memories and their cosine similarity to ``vector`` (read-only list)."""
         ctx = self._ctx
         memories, sims = ctx.services.store.query(ctx.user, vector)
-        self._span("store_query", self._scan_latency(len(memories)))
+        self._span("store_query", self._scan_latency(len(memories)), len(memories))
         return memories, sims
 
     def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:
         """Store memories with their vectors (one write)."""
         ctx = self._ctx
         ctx.services.store.add(ctx.user, memories, vectors)
-        self._span("store_write", ctx.services.scenario.store.write_latency_s)
+        self._span("store_write", ctx.services.store_latency.write_s, len(memories))
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete memories by id (one write)."""
         ctx = self._ctx
         ctx.services.store.delete(ctx.user, ids)
-        self._span("store_write", ctx.services.scenario.store.write_latency_s)
+        self._span("store_delete", ctx.services.store_latency.write_s, len(ids))
 
     def memories(self) -> list[Memory]:
         """All of the user's memories, oldest first (one read of the partition)."""
         ctx = self._ctx
         memories = ctx.services.store.memories(ctx.user)
-        self._span("store_query", self._scan_latency(len(memories)))
+        self._span("store_query", self._scan_latency(len(memories)), len(memories))
         return memories
 
     def count(self) -> int:

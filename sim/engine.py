@@ -67,7 +67,7 @@ class Engine:
         self.services = services
         self.on_user_done = on_user_done
         self.env = env = simpy.Environment()
-        lim, emb, store = scenario.limits, scenario.embedding, scenario.store
+        lim, emb, store = scenario.limits, scenario.embedding, scenario.vector_store
         self.endpoints = {
             LLM: Endpoint(env, LLM, lim.concurrency, lim.timeout_s, lim.rpm, lim.tpm),
             EMBEDDING: Endpoint(
@@ -198,6 +198,7 @@ class Engine:
                 outcome.queue_s,
                 span.usd if billed else 0.0,
                 error,
+                span.items,
             )
             if error:
                 return error, queued

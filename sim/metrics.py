@@ -44,6 +44,7 @@ CALL_COLUMNS: dict[str, str] = {
     "queue_s": "float64",
     "usd": "float64",
     "error": "category",
+    "items": "int32",  # factoids extracted, texts embedded, memories read/written/deleted
 }
 
 STORE_COLUMNS: dict[str, str] = {

@@ -7,19 +7,22 @@ per-user generators restart) and a fresh SimPy environment.
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from sim import calibration
 from sim.config import ConfigError, Scenario, config_sha256, format_validation_error
-from sim.context import Services
-from sim.embed import LatentEmbedder
+from sim.context import Services, StoreLatency
+from sim.embed import Embedder, LatentEmbedder, MiniLMEmbedder
 from sim.engine import Engine, StrategyRun
 from sim.llm import MockLLM
 from sim.pricing import Rates, scenario_rates
-from sim.store import NumpyStore
+from sim.store import NumpyStore, VectorStore
 from sim.tokens import ENCODING_NAME, TokenCounter
 from sim.workload import Workload, generate_workload
 from strategies import resolve
@@ -93,43 +96,132 @@ def resolve_config(
     return data
 
 
+@dataclass
+class Components:
+    """What every strategy of a run shares: workload, tokens, prices, embedder, store setup."""
+
+    scenario: Scenario
+    workload: Workload
+    tokens: TokenCounter
+    rates: tuple[Rates, Rates]
+    embedder: Embedder
+    store_latency: StoreLatency
+    store_dir: Path | None
+    namespace: str
+
+    def new_store(self, strategy: str) -> VectorStore:
+        """A fresh, empty store for one strategy's simulation."""
+        scn = self.scenario
+        cfg, dim = scn.vector_store, self.embedder.dim
+        if scn.store == "numpy":
+            return NumpyStore(dim)
+        from sim.chroma import embedded_store, http_store  # chromadb loads only when used
+
+        namespace = f"{self.namespace}-{strategy}"
+        measure = cfg.latency == "measured"
+        if scn.store == "chroma-http":
+            try:
+                return http_store(cfg.host, cfg.port, dim, cfg.layout, namespace, measure)
+            except ConnectionError as err:
+                raise ConfigError(f"field 'store' = 'chroma-http': {err}") from None
+        assert self.store_dir is not None
+        return embedded_store(self.store_dir / strategy, dim, cfg.layout, namespace, measure)
+
+
+def store_latency_model(scenario: Scenario, profile: dict | None) -> StoreLatency:
+    """Modelled store latency: the profile's medians for the layout, or the scalars."""
+    cfg = scenario.vector_store
+    measured = calibration.store_latency(profile, cfg.layout, scenario.users) if profile else None
+    if measured is None:
+        return StoreLatency(
+            cfg.query_latency_base_s, cfg.query_latency_s_per_vector, cfg.write_latency_s
+        )
+    query_s, add_s = measured
+    return StoreLatency(query_s, 0.0, add_s)
+
+
+def build_embedder(scenario: Scenario, workload: Workload, profile: dict | None) -> Embedder:
+    """The scenario's embedder: the real MiniLM, or the latent mock calibrated by ``profile``."""
+    if scenario.embedder == "minilm":
+        return MiniLMEmbedder()
+    emb = scenario.embedding
+    similarity = (
+        profile["similarity"]
+        if profile
+        else calibration.scalar_profile(
+            emb.paraphrase_similarity,
+            emb.same_slot_similarity,
+            emb.statement_similarity,
+            emb.probe_similarity,
+        )
+    )
+    return LatentEmbedder(emb.dim, workload.catalog.topics, scenario.seed, similarity)
+
+
+def prepare(
+    scenario: Scenario, source: str, config_hash: str, store_dir: Path | None
+) -> Components:
+    """Generate the workload once and set up the services every strategy shares."""
+    profile = None
+    if scenario.calibration != "none":
+        try:
+            profile = calibration.load_profile(scenario.calibration)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: field 'calibration': {err}") from None
+    tokens = TokenCounter()
+    workload = generate_workload(scenario, tokens)
+    return Components(
+        scenario,
+        workload,
+        tokens,
+        rates_for(scenario, source),
+        build_embedder(scenario, workload, profile),
+        store_latency_model(scenario, profile),
+        store_dir,
+        f"ms-{config_hash[:10]}",
+    )
+
+
 def run_scenario(
     scenario: Scenario,
     source: str = "<scenario>",
     progress: ProgressFactory | None = None,
     strategies: list[Strategy] | None = None,
+    workdir: Path | None = None,
 ) -> RunResult:
     """Simulate every strategy of ``scenario`` on one shared workload.
 
     ``strategies`` replaces the scenario's list with ready-made instances (for
     notebooks and tests); by default they are built from the scenario.
+    ``workdir`` holds the embedded ChromaDB (``store = "chroma"``) when the
+    scenario names no ``vector_store.path``; without it a temporary folder is used.
     """
     if strategies is None:
         strategies = build_strategies(scenario, source)
     rates = rates_for(scenario, source)
     resolved = resolve_config(scenario, strategies, rates)
-    tokens = TokenCounter()
-    workload = generate_workload(scenario, tokens)
-    embedder = LatentEmbedder(scenario.embedding, workload.catalog.topics, scenario.seed)
-    runs = [
-        simulate(scenario, workload, strategy, tokens, embedder, rates, progress)
-        for strategy in strategies
-    ]
-    return RunResult(scenario, resolved, config_sha256(resolved), runs, *rates)
+    config_hash = config_sha256(resolved)
+    with tempfile.TemporaryDirectory(prefix="memsim-") as scratch:
+        store_dir = Path(scenario.vector_store.path or (workdir or Path(scratch)) / "chroma")
+        parts = prepare(scenario, source, config_hash, store_dir)
+        runs = [simulate(parts, strategy, progress) for strategy in strategies]
+    return RunResult(scenario, resolved, config_hash, runs, *rates)
 
 
 def simulate(
-    scenario: Scenario,
-    workload: Workload,
-    strategy: Strategy,
-    tokens: TokenCounter,
-    embedder: LatentEmbedder,
-    rates: tuple[Rates, Rates],
-    progress: ProgressFactory | None = None,
+    parts: Components, strategy: Strategy, progress: ProgressFactory | None = None
 ) -> StrategyRun:
-    """Simulate one strategy on a workload with fresh services."""
-    llm = MockLLM(scenario.llm, tokens, workload.catalog, scenario.seed)
-    store = NumpyStore(embedder.dim)
-    services = Services(scenario, tokens, llm, embedder, store, *rates)
+    """Simulate one strategy on the shared workload with a fresh store and mock LLM."""
+    scn, workload = parts.scenario, parts.workload
+    llm = MockLLM(scn.llm, parts.tokens, workload.catalog, scn.seed)
+    services = Services(
+        scn,
+        parts.tokens,
+        llm,
+        parts.embedder,
+        parts.new_store(strategy.name),
+        *parts.rates,
+        parts.store_latency,
+    )
     advance = progress(strategy.name, workload.turns) if progress else None
-    return Engine(scenario, workload, strategy, services, advance).run()
+    return Engine(scn, workload, strategy, services, advance).run()

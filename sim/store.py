@@ -56,7 +56,15 @@ class Memory:
 
 
 class VectorStore(Protocol):
-    """A per-user vector store."""
+    """A per-user vector store.
+
+    ``last_call_s`` is the wall time of the last call when the store measures
+    its latency (``None`` when latency is modelled); ``cross_user_results``
+    counts query results that belonged to another user (isolation failures).
+    """
+
+    last_call_s: float | None
+    cross_user_results: int
 
     def add(self, user: int, memories: Sequence[Memory], vectors: np.ndarray) -> None:
         """Store memories with their unit vectors (one row each)."""
@@ -116,6 +124,8 @@ class NumpyStore:
     """Exact cosine search over float32 matrices, one matrix per user."""
 
     kind = "numpy"
+    last_call_s = None  # latency is always modelled
+    cross_user_results = 0  # partitions cannot leak
 
     def __init__(self, dim: int) -> None:
         self.dim = dim

@@ -5,9 +5,17 @@ from __future__ import annotations
 import pytest
 
 import scenarios
+from chroma_server import running_server
 from reports.output import summarize
 from sim.config import Scenario
 from sim.runner import RunResult, run_scenario
+
+
+@pytest.fixture(scope="session")
+def chroma_http(tmp_path_factory):
+    """``(host, port)`` of a real ChromaDB server, started once for the session."""
+    with running_server(tmp_path_factory.mktemp("chroma-server")) as address:
+        yield address
 
 
 @pytest.fixture(scope="session")

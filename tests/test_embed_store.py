@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from sim.calibration import load_profile, register_bank, scalar_profile, similarity_profile
 from sim.config import EmbeddingConfig
 from sim.embed import LatentEmbedder
 from sim.store import Memory, NumpyStore, normalized_hash
@@ -18,6 +19,18 @@ from sim.textbank import SLOTS
 from sim.workload import TextCatalog
 
 # -- LatentEmbedder ----------------------------------------------------------------------------
+
+
+def latent(topics, seed: int, cfg: EmbeddingConfig | None = None) -> LatentEmbedder:
+    """A latent embedder with the scalar (uncalibrated) geometry of ``cfg``."""
+    cfg = cfg or EmbeddingConfig()
+    similarity = scalar_profile(
+        cfg.paraphrase_similarity,
+        cfg.same_slot_similarity,
+        cfg.statement_similarity,
+        cfg.probe_similarity,
+    )
+    return LatentEmbedder(cfg.dim, topics, seed, similarity)
 
 
 def memory_bank(catalog: TextCatalog) -> dict[tuple[str, str], list[str]]:
@@ -43,7 +56,7 @@ def bank():
     catalog = TextCatalog()
     memories = memory_bank(catalog)
     probes = register_probes(catalog)
-    embedder = LatentEmbedder(EmbeddingConfig(), catalog.topics, seed=1)
+    embedder = latent(catalog.topics, seed=1)
     vectors = {key: embedder.embed(texts) for key, texts in memories.items()}
     return embedder, catalog, memories, probes, vectors
 
@@ -63,12 +76,12 @@ def test_vectors_are_deterministic_per_seed(bank):
     _, catalog, memories, probes, _ = bank
     texts = [ts[0] for ts in memories.values()] + [p for _, p in probes] + ["unregistered text"]
     cfg = EmbeddingConfig(dim=64)
-    a = LatentEmbedder(cfg, catalog.topics, seed=5).embed(texts)
+    a = latent(catalog.topics, 5, cfg).embed(texts)
     # Another instance, texts in another order and one at a time: same vectors.
-    other = LatentEmbedder(cfg, catalog.topics, seed=5)
+    other = latent(catalog.topics, 5, cfg)
     b = np.stack([other.embed([t])[0] for t in reversed(texts)])[::-1]
     assert np.array_equal(a, b)
-    c = LatentEmbedder(cfg, catalog.topics, seed=6).embed(texts)
+    c = latent(catalog.topics, 6, cfg).embed(texts)
     cos = np.sum(a * c, axis=1)
     assert np.all(np.abs(cos) < 0.9)
     assert abs(cos.mean()) < 0.2  # unrelated directions
@@ -78,11 +91,7 @@ def test_vectors_are_deterministic_per_seed(bank):
 def test_paraphrase_similarity_is_calibrated(paraphrase):
     catalog = TextCatalog()
     memories = memory_bank(catalog)
-    embedder = LatentEmbedder(
-        EmbeddingConfig(paraphrase_similarity=paraphrase),
-        catalog.topics,
-        seed=2,
-    )
+    embedder = latent(catalog.topics, 2, EmbeddingConfig(paraphrase_similarity=paraphrase))
     same = []
     for texts in memories.values():
         vecs = embedder.embed(texts)
@@ -135,12 +144,6 @@ def test_probe_is_closest_to_memories_of_its_slot(bank):
         assert own.min() > other.max(), slot_key
         assert own.mean() == pytest.approx(cfg.probe_similarity, abs=0.07)
         assert abs(other.mean()) < 0.1
-
-
-def test_impossible_similarity_settings_are_rejected():
-    cfg = EmbeddingConfig(probe_similarity=0.9, same_slot_similarity=0.5)
-    with pytest.raises(ValueError, match="probe_similarity"):
-        LatentEmbedder(cfg, {}, seed=0)
 
 
 # -- NumpyStore ------------------------------------------------------------------------------
@@ -333,3 +336,23 @@ def test_normalized_hash_ignores_case_punctuation_and_spacing(parts, lead, trail
     )
     assert normalized_hash(noisy) == normalized_hash(canonical)
     assert normalized_hash(canonical) == hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_calibrated_latent_reproduces_the_shipped_profile():
+    """The latent geometry solved from a profile gives back the profile's similarities."""
+    profile = load_profile("default")["similarity"]
+    catalog = TextCatalog()
+    register_bank(catalog)
+    measured = similarity_profile(LatentEmbedder(384, catalog.topics, 3, profile))
+    for kind in ("paraphrase", "same_slot", "statement", "distinct"):
+        assert measured["pairs"][kind]["mean"] == pytest.approx(
+            profile["pairs"][kind]["mean"], abs=0.03
+        ), kind
+    assert measured["background"] == pytest.approx(profile["background"], abs=0.03)
+    gaps = [
+        abs(a - b)
+        for key, slot in measured["slots"].items()
+        for row_a, row_b in zip(slot["phrasing"], profile["slots"][key]["phrasing"], strict=True)
+        for a, b in zip(row_a, row_b, strict=True)
+    ]
+    assert np.mean(gaps) < 0.02 and max(gaps) < 0.08

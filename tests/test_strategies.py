@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from helpers import make_scenario
-from sim.context import Services, TurnContext
+from sim.calibration import load_profile
+from sim.context import Services, StoreLatency, TurnContext
 from sim.embed import LatentEmbedder
 from sim.llm import Factoid, MockLLM
 from sim.pricing import scenario_rates
@@ -34,11 +35,19 @@ class Driver:
         )
         self.tokens = TokenCounter()
         self.catalog = TextCatalog()
-        embedder = LatentEmbedder(scenario.embedding, self.catalog.topics, scenario.seed)
+        embedder = LatentEmbedder(
+            384, self.catalog.topics, scenario.seed, load_profile("default")["similarity"]
+        )
         self.store = NumpyStore(embedder.dim)
         llm_model = MockLLM(scenario.llm, self.tokens, self.catalog, scenario.seed)
         services = Services(
-            scenario, self.tokens, llm_model, embedder, self.store, *scenario_rates(scenario)
+            scenario,
+            self.tokens,
+            llm_model,
+            embedder,
+            self.store,
+            *scenario_rates(scenario),
+            StoreLatency(0.002, 0.0, 0.003),
         )
         self.jobs = []
         self.ctx = TurnContext(services, 0, "u0", lambda user, job: self.jobs.append(job))
@@ -127,18 +136,29 @@ def test_batched_extracts_when_the_buffer_passes_its_token_limit():
     assert len(d.jobs) == 1
 
 
-def test_batched_dedups_exact_and_paraphrased_memories():
-    d = Driver(
-        BatchedDedupBudget(BatchedDedupBudgetConfig(extract_every_messages=1)),
-        extract_reword_rate=1.0,
-    )
-    for _ in range(6):
+def test_batched_drops_exact_duplicates():
+    d = Driver(BatchedDedupBudget(BatchedDedupBudgetConfig(extract_every_messages=1)))
+    for _ in range(4):
         d.say(d.message("I live in Lisbon.", [CITY]))
         d.run_jobs()
-    texts = [m.text for m in d.store.memories(0)]
+    assert [m.text for m in d.store.memories(0)] == ["User lives in Lisbon."]
+
+
+def test_batched_drops_rewordings_at_or_above_the_threshold():
+    threshold = 0.85
+    config = BatchedDedupBudgetConfig(extract_every_messages=1, dedup_threshold=threshold)
+    d = Driver(BatchedDedupBudget(config), extract_reword_rate=1.0)
     slot = SLOT_BY_KEY["city"]
-    # Rewording draws among two phrasings; cosine ≈ 0.92 ≥ 0.85 merges them into one.
-    assert len(texts) == 1 and texts[0] in [m.format(v="Lisbon") for m in slot.memories]
+    phrasings = [m.format(v="Lisbon") for m in slot.memories[1:]]
+    for _ in range(8):
+        d.say(d.message("I live in Lisbon.", [CITY]))
+        d.run_jobs()
+    stored = [m.text for m in d.store.memories(0)]
+    assert set(stored) <= set(phrasings) and len(stored) >= 1
+    vectors = d.ctx.services.embedder.embed(phrasings)
+    similar = float(vectors[0] @ vectors[1]) >= threshold
+    # Both rewordings were extracted; the second is kept only if it is not similar enough.
+    assert len(stored) == (1 if similar else 2)
 
 
 def test_batched_keeps_updates_as_new_memories():

@@ -12,11 +12,7 @@ import sys
 import time
 
 import scenarios
-from sim.embed import LatentEmbedder
-from sim.pricing import scenario_rates
-from sim.runner import build_strategies, simulate
-from sim.tokens import TokenCounter
-from sim.workload import generate_workload
+from sim.runner import build_strategies, prepare, simulate
 
 
 def main() -> None:
@@ -27,11 +23,9 @@ def main() -> None:
     scenario = scenario.with_overrides(strategies=[strategy])
     (built,) = build_strategies(scenario, name)
     t0 = time.perf_counter()
-    tokens = TokenCounter()
-    workload = generate_workload(scenario, tokens)
-    embedder = LatentEmbedder(scenario.embedding, workload.catalog.topics, scenario.seed)
+    parts = prepare(scenario, name, "bench", None)
     t1 = time.perf_counter()
-    run = simulate(scenario, workload, built, tokens, embedder, scenario_rates(scenario))
+    run = simulate(parts, built)
     t2 = time.perf_counter()
     print(
         json.dumps(
