@@ -17,7 +17,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- bench:harness:start -->", "<!-- bench:harness:end -->"
 TARGET_TURNS_PER_S = 20_000
 
 
@@ -47,11 +46,13 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def write_section(text: str) -> None:
+def write_between(name: str, text: str) -> None:
+    """Replace the text between ``<!-- bench:NAME:start -->`` and its end marker."""
+    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
     doc = DOC.read_text()
-    head, rest = doc.split(START, 1)
-    _, tail = rest.split(END, 1)
-    DOC.write_text(f"{head}{START}\n{text}\n{END}{tail}")
+    head, rest = doc.split(start, 1)
+    _, tail = rest.split(end, 1)
+    DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
 
 
 @pytest.mark.bench
@@ -64,7 +65,8 @@ def test_batched_dedup_budget_support_bot_speed_and_memory():
     total_rate = r["turns"] / (r["workload_s"] + r["simulate_s"])
     floor_rate = floor["turns"] / floor["simulate_s"]
     verdict = "meets" if sim_rate >= TARGET_TURNS_PER_S else "is below"
-    write_section(
+    write_between(
+        "harness",
         "\n".join(
             [
                 f"Measured {date.today().isoformat()} on {machine()} with "
@@ -85,6 +87,6 @@ def test_batched_dedup_budget_support_bot_speed_and_memory():
                 "",
                 f"The simulation rate {verdict} the {TARGET_TURNS_PER_S:,} turns/s target.",
             ]
-        )
+        ),
     )
     assert DOC.read_text().count(f"{sim_rate:,.0f}") >= 1
