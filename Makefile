@@ -16,6 +16,8 @@ setup: ## Create .venv and install memsim, the real components and the test tool
 	# The CPU build of PyTorch first: an unpinned torch would pull the CUDA stack.
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[real,dev]'
+	# The example out-of-tree strategy, found through its entry point by the tests.
+	$(BIN)/python -m pip install --quiet --no-deps -e examples/keyword_memory
 	@$(BIN)/memsim --version
 
 run: ## Simulate SCENARIO (default support-bot) and write out/SCENARIO/report.md

@@ -95,6 +95,8 @@ class LLMConfig(_Model):
     extract_hallucination_rate: Share = 0.05
     extract_reword_rate: Share = 0.30
     summarize_drift: Share = 0.05
+    update_error_rate: Share = 0.05
+    """Share of Mem0-style update calls that answer a wrong ADD/UPDATE/DELETE/NONE event."""
 
     @model_validator(mode="after")
     def _jitter_band(self) -> LLMConfig:
@@ -129,6 +131,13 @@ class EmbeddingConfig(_Model):
     latency_s_per_token: Annotated[float, Field(ge=0)] = 2e-6
     dim: Annotated[int, Field(ge=8, le=4096)] = 384
     limits: EndpointLimits = EndpointLimits(concurrency=100, rpm=5_000, tpm=5_000_000, timeout_s=30)
+    switch_at_day: Annotated[float, Field(ge=0)] | None = None
+    """Simulated day at which the embedding model changes (``None``: never). Memories
+    embedded before keep their old vectors unless ``reembed_on_switch``."""
+    switch_model: str = "latent-v2"
+    """Name of the model switched to (the latent embedder draws a new space)."""
+    reembed_on_switch: bool = False
+    """At the switch, re-embed every user's memories in the background (billed)."""
     # The four similarities below are used only with ``calibration = "none"``.
     paraphrase_similarity: Annotated[float, Field(gt=0, lt=1)] = 0.92
     """Mean cosine between two phrasings of one memory (LatentEmbedder)."""

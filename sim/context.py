@@ -16,7 +16,7 @@ import numpy as np
 
 from sim.config import Scenario
 from sim.embed import Embedder
-from sim.llm import Factoid, LLMResult, MockLLM, Summary
+from sim.llm import Candidate, Factoid, LLMResult, MockLLM, Summary, UpdateDecision
 from sim.pricing import Rates
 from sim.store import Memory, VectorStore, normalized_hash
 from sim.tokens import TokenCounter
@@ -36,7 +36,7 @@ class Span:
     latency_s: float
     usd: float
     error: str = ""
-    items: int = 0  # factoids extracted, texts embedded, memories read, written or deleted
+    items: int = 0  # factoids extracted, update events, texts embedded, memories read/written
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +86,7 @@ class LLMClient:
                 result.latency_s,
                 usd,
                 result.error,
-                len(result.factoids),
+                len(result.decision.events) if result.decision else len(result.factoids),
             )
         )
         return result
@@ -95,9 +95,20 @@ class LLMClient:
         """A chat completion for a prompt of ``prompt_tokens``."""
         return self._meter(self._ctx.services.llm.chat(self._ctx.user, prompt_tokens))
 
-    def extract(self, messages: Sequence[Message]) -> list[Factoid]:
-        """Facts stated by the user in ``messages`` (one extraction call)."""
-        return self._meter(self._ctx.services.llm.extract(self._ctx.user, messages)).factoids
+    def extract(
+        self, messages: Sequence[Message], system_prompt: str | None = None
+    ) -> list[Factoid]:
+        """Facts stated by the user in ``messages`` (one extraction call).
+
+        ``system_prompt`` bills the call with another extraction prompt than the default.
+        """
+        result = self._ctx.services.llm.extract(self._ctx.user, messages, system_prompt)
+        return self._meter(result).factoids
+
+    def update(self, fact: Factoid, candidates: Sequence[Candidate]) -> UpdateDecision:
+        """Mem0's ADD/UPDATE/DELETE/NONE decision for ``fact`` (one update call)."""
+        result = self._ctx.services.llm.update(self._ctx.user, fact, candidates)
+        return self._meter(result).decision  # type: ignore[return-value]
 
     def summarize(self, messages: Sequence[Message], previous: Summary | None = None) -> Summary:
         """A new running summary (one summarization call)."""

@@ -71,8 +71,10 @@ class LatentEmbedder:
         seed: int,
         similarity: dict,
         model: str = "",
+        space: int = 0,
     ) -> None:
         self.model = model or f"latent-{dim}d"
+        self.space = space  # another space: another model, unrelated vectors
         self.dim = dim
         self.topics = topics
         self.seed = seed
@@ -106,7 +108,8 @@ class LatentEmbedder:
     def _direction(self, key: tuple) -> np.ndarray:
         vec = self._directions.get(key)
         if vec is None:
-            ss = np.random.SeedSequence([self.seed, EMBED_STREAM, *_key_words(key)])
+            space = [self.space] if self.space else []
+            ss = np.random.SeedSequence([self.seed, EMBED_STREAM, *space, *_key_words(key)])
             vec = np.random.default_rng(ss).standard_normal(self.dim)
             vec /= np.linalg.norm(vec)
             self._directions[key] = vec
@@ -191,3 +194,29 @@ class MiniLMEmbedder:
                 vec.flags.writeable = False
                 self._cache[text] = vec
         return np.stack([self._cache[t] for t in texts])
+
+
+class SwitchingEmbedder:
+    """An embedder whose model changes once, mid-run (``switch()``).
+
+    Vectors of the two models are unrelated: memories embedded before the switch
+    and queries embedded after it no longer find each other until re-embedded.
+    """
+
+    def __init__(self, before: Embedder, after: Embedder) -> None:
+        self.before, self.after = before, after
+        self.active = before
+        self.dim = before.dim
+
+    @property
+    def model(self) -> str:
+        """The model in use now."""
+        return self.active.model
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Vectors from the model in use now."""
+        return self.active.embed(texts)
+
+    def switch(self) -> None:
+        """Change to the second model."""
+        self.active = self.after

@@ -26,6 +26,7 @@ from sim.limits import Endpoint
 from sim.metrics import call_recorder, store_recorder, turn_recorder
 from sim.workload import SECONDS_PER_DAY, Message, UserScript, Workload
 from strategies.base import Strategy
+from strategies.jobs import reembed
 
 Job = Callable[[TurnContext], None]
 
@@ -99,9 +100,11 @@ class Engine:
             env.process(self._user(script, ctx))
         for _ in range(self.scenario.background_workers):
             env.process(self._worker())
-        if self.strategy.config.tick_period_s:
-            env.process(self._ticker(self.strategy.config.tick_period_s))
+        if self.strategy.tick_period_s:
+            env.process(self._ticker(self.strategy.tick_period_s))
         env.process(self._daily_snapshots())
+        if self.scenario.embedding.switch_at_day is not None:
+            env.process(self._embedding_switch(self.scenario.embedding.switch_at_day))
         env.run()
         return StrategyRun(
             self.strategy.name,
@@ -221,6 +224,15 @@ class Engine:
                 spans = ctx.take_spans()
                 if spans:  # calls made directly in on_tick run as background work
                     self.jobs.put((user, _replay_only(spans)))
+
+    def _embedding_switch(self, day: float) -> Generator:
+        """Change the embedding model; re-embed every user's memories if the scenario says so."""
+        yield self.env.timeout(day * SECONDS_PER_DAY)
+        self.services.embedder.switch()
+        if self.scenario.embedding.reembed_on_switch:
+            for user, ctx in sorted(self.contexts.items()):
+                if self.services.store.count(user):
+                    ctx.defer(reembed)
 
     def _daily_snapshots(self) -> Generator:
         for day in range(self.scenario.days):

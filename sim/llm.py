@@ -13,7 +13,11 @@ global state.
 Messages carry hidden ground truth. ``extract`` returns the facts the user
 stated, as the JSON array an extraction prompt asks for, but misses some, rewords
 some and adds made-up inferences at configurable rates. ``summarize`` keeps the
-facts of the previous summary but loses each with a configurable drift.
+facts of the previous summary but loses each with a configurable drift. ``update``
+is Mem0's memory-update call: given one new fact and the stored memories most
+similar to it, it answers ADD, UPDATE, DELETE or NONE as Mem0's prompt asks
+(``{"memory": [{"id", "text", "event", "old_memory"?}]}``), decided from ground
+truth and wrong at a configurable rate.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -30,6 +35,7 @@ from sim.config import LLMConfig
 from sim.textbank import (
     EXTRACT_SYSTEM_PROMPT,
     INFERENCES,
+    MEM0_UPDATE_PROMPT,
     REPLY_SENTENCES,
     SLOT_BY_KEY,
     SUMMARY_SYSTEM_PROMPT,
@@ -41,6 +47,8 @@ LLM_STREAM = 3  # first spawn-key word of every mock-LLM generator
 PURPOSES = ("chat", "extract", "summarize", "update")
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
 TRANSCRIPT_PREFIX = {"user": "User: ", "assistant": "Assistant: "}
+ADD, UPDATE, DELETE, NONE = "ADD", "UPDATE", "DELETE", "NONE"
+MEMORY_EVENTS = (ADD, UPDATE, DELETE, NONE)
 
 
 @dataclass(slots=True)
@@ -58,12 +66,58 @@ class Factoid:
 
 @dataclass(slots=True)
 class Summary:
-    """A running summary: its text and the facts it still holds (ground truth)."""
+    """A running summary, injectable as one line of the memory block.
+
+    ``facts``, ``values`` and ``owner`` are hidden ground truth: the facts it still
+    holds and the user it summarizes.
+    """
 
     text: str
     line_tokens: int
     facts: tuple[tuple[str, int], ...] = ()
     values: dict[str, Fact] = field(default_factory=dict)
+    owner: int = -1
+
+
+class Candidate(Protocol):
+    """A stored memory as an update call sees it (:class:`~sim.store.Memory` is one)."""
+
+    id: int
+    text: str
+    facts: tuple[tuple[str, int], ...]
+
+
+@dataclass(slots=True, frozen=True)
+class MemoryEvent:
+    """One element of an update answer: what happens to one memory.
+
+    ``memory_id`` is the store id of the candidate it concerns (``None`` for ADD);
+    ``text`` is the memory's text after the event.
+    """
+
+    event: str
+    memory_id: int | None
+    text: str
+    old_memory: str = ""
+
+
+@dataclass(slots=True)
+class UpdateDecision:
+    """What an update call decided for its new fact.
+
+    Attributes:
+        event: The event for the new fact: ADD, UPDATE, DELETE or NONE.
+        target: Store id of the memory the event updates, deletes or finds the
+            fact in (``None`` for ADD, or NONE with no matching memory).
+        events: Every element of the JSON answer, in order: one per candidate,
+            then the added memory. Apply the ones that are not NONE.
+        expected: The ground-truth event (differs from ``event`` on an error).
+    """
+
+    event: str
+    target: int | None
+    events: list[MemoryEvent]
+    expected: str
 
 
 @dataclass(slots=True)
@@ -79,6 +133,7 @@ class LLMResult:
     reply: Message | None = None
     factoids: list[Factoid] = field(default_factory=list)
     summary: Summary | None = None
+    decision: UpdateDecision | None = None
 
 
 def _stream_seed(seed: int, user: int, purpose: str) -> int:
@@ -87,13 +142,14 @@ def _stream_seed(seed: int, user: int, purpose: str) -> int:
 
 
 class MockLLM:
-    """Deterministic chat / extract / summarize with real token counts."""
+    """Deterministic chat / extract / summarize / update with real token counts."""
 
     def __init__(self, cfg: LLMConfig, tokens: TokenCounter, catalog: TextCatalog, seed: int):
         self.cfg, self.tokens, self.catalog, self.seed = cfg, tokens, catalog, seed
         self._streams: dict[tuple[int, str], random.Random] = {}
         self._extract_system = tokens.message("system", tokens.count(EXTRACT_SYSTEM_PROMPT))
         self._summary_system = tokens.message("system", tokens.count(SUMMARY_SYSTEM_PROMPT))
+        self._update_prompt = tokens.count(MEM0_UPDATE_PROMPT)
         # Per sentence: tokens alone, after a space, and after a space ending a
         # transcript line. Sentence boundaries are tokenizer chunk boundaries, so a
         # reply's counts are exact sums of these (tests check this).
@@ -179,8 +235,14 @@ class MockLLM:
         return Message("assistant", text, self.tokens.count(text), transcript_tokens=line)
 
     # -- extract --------------------------------------------------------------
-    def extract(self, user: int, messages: Sequence[Message]) -> LLMResult:
-        """Facts the user stated in ``messages``, as a noisy extractor returns them."""
+    def extract(
+        self, user: int, messages: Sequence[Message], system_prompt: str | None = None
+    ) -> LLMResult:
+        """Facts the user stated in ``messages``, as a noisy extractor returns them.
+
+        ``system_prompt`` replaces the default extraction prompt in the bill (the
+        answer does not depend on it).
+        """
         cfg, rng = self.cfg, self.stream(user, "extract")
         factoids: dict[tuple[str, int], Factoid] = {}
         for msg in messages:
@@ -200,9 +262,14 @@ class MockLLM:
             ],
             ensure_ascii=False,
         )
+        system = (
+            self._extract_system
+            if system_prompt is None
+            else self.tokens.message("system", self.tokens.count(system_prompt))
+        )
         tokens_in = (
             REPLY_PRIMING_TOKENS
-            + self._extract_system
+            + system
             + self.tokens.message("user", self.transcript_tokens(messages))
         )
         tokens_out = self.tokens.count(body)
@@ -256,6 +323,7 @@ class MockLLM:
             self.tokens.count("- " + text + "\n"),
             tuple((f.slot, f.version) for f in ordered),
             kept,
+            owner=user,
         )
         return LLMResult(
             "summarize",
@@ -264,3 +332,107 @@ class MockLLM:
             self.latency(rng, tokens_in, tokens_out),
             summary=summary,
         )
+
+    # -- update ---------------------------------------------------------------
+    def update(self, user: int, fact: Factoid, candidates: Sequence[Candidate]) -> LLMResult:
+        """Mem0's update call: ADD, UPDATE, DELETE or NONE for ``fact`` against ``candidates``.
+
+        The request is one user message: ``MEM0_UPDATE_PROMPT``, then the candidates
+        as ``[{"id", "text"}]`` with ids ``"0"``, ``"1"``… (Mem0 maps store ids to
+        small integers so the model cannot garble them), then the fact. With
+        probability ``update_error_rate`` the answer swaps in a wrong event.
+        """
+        rng = self.stream(user, "update")
+        expected, target, stale = _ground_truth(fact, candidates)
+        event, deletes = expected, stale
+        if rng.random() < self.cfg.update_error_rate:
+            wrong = [e for e in MEMORY_EVENTS if e != expected and (candidates or e in (ADD, NONE))]
+            event, deletes = rng.choice(wrong), []
+            if event == ADD:
+                target = None
+            elif event != NONE and target is None:
+                target = rng.randrange(len(candidates))
+        decision, answer = _answer(fact, candidates, event, target, deletes, expected)
+        tokens_in = REPLY_PRIMING_TOKENS + self.tokens.message(
+            "user", self._update_prompt + _uncached_count(_update_request(fact, candidates))
+        )
+        tokens_out = _uncached_count(answer)
+        return LLMResult(
+            "update",
+            tokens_in,
+            tokens_out,
+            self.latency(rng, tokens_in, tokens_out),
+            decision=decision,
+        )
+
+
+def _uncached_count(text: str) -> int:
+    """Tokens of a one-off text (not kept in the counter's cache, which would only grow)."""
+    return len(encoding().encode_ordinary(text))
+
+
+def _ground_truth(
+    fact: Factoid, candidates: Sequence[Candidate]
+) -> tuple[str, int | None, list[int]]:
+    """The right event, the index of its candidate, and indices of stale copies to delete.
+
+    A candidate holding the fact's slot at the same (or a newer) version means the
+    fact is known: NONE. An older version is out of date: UPDATE the most similar
+    one and DELETE any other outdated copies. No candidate about the slot: ADD. A
+    made-up inference (no ground truth) is ADDed unless its exact text is stored.
+    """
+    if not fact.facts:
+        same_text = [i for i, c in enumerate(candidates) if c.text == fact.content]
+        return (NONE, same_text[0], []) if same_text else (ADD, None, [])
+    versions = dict(fact.facts)
+    current, older = [], []
+    for i, candidate in enumerate(candidates):
+        for slot, version in candidate.facts:
+            if slot in versions:
+                (current if version >= versions[slot] else older).append(i)
+                break
+    if current:
+        return NONE, current[0], older
+    if older:
+        return UPDATE, older[0], older[1:]
+    return ADD, None, []
+
+
+def _update_request(fact: Factoid, candidates: Sequence[Candidate]) -> str:
+    """The per-call part of an update request, after the fixed prompt."""
+    if candidates:
+        current = json.dumps(
+            [{"id": str(i), "text": c.text} for i, c in enumerate(candidates)], ensure_ascii=False
+        )
+        memory = f"Current memory (the elements most similar to the new fact):\n```\n{current}\n```"
+    else:
+        memory = "Current memory is empty."
+    new = json.dumps(fact.content, ensure_ascii=False)
+    return f"{memory}\n\nNew fact:\n```\n{new}\n```\n"
+
+
+def _answer(
+    fact: Factoid,
+    candidates: Sequence[Candidate],
+    event: str,
+    target: int | None,
+    deletes: list[int],
+    expected: str,
+) -> tuple[UpdateDecision, str]:
+    """The decision and its JSON answer in Mem0's shape."""
+    events: list[MemoryEvent] = []
+    elements: list[dict[str, str]] = []
+    for i, candidate in enumerate(candidates):
+        kind = event if i == target else (DELETE if i in deletes else NONE)
+        text = fact.content if kind == UPDATE else candidate.text
+        element = {"id": str(i), "text": text, "event": kind}
+        if kind == UPDATE:
+            element["old_memory"] = candidate.text
+        elements.append(element)
+        events.append(MemoryEvent(kind, candidate.id, text, element.get("old_memory", "")))
+    if event == ADD:
+        elements.append({"id": str(len(candidates)), "text": fact.content, "event": ADD})
+        events.append(MemoryEvent(ADD, None, fact.content))
+    target_id = candidates[target].id if target is not None else None
+    decision = UpdateDecision(event, target_id, events, expected)
+    return decision, json.dumps({"memory": elements}, ensure_ascii=False)

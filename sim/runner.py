@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from sim import calibration
 from sim.config import ConfigError, Scenario, config_sha256, format_validation_error
 from sim.context import Services, StoreLatency
-from sim.embed import Embedder, LatentEmbedder, MiniLMEmbedder
+from sim.embed import Embedder, LatentEmbedder, MiniLMEmbedder, SwitchingEmbedder
 from sim.engine import Engine, StrategyRun
 from sim.llm import MockLLM
 from sim.pricing import Rates, scenario_rates
@@ -108,6 +108,13 @@ class Components:
     store_latency: StoreLatency
     store_dir: Path | None
     namespace: str
+    switch_to: Embedder | None = None  # the model a mid-run embedding switch moves to
+
+    def new_embedder(self) -> Embedder:
+        """The embedder one strategy's run uses (a fresh switch state per strategy)."""
+        if self.switch_to is None:
+            return self.embedder
+        return SwitchingEmbedder(self.embedder, self.switch_to)
 
     def new_store(self, strategy: str) -> VectorStore:
         """A fresh, empty store for one strategy's simulation."""
@@ -144,18 +151,23 @@ def build_embedder(scenario: Scenario, workload: Workload, profile: dict | None)
     """The scenario's embedder: the real MiniLM, or the latent mock calibrated by ``profile``."""
     if scenario.embedder == "minilm":
         return MiniLMEmbedder()
-    emb = scenario.embedding
-    similarity = (
-        profile["similarity"]
-        if profile
-        else calibration.scalar_profile(
-            emb.paraphrase_similarity,
-            emb.same_slot_similarity,
-            emb.statement_similarity,
-            emb.probe_similarity,
-        )
+    similarity = similarity_of(scenario, profile)
+    return LatentEmbedder(
+        scenario.embedding.dim, workload.catalog.topics, scenario.seed, similarity
     )
-    return LatentEmbedder(emb.dim, workload.catalog.topics, scenario.seed, similarity)
+
+
+def similarity_of(scenario: Scenario, profile: dict | None) -> dict:
+    """The similarity profile the latent embedder follows: the calibration, or the scalars."""
+    if profile:
+        return profile["similarity"]
+    emb = scenario.embedding
+    return calibration.scalar_profile(
+        emb.paraphrase_similarity,
+        emb.same_slot_similarity,
+        emb.statement_similarity,
+        emb.probe_similarity,
+    )
 
 
 def prepare(
@@ -170,15 +182,31 @@ def prepare(
             raise ConfigError(f"{source}: field 'calibration': {err}") from None
     tokens = TokenCounter()
     workload = generate_workload(scenario, tokens)
+    embedder = build_embedder(scenario, workload, profile)
+    switch_to = None
+    if scenario.embedding.switch_at_day is not None:
+        if not isinstance(embedder, LatentEmbedder):
+            raise ConfigError(
+                f"{source}: field 'embedding.switch_at_day': a model switch needs embedder 'latent'"
+            )
+        switch_to = LatentEmbedder(
+            embedder.dim,
+            workload.catalog.topics,
+            scenario.seed,
+            similarity_of(scenario, profile),
+            model=scenario.embedding.switch_model,
+            space=1,
+        )
     return Components(
         scenario,
         workload,
         tokens,
         rates_for(scenario, source),
-        build_embedder(scenario, workload, profile),
+        embedder,
         store_latency_model(scenario, profile),
         store_dir,
         f"ms-{config_hash[:10]}",
+        switch_to,
     )
 
 
@@ -218,7 +246,7 @@ def simulate(
         scn,
         parts.tokens,
         llm,
-        parts.embedder,
+        parts.new_embedder(),
         parts.new_store(strategy.name),
         *parts.rates,
         parts.store_latency,

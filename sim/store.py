@@ -48,6 +48,12 @@ class Memory:
     facts: tuple[tuple[str, int], ...] = ()
     hit_count: int = 0
     owner: int = -1  # the user it was learned from (ground truth, for isolation checks)
+    last_used_at: float | None = None
+
+    def hit(self, now: float) -> None:
+        """Count one use (injection into a prompt) at simulated time ``now``."""
+        self.hit_count += 1
+        self.last_used_at = now
 
     @property
     def truth_key(self) -> tuple:

@@ -159,5 +159,14 @@ class Strategy(abc.ABC):
         background worker instead.
         """
 
+    @property
+    def tick_period_s(self) -> float | None:
+        """Seconds between :meth:`on_tick` calls (``None``: never).
+
+        ``config.tick_period_s`` by default; strategies that schedule their own jobs
+        override it.
+        """
+        return self.config.tick_period_s
+
     def on_tick(self, ctx: TickContext) -> None:  # noqa: B027 - optional hook
         """Periodic hook (every ``config.tick_period_s``), e.g. for consolidation."""

@@ -74,20 +74,26 @@ class BatchedDedupBudget(Strategy):
         memories = self._select(ctx, msg) if ctx.store.count() else []
         return history.prompt(msg, memories)
 
-    def _select(self, ctx: TurnContext, msg: Message) -> list[Memory]:
-        """Greedy fill of the budget by relevance × importance."""
+    def _select(
+        self, ctx: TurnContext, msg: Message, query: np.ndarray | None = None
+    ) -> list[Memory]:
+        """Greedy fill of the budget by relevance × importance.
+
+        ``query`` is the message's embedding when the caller already paid for it.
+        """
         fixed = TOKENS_PER_MESSAGE + ROLE_TOKENS["system"] + ctx.tokens.count(MEMORY_HEADER)
         room = self.config.budget_tokens - fixed
         if room <= 0:
             return []
-        query = ctx.embedder.embed([msg.text])[0]
+        if query is None:
+            query = ctx.embedder.embed([msg.text])[0]
         records, sims = ctx.store.query(query)
         importance = np.fromiter((m.importance for m in records), np.float32, len(records))
         ranked = [records[i] for i in np.argsort(-(sims * importance), kind="stable")]
         if sum(m.line_tokens for m in ranked) > room:
             ranked = self._fill(ranked, room)
         for memory in ranked:
-            memory.hit_count += 1
+            memory.hit(ctx.now)
         return ranked
 
     @staticmethod

@@ -28,7 +28,7 @@ class PerTurnExtract(Strategy):
         history = self._sessions.of(ctx.user, msg.session)
         memories = ctx.store.memories() if ctx.store.count() else []
         for memory in memories:
-            memory.hit_count += 1
+            memory.hit(ctx.now)
         return history.prompt(msg, memories)
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:

@@ -1,0 +1,178 @@
+"""Background jobs: consolidation and re-embedding after an embedding-model switch."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_strategies import Driver
+
+import scenarios
+from helpers import make_scenario
+from sim.config import Scenario
+from sim.runner import run_scenario
+from sim.store import Memory
+from strategies.base import StrategyConfig
+from strategies.batched_dedup_budget import BatchedDedupBudget
+from strategies.jobs import ConsolidationConfig, consolidate, schedule_consolidation
+
+DAY = 86_400.0
+
+
+def remember(
+    d: Driver,
+    text: str,
+    importance: int,
+    created_days_ago: float,
+    hits: int = 0,
+    used_days_ago: float | None = None,
+):
+    memory = Memory(
+        id=len(d.store.memories(0)) + 100,
+        text=text,
+        line_tokens=d.tokens.count(f"- {text}\n"),
+        importance=importance,
+        category="other",
+        created_at=d.ctx.now - created_days_ago * DAY,
+        embedding_model=d.ctx.embedder.model,
+        content_hash=text,
+        owner=0,
+        hit_count=hits,
+        last_used_at=None if used_days_ago is None else d.ctx.now - used_days_ago * DAY,
+    )
+    d.store.add(0, [memory], d.ctx.services.embedder.embed([text]))
+    return memory
+
+
+def texts(d: Driver) -> list[str]:
+    return sorted(m.text for m in d.store.memories(0))
+
+
+def test_consolidation_expires_prunes_merges_and_caps():
+    d = Driver(BatchedDedupBudget())
+    d.ctx.now = 40 * DAY
+    city = d.catalog.memory_text
+    from sim.textbank import SLOT_BY_KEY
+
+    slot = SLOT_BY_KEY["company"]
+    remember(d, "User used to rent a flat.", 5, 35, hits=50, used_days_ago=31)  # expired (TTL)
+    remember(d, "User once asked about dark mode.", 5, 31, hits=2, used_days_ago=1)  # rarely used
+    remember(d, "User opened the app on a Tuesday.", 5, 31, hits=9, used_days_ago=1)  # kept
+    keep = remember(d, city(slot, "Globex", 0), 9, created_days_ago=1)
+    twin = city(slot, "Globex", 2)
+    assert d.ctx.services.embedder.embed([keep.text, twin]).prod(axis=0).sum() >= 0.85
+    remember(d, twin, 4, created_days_ago=1)  # a rewording (cosine ≥ 0.85): merged away
+    remember(d, "User likes short answers.", 2, created_days_ago=0)  # least important: capped
+    d.ctx.take_spans()
+    consolidate(d.ctx, ConsolidationConfig(max_memories_per_user=3, merge_threshold=0.85))
+    kept = ["User opened the app on a Tuesday.", keep.text, "User likes short answers."]
+    assert texts(d) == sorted(kept)
+    assert [s.purpose for s in d.ctx.take_spans()] == ["store_query", "embed", "store_delete"]
+    consolidate(d.ctx, ConsolidationConfig(max_memories_per_user=2))  # the cap alone
+    assert texts(d) == sorted(kept[:2])
+
+
+def test_consolidation_of_an_empty_store_makes_no_calls():
+    d = Driver(BatchedDedupBudget())
+    consolidate(d.ctx, ConsolidationConfig())
+    assert d.ctx.take_spans() == []
+
+
+class Consolidating(BatchedDedupBudget):
+    """batched-dedup-budget plus a consolidation schedule (a test double)."""
+
+    name = "consolidating-test"
+
+    def __init__(self, every: str):
+        super().__init__()
+        self.consolidation = ConsolidationConfig(every=every)
+
+    @property
+    def tick_period_s(self):
+        return self.consolidation.period_s
+
+    def on_tick(self, ctx):
+        schedule_consolidation(ctx, self.consolidation)
+
+
+@pytest.mark.parametrize(("every", "period"), [("hourly", 3600.0), ("nightly", DAY)])
+def test_scheduled_consolidation_runs_in_the_background(every, period):
+    scenario = make_scenario(users=4, days=3, seed=4)
+    strategy = Consolidating(every)
+    calls = run_scenario(scenario, strategies=[strategy]).runs[0].calls
+    ticks = np.arange(1, int(3 * DAY / period) + 1) * period
+    # At each tick, every user with memories gets a scan of its store, in the background.
+    scans = calls[(calls["purpose"] == "store_query") & calls["background"]]
+    at_ticks = scans[np.isin(scans["start_s"], ticks)]
+    assert len(at_ticks) > 0 and set(at_ticks["start_s"]) <= set(ticks)
+    assert at_ticks.groupby("start_s")["user"].nunique().max() <= 4
+
+
+def switch_scenario(**embedding) -> Scenario:
+    """Retrieval that works (uncalibrated, clear topical signal) under a tight budget."""
+    base = scenarios.load("support-bot")[0].with_overrides(
+        users=100, days=12, strategies=["batched-dedup-budget"], calibration="none"
+    )
+    data = base.model_dump()
+    data["strategy"]["batched-dedup-budget"]["budget_tokens"] = 60
+    data["embedding"].update(embedding)
+    return Scenario.model_validate(data)
+
+
+def late_recall_and_embed_tokens(scenario: Scenario) -> tuple[float, int]:
+    run = run_scenario(scenario).runs[0]
+    probes = run.turns[(run.turns["recall"] >= 0) & (run.turns["start_s"] > 4 * DAY)]
+    embeds = run.calls[run.calls["purpose"] == "embed"]
+    return float(probes["recall"].mean()), int(embeds["tokens_in"].sum())
+
+
+def test_embedding_switch_without_reembed_lowers_recall_and_reembed_restores_it():
+    same, same_cost = late_recall_and_embed_tokens(switch_scenario())
+    switched, _ = late_recall_and_embed_tokens(switch_scenario(switch_at_day=4))
+    fixed, fixed_cost = late_recall_and_embed_tokens(
+        switch_scenario(switch_at_day=4, reembed_on_switch=True)
+    )
+    assert switched < same - 0.08  # old vectors no longer meet new queries
+    assert fixed == pytest.approx(same, abs=0.02)  # re-embedded: retrieval works again
+    assert fixed_cost > same_cost  # at the price of embedding every memory again
+
+
+def test_memories_record_the_model_that_embedded_them():
+    from sim.embed import LatentEmbedder, SwitchingEmbedder
+
+    d = Driver(
+        BatchedDedupBudget(),
+    )
+    before = d.ctx.services.embedder
+    after = LatentEmbedder(384, d.catalog.topics, 1, {"slots": {}}, model="latent-v2", space=1)
+    d.ctx.services.embedder = SwitchingEmbedder(before, after)
+    from sim.llm import Factoid
+    from strategies.jobs import reembed
+
+    old = d.ctx.new_memory(Factoid("User lives in Lisbon.", 7, "background", (("city", 0),)))
+    d.ctx.store.add([old], d.ctx.embedder.embed([old.text]))
+    d.ctx.services.embedder.switch()
+    new = d.ctx.new_memory(Factoid("User is on the Pro plan.", 8, "background", (("plan", 0),)))
+    assert (old.embedding_model, new.embedding_model) == (before.model, "latent-v2")
+    d.ctx.take_spans()
+    reembed(d.ctx)
+    assert [m.embedding_model for m in d.store.memories(0)] == ["latent-v2"]
+    assert [s.purpose for s in d.ctx.take_spans()] == [
+        "store_query",
+        "embed",
+        "store_delete",
+        "store_write",
+    ]
+
+
+def test_a_switch_needs_the_latent_embedder(tmp_path):
+    from sim.config import ConfigError
+    from sim.runner import prepare
+
+    scenario = make_scenario(embedder="minilm", embedding={"switch_at_day": 1})
+    with pytest.raises(ConfigError, match="switch_at_day"):
+        prepare(scenario, "scn.toml", "hash", None)
+
+
+def test_strategy_config_tick_period_is_the_default():
+    assert BatchedDedupBudget().tick_period_s is None
+    assert StrategyConfig(tick_period_s=60).tick_period_s == 60
