@@ -29,8 +29,9 @@ from sim.store import Memory, normalized_hash
 from sim.textbank import MEMORY_HEADER
 from sim.tokens import ROLE_TOKENS, TOKENS_PER_MESSAGE
 from sim.workload import Message
-from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
+from strategies.base import Prompt, Strategy, StrategyConfig, TickContext, TurnContext
 from strategies.history import SessionHistories
+from strategies.jobs import ConsolidationConfig, schedule_consolidation
 from strategies.registry import register
 
 
@@ -42,6 +43,9 @@ class BatchedDedupBudgetConfig(StrategyConfig):
     dedup_threshold: Annotated[float, Field(gt=0, le=1)] = 0.85
     budget_tokens: Annotated[int, Field(ge=0)] = 1_500
     max_memories_per_user: Annotated[int, Field(ge=1)] = 500
+    consolidation: ConsolidationConfig | None = None
+    """Run :func:`strategies.jobs.consolidate` for every user hourly or nightly (off by
+    default); e.g. ``consolidation = {every = "nightly"}``."""
 
 
 class _Buffer:
@@ -66,6 +70,17 @@ class BatchedDedupBudget(Strategy):
         self._sessions = SessionHistories()
         self._buffers: dict[int, _Buffer] = {}
         self._hashes: dict[int, set[str]] = {}
+
+    @property
+    def tick_period_s(self) -> float | None:
+        """Consolidation's period, if it is on."""
+        cfg = self.config.consolidation
+        return cfg.period_s if cfg else self.config.tick_period_s
+
+    def on_tick(self, ctx: TickContext) -> None:
+        """Schedule consolidation for every user with memories."""
+        if self.config.consolidation:
+            schedule_consolidation(ctx, self.config.consolidation)
 
     # -- foreground -------------------------------------------------------------
     def build_prompt(self, ctx: TurnContext, msg: Message) -> Prompt:

@@ -12,8 +12,8 @@ from sim.config import Scenario
 from sim.runner import run_scenario
 from sim.store import Memory
 from strategies.base import StrategyConfig
-from strategies.batched_dedup_budget import BatchedDedupBudget
-from strategies.jobs import ConsolidationConfig, consolidate, schedule_consolidation
+from strategies.batched_dedup_budget import BatchedDedupBudget, BatchedDedupBudgetConfig
+from strategies.jobs import ConsolidationConfig, consolidate
 
 DAY = 86_400.0
 
@@ -77,21 +77,11 @@ def test_consolidation_of_an_empty_store_makes_no_calls():
     assert d.ctx.take_spans() == []
 
 
-class Consolidating(BatchedDedupBudget):
-    """batched-dedup-budget plus a consolidation schedule (a test double)."""
-
-    name = "consolidating-test"
-
-    def __init__(self, every: str):
-        super().__init__()
-        self.consolidation = ConsolidationConfig(every=every)
-
-    @property
-    def tick_period_s(self):
-        return self.consolidation.period_s
-
-    def on_tick(self, ctx):
-        schedule_consolidation(ctx, self.consolidation)
+def Consolidating(every: str) -> BatchedDedupBudget:
+    """batched-dedup-budget with consolidation switched on."""
+    return BatchedDedupBudget(
+        BatchedDedupBudgetConfig(consolidation=ConsolidationConfig(every=every))
+    )
 
 
 @pytest.mark.parametrize(("every", "period"), [("hourly", 3600.0), ("nightly", DAY)])
@@ -176,3 +166,22 @@ def test_a_switch_needs_the_latent_embedder(tmp_path):
 def test_strategy_config_tick_period_is_the_default():
     assert BatchedDedupBudget().tick_period_s is None
     assert StrategyConfig(tick_period_s=60).tick_period_s == 60
+
+
+def test_consolidation_shrinks_the_store_over_a_month():
+    """With a tight budget most memories are never injected; pruning removes them."""
+    base = scenarios.load("support-bot")[0].with_overrides(
+        users=40, days=40, strategies=["batched-dedup-budget"]
+    )
+    data = base.model_dump()
+    data["strategy"]["batched-dedup-budget"]["budget_tokens"] = 60
+    plain = run_scenario(Scenario.model_validate(data)).runs[0]
+    data["strategy"]["batched-dedup-budget"]["consolidation"] = {
+        "every": "nightly",
+        "hit_window_days": 10,
+        "min_hits": 3,
+    }
+    consolidated = run_scenario(Scenario.model_validate(data)).runs[0]
+    assert consolidated.store_final["memories"].sum() < plain.store_final["memories"].sum()
+    deletes = consolidated.calls[consolidated.calls["purpose"] == "store_delete"]
+    assert len(deletes) > 0 and deletes["background"].all()
