@@ -75,6 +75,21 @@ def memory_part_tokens(tokens: TokenCounter, items: list) -> int:
     return tokens.message("system", header + sum(m.line_tokens for m in items))
 
 
+def memory_room(tokens: TokenCounter, budget_tokens: int) -> int:
+    """Tokens left for memory lines in a memory block of at most ``budget_tokens``."""
+    return budget_tokens - tokens.message("system", tokens.count(MEMORY_HEADER))
+
+
+def fill_budget(ranked: list, room: int) -> list:
+    """Greedy: each item in rank order that still fits in ``room`` tokens of lines."""
+    chosen = []
+    for item in ranked:
+        if item.line_tokens <= room:
+            chosen.append(item)
+            room -= item.line_tokens
+    return chosen
+
+
 @dataclass(slots=True)
 class Prompt:
     """A chat request in parts, so a report can say which part grew.

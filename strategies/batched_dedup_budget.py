@@ -26,10 +26,16 @@ from pydantic import Field
 
 from sim.llm import Factoid
 from sim.store import Memory, normalized_hash
-from sim.textbank import MEMORY_HEADER
-from sim.tokens import ROLE_TOKENS, TOKENS_PER_MESSAGE
 from sim.workload import Message
-from strategies.base import Prompt, Strategy, StrategyConfig, TickContext, TurnContext
+from strategies.base import (
+    Prompt,
+    Strategy,
+    StrategyConfig,
+    TickContext,
+    TurnContext,
+    fill_budget,
+    memory_room,
+)
 from strategies.history import SessionHistories
 from strategies.jobs import ConsolidationConfig, schedule_consolidation
 from strategies.registry import register
@@ -96,8 +102,7 @@ class BatchedDedupBudget(Strategy):
 
         ``query`` is the message's embedding when the caller already paid for it.
         """
-        fixed = TOKENS_PER_MESSAGE + ROLE_TOKENS["system"] + ctx.tokens.count(MEMORY_HEADER)
-        room = self.config.budget_tokens - fixed
+        room = memory_room(ctx.tokens, self.config.budget_tokens)
         if room <= 0:
             return []
         if query is None:
@@ -106,20 +111,10 @@ class BatchedDedupBudget(Strategy):
         importance = np.fromiter((m.importance for m in records), np.float32, len(records))
         ranked = [records[i] for i in np.argsort(-(sims * importance), kind="stable")]
         if sum(m.line_tokens for m in ranked) > room:
-            ranked = self._fill(ranked, room)
+            ranked = fill_budget(ranked, room)
         for memory in ranked:
             memory.hit(ctx.now)
         return ranked
-
-    @staticmethod
-    def _fill(ranked: list[Memory], room: int) -> list[Memory]:
-        """Greedy: take each memory in rank order that still fits."""
-        chosen = []
-        for memory in ranked:
-            if memory.line_tokens <= room:
-                chosen.append(memory)
-                room -= memory.line_tokens
-        return chosen
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Buffer the exchange; when the buffer is full, extract it in the background."""

@@ -61,10 +61,16 @@ from pydantic import Field
 
 from sim.llm import ADD, DELETE, UPDATE, Factoid, UpdateDecision
 from sim.store import Memory, normalized_hash
-from sim.textbank import MEM0_EXTRACT_SYSTEM_PROMPT, MEMORY_HEADER
-from sim.tokens import ROLE_TOKENS, TOKENS_PER_MESSAGE
+from sim.textbank import MEM0_EXTRACT_SYSTEM_PROMPT
 from sim.workload import Message
-from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
+from strategies.base import (
+    Prompt,
+    Strategy,
+    StrategyConfig,
+    TurnContext,
+    fill_budget,
+    memory_room,
+)
 from strategies.history import SessionHistories
 from strategies.registry import register
 
@@ -113,18 +119,14 @@ class _Mem0Base(Strategy):
 
     def _search(self, ctx: TurnContext, msg: Message) -> list[Memory]:
         """The ``search_limit`` most similar memories, in order, while they fit the budget."""
-        fixed = TOKENS_PER_MESSAGE + ROLE_TOKENS["system"] + ctx.tokens.count(MEMORY_HEADER)
-        room = self.config.budget_tokens - fixed
+        room = memory_room(ctx.tokens, self.config.budget_tokens)
         if room <= 0:
             return []
         records, sims = ctx.store.query(ctx.embedder.embed([msg.text])[0])
-        chosen = []
-        for i in np.argsort(-sims, kind="stable")[: self.config.search_limit]:
-            memory = records[i]
-            if memory.line_tokens <= room:
-                chosen.append(memory)
-                room -= memory.line_tokens
-                memory.hit_count += 1
+        nearest = np.argsort(-sims, kind="stable")[: self.config.search_limit]
+        chosen = fill_budget([records[i] for i in nearest], room)
+        for memory in chosen:
+            memory.hit(ctx.now)
         return chosen
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:

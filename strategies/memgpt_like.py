@@ -283,7 +283,7 @@ class MemGPTLike(Strategy):
             ranked = (records[i] for i in np.argsort(-sims, kind="stable"))
             hits = [m for m in ranked if m.content_hash not in in_core][: cfg.archival_top_k]
             for memory in hits:
-                memory.hit_count += 1
+                memory.hit(ctx.now)
             found += hits
         if has_recall:
             agent.recall_searches += 1
