@@ -16,6 +16,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from sim.context import TurnContext
+from sim.llm import DELETE, NONE, UPDATE, Factoid
 from sim.store import Memory
 from strategies.base import TickContext
 
@@ -35,7 +36,11 @@ class ConsolidationConfig(BaseModel):
 
     every: Literal["hourly", "nightly"] = "nightly"
     merge_threshold: Annotated[float, Field(gt=0, le=1)] = 0.9
-    """Cosine at or above which two memories are one (the less important goes)."""
+    """Cosine at or above which two memories are merge candidates."""
+    llm_merge: bool = True
+    """Let an update call (Mem0-style) confirm each merge: NONE drops the candidate,
+    UPDATE drops the outdated memory it was compared with, ADD keeps both. Off: the
+    less important of two candidates goes, no LLM call."""
     ttl_days: Annotated[float, Field(gt=0)] = 30.0
     """A memory not used for this long (since its last use, or its creation) expires."""
     min_hits: Annotated[int, Field(ge=0)] = 5
@@ -49,24 +54,42 @@ class ConsolidationConfig(BaseModel):
         return PERIODS[self.every]
 
 
-def _near_duplicates(memories: list[Memory], vectors: np.ndarray, threshold: float) -> set[int]:
-    """Ids to drop so that no two kept memories have cosine ≥ ``threshold``.
+def _merge_candidates(
+    memories: list[Memory], vectors: np.ndarray, threshold: float
+) -> list[tuple[Memory, Memory]]:
+    """Pairs ``(candidate, kept)`` with cosine ≥ ``threshold``.
 
-    Memories are visited most important (then newest) first; each one drops the
-    later ones too similar to it.
+    Memories are visited most important (then newest) first; each becomes the
+    candidate of the first kept memory it is too similar to, or is kept itself.
     """
     order = sorted(
         range(len(memories)), key=lambda i: (-memories[i].importance, -memories[i].created_at)
     )
     sims = vectors @ vectors.T
-    dropped: set[int] = set()
-    kept: list[int] = []
+    pairs, kept = [], []
     for i in order:
-        if kept and sims[i, kept].max() >= threshold:
-            dropped.add(memories[i].id)
+        close = [k for k in kept if sims[i, k] >= threshold]
+        if close:
+            pairs.append((memories[i], memories[close[0]]))
         else:
             kept.append(i)
-    return dropped
+    return pairs
+
+
+def _merge(ctx: TurnContext, pairs: list[tuple[Memory, Memory]], use_llm: bool) -> set[int]:
+    """Ids the merges remove; with ``use_llm``, one update call decides each pair."""
+    doomed: set[int] = set()
+    for candidate, kept in pairs:
+        if not use_llm:
+            doomed.add(candidate.id)
+            continue
+        fact = Factoid(candidate.text, candidate.importance, candidate.category, candidate.facts)
+        event = ctx.llm.update(fact, [kept]).event
+        if event == NONE:  # the kept memory already says it
+            doomed.add(candidate.id)
+        elif event in (UPDATE, DELETE):  # the kept memory is the outdated one
+            doomed.add(kept.id)
+    return doomed
 
 
 def consolidate(ctx: TurnContext, cfg: ConsolidationConfig) -> None:
@@ -75,8 +98,9 @@ def consolidate(ctx: TurnContext, cfg: ConsolidationConfig) -> None:
     Re-embeds every memory (one embedding call, as consolidation jobs that
     compare memories do), then deletes in one write: expired memories (unused
     for ``ttl_days``), rarely used ones (older than ``hit_window_days`` with
-    fewer than ``min_hits`` hits), near-duplicates, and the least important
-    (then oldest) beyond the cap.
+    fewer than ``min_hits`` hits), near-duplicates (each merge confirmed by an
+    update call unless ``llm_merge`` is off), and the least important (then
+    oldest) beyond the cap.
     """
     if not ctx.store.count():
         return
@@ -94,7 +118,8 @@ def consolidate(ctx: TurnContext, cfg: ConsolidationConfig) -> None:
         or (now - m.created_at > window and m.hit_count < cfg.min_hits)
     }
     live = [i for i, m in enumerate(memories) if m.id not in doomed]
-    doomed |= _near_duplicates([memories[i] for i in live], vectors[live], cfg.merge_threshold)
+    pairs = _merge_candidates([memories[i] for i in live], vectors[live], cfg.merge_threshold)
+    doomed |= _merge(ctx, pairs, cfg.llm_merge)
     survivors = [m for m in memories if m.id not in doomed]
     excess = len(survivors) - cfg.max_memories_per_user
     if excess > 0:

@@ -25,6 +25,7 @@ def remember(
     created_days_ago: float,
     hits: int = 0,
     used_days_ago: float | None = None,
+    facts: tuple = (),
 ):
     memory = Memory(
         id=len(d.store.memories(0)) + 100,
@@ -33,6 +34,7 @@ def remember(
         importance=importance,
         category="other",
         created_at=d.ctx.now - created_days_ago * DAY,
+        facts=facts,
         embedding_model=d.ctx.embedder.model,
         content_hash=text,
         owner=0,
@@ -57,16 +59,17 @@ def test_consolidation_expires_prunes_merges_and_caps():
     remember(d, "User used to rent a flat.", 5, 35, hits=50, used_days_ago=31)  # expired (TTL)
     remember(d, "User once asked about dark mode.", 5, 31, hits=2, used_days_ago=1)  # rarely used
     remember(d, "User opened the app on a Tuesday.", 5, 31, hits=9, used_days_ago=1)  # kept
-    keep = remember(d, city(slot, "Globex", 0), 9, created_days_ago=1)
+    keep = remember(d, city(slot, "Globex", 0), 9, created_days_ago=1, facts=(("company", 0),))
     twin = city(slot, "Globex", 2)
     assert d.ctx.services.embedder.embed([keep.text, twin]).prod(axis=0).sum() >= 0.85
-    remember(d, twin, 4, created_days_ago=1)  # a rewording (cosine ≥ 0.85): merged away
+    remember(d, twin, 4, created_days_ago=1, facts=(("company", 0),))  # a rewording: merged
     remember(d, "User likes short answers.", 2, created_days_ago=0)  # least important: capped
     d.ctx.take_spans()
     consolidate(d.ctx, ConsolidationConfig(max_memories_per_user=3, merge_threshold=0.85))
     kept = ["User opened the app on a Tuesday.", keep.text, "User likes short answers."]
     assert texts(d) == sorted(kept)
-    assert [s.purpose for s in d.ctx.take_spans()] == ["store_query", "embed", "store_delete"]
+    purposes = [s.purpose for s in d.ctx.take_spans()]
+    assert purposes == ["store_query", "embed", "update", "store_delete"]  # update: the merge
     consolidate(d.ctx, ConsolidationConfig(max_memories_per_user=2))  # the cap alone
     assert texts(d) == sorted(kept[:2])
 
@@ -185,3 +188,16 @@ def test_consolidation_shrinks_the_store_over_a_month():
     assert consolidated.store_final["memories"].sum() < plain.store_final["memories"].sum()
     deletes = consolidated.calls[consolidated.calls["purpose"] == "store_delete"]
     assert len(deletes) > 0 and deletes["background"].all()
+
+
+def test_llm_merge_keeps_the_newer_version_and_plain_merge_the_more_important():
+    from strategies.jobs import _merge
+
+    d = Driver(BatchedDedupBudget(), update_error_rate=0)
+    old = remember(d, "User's team has 12 people.", 7, 5, facts=(("team_size", 0),))
+    new = remember(d, "User's team has 40 people.", 5, 1, facts=(("team_size", 1),))
+    same = remember(d, "The user's team size is 12.", 5, 1, facts=(("team_size", 0),))
+    assert _merge(d.ctx, [(new, old)], use_llm=True) == {old.id}  # UPDATE: old is outdated
+    assert _merge(d.ctx, [(same, old)], use_llm=True) == {same.id}  # NONE: already known
+    assert _merge(d.ctx, [(new, old)], use_llm=False) == {new.id}  # no LLM: importance wins
+    assert [s.purpose for s in d.ctx.take_spans()].count("update") == 2
