@@ -19,6 +19,8 @@ setup: ## Create .venv and install memsim, the real components and the test tool
 	# The example out-of-tree strategy, found through its entry point by the tests.
 	$(BIN)/python -m pip install --quiet --no-deps -e examples/keyword_memory
 	@$(BIN)/memsim --version
+	@test -x /usr/bin/chromium || echo "note: the report.html browser test skips without Chromium; \
+	to run it: apt-get install chromium"
 
 run: ## Simulate SCENARIO (default support-bot) and write out/SCENARIO/report.md
 	$(BIN)/memsim run $(SCENARIO) --out out/$(SCENARIO)

@@ -9,6 +9,18 @@ import numpy as np
 from reports.compare import DAYS_PER_MONTH, comparison_rows, growth, part_means
 from sim.engine import StrategyRun
 
+# Definitions for the reader, one Markdown bullet each (shared with ``report.html``).
+NOTES = (
+    "- *Recall*: share of probe questions (a user asking about a fact stated earlier) "
+    "whose prompt held the fact's latest version; *stale*: share whose prompt held an "
+    "outdated version.",
+    "- *Latency* is from the user's message to the reply, including queueing at the rate "
+    "limits; extraction that runs after the reply or in the background is not in it.",
+    "- *Duplicate ratio*: share of stored memories that repeat a fact another memory holds.",
+    "- Full definitions: `summary.json` keys in the README; raw data in `turns.parquet` and "
+    "`calls.parquet`.",
+)
+
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -16,8 +28,12 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def _findings(summary: dict[str, Any], runs: list[StrategyRun]) -> list[str]:
-    blocks = {r.strategy: summary["strategies"][r.strategy] for r in runs}
+def findings(summary: dict[str, Any], names: list[str]) -> list[str]:
+    """What stands out in a run, one Markdown bullet each (shared with ``report.html``).
+
+    Strategy names are in ``**bold**``; nothing else is marked up.
+    """
+    blocks = {name: summary["strategies"][name] for name in names}
     cheapest = min(blocks, key=lambda n: blocks[n]["usd_total"])
     dearest = max(blocks, key=lambda n: blocks[n]["usd_total"])
     best_recall = max(blocks, key=lambda n: blocks[n]["recall"])
@@ -91,7 +107,7 @@ def render(
         "",
         "## Findings",
         "",
-        *_findings(summary, runs),
+        *findings(summary, names),
         "",
         "## Comparison",
         "",
@@ -125,14 +141,7 @@ def render(
         "",
         "## How to read this",
         "",
-        "- *Recall*: share of probe questions (a user asking about a fact stated earlier) "
-        "whose prompt held the fact's latest version; *stale*: share whose prompt held an "
-        "outdated version.",
-        "- *Latency* is from the user's message to the reply, including queueing at the rate "
-        "limits; extraction that runs after the reply or in the background is not in it.",
-        "- *Duplicate ratio*: share of stored memories that repeat a fact another memory holds.",
-        "- Full definitions: `summary.json` keys in the README; raw data in `turns.parquet` and "
-        "`calls.parquet`.",
+        *NOTES,
         "",
     ]
     return "\n".join(out)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from reports import markdown
+from reports.compare import comparison_rows
+from reports.results import Results
 from reports.summary import build_summary, dumps
 from sim.config import ConfigError, canonical_json
 from sim.runner import RunResult
@@ -24,7 +26,13 @@ FILES = (
     "store.parquet",
     "report.md",
     "config.json",
+    "report.html",
+    "charts",  # <name>.png and <name>.svg for every chart of report.html
 )
+
+
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
@@ -33,6 +41,7 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; outputs are ordinary files
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -84,3 +93,37 @@ def write_outputs(result: RunResult, out: Path, summary: dict | None = None) -> 
     )
     _write_text(out / "summary.json", dumps(summary))
     return summary
+
+
+def write_reports(results: Results) -> None:
+    """Draw ``report.md``, ``report.html`` and ``charts/`` into the results' folder.
+
+    Reads nothing but ``results``, so a saved run can be drawn again without re-running.
+    """
+    # matplotlib loads here, not with the command line: `memsim list` stays quick.
+    from reports import chartdata, charts, html
+
+    out, summary, runs = results.out_dir, results.summary, results.runs()
+    drawn = charts.render(
+        chartdata.chart_data(summary, results.turns, results.store), results.strategies
+    )
+    page = html.render(
+        summary,
+        results.config,
+        comparison_rows(summary, runs),
+        markdown.findings(summary, results.strategies),
+        drawn,
+    )
+    try:
+        (out / "charts").mkdir(exist_ok=True)
+        for chart in drawn:
+            for suffix, data in (("png", chart.png), ("svg", chart.svg)):
+                atomic_write(
+                    out / "charts" / f"{chart.name}.{suffix}", lambda t, d=data: t.write_bytes(d)
+                )
+        _write_text(
+            out / "report.md", markdown.render(summary, runs, results.config, results.description)
+        )
+        _write_text(out / "report.html", page)
+    except OSError as err:
+        raise ConfigError(f"{out}: cannot write the report: {err.strerror or err}") from None

@@ -21,7 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import scenarios
 import strategies
-from reports.output import atomic_write, prepare_out_dir, summarize, write_outputs
+from reports.output import atomic_write, prepare_out_dir, summarize, write_outputs, write_reports
+from reports.results import load_results
 from reports.terminal import print_calibration, print_comparison
 from sim import __version__
 from sim.config import ConfigError, Scenario, format_validation_error
@@ -149,15 +150,28 @@ def run(
             result = run_scenario(scn, source, _progress_factory(progress), workdir=out_dir)
         summary = summarize(result)
         write_outputs(result, out_dir, summary)
+        write_reports(load_results(out_dir))  # charts and report.html, from the saved files
     except ConfigError as err:
         raise _fail(str(err)) from None
     if not quiet:
         console = Console()
         print_comparison(console, summary, result.runs)
         console.print(
-            f"wrote {out_dir}/ (summary.json, report.md, turns.parquet, calls.parquet) in "
+            f"wrote {out_dir}/ (summary.json, report.md, report.html, charts/, parquet) in "
             f"{time.perf_counter() - started:.1f} s"
         )
+
+
+@app.command()
+def report(
+    out_dir: Annotated[Path, typer.Argument(help="A run's output folder (from `memsim run`).")],
+) -> None:
+    """Draw report.md, report.html and the charts again from a run's saved files."""
+    try:
+        write_reports(load_results(out_dir))
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    typer.echo(f"wrote {out_dir}/ (report.md, report.html, charts/)")
 
 
 @app.command()
@@ -253,6 +267,87 @@ def validate(scenario: ScenarioArg) -> None:
         f"{source}: ok ({scn.users:,} users × {scn.days} days; strategies: "
         f"{', '.join(s.name for s in built)})"
     )
+
+
+@app.command()
+def project(
+    scenario: ScenarioArg,
+    users: Annotated[
+        str,
+        typer.Option(help="Numbers of users, comma-separated: 2500, 10k, 1.5k, 1M."),
+    ] = "1k,10k,100k,1M",
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="Chat model priced by genai-prices (repeatable); default: the scenario's.",
+        ),
+    ] = None,
+    sim_users: Annotated[
+        int, typer.Option(min=1, help="Most users simulated per size: n = min(N, this).")
+    ] = 500,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder; default: out/<scenario>-projection.")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
+    ] = False,
+) -> None:
+    """Project monthly cost by strategy, model and number of users, from scaled simulation.
+
+    For each number of users N, n = min(N, --sim-users) users of the scenario are
+    simulated (same seed) for its days, with the chat and embedding limits (rpm,
+    tpm, concurrency) multiplied by n / N: the simulated users hold their pro-rata
+    share of the account, so queueing, timeouts and failed turns show as they would
+    among N users. Their cost and tokens per user per month (total / days × 30 / n)
+    are multiplied by N. Each row also shows failed turns, timeouts, failed calls
+    and p99 latency: failed calls are not billed, so read cost and failures together.
+
+    Prices: genai-prices for each --model at the scenario's pricing.price_date. Every
+    model gets the scenario's latency and limits. Assumed: background workers and
+    the vector store scale with the users; n users are burstier than N, so near the
+    limits the projection errs towards more queueing (raise --sim-users to narrow it).
+
+    Writes projection.json, projection.md, projection.png and projection.svg.
+    """
+    from reports import projection
+
+    try:
+        sizes = projection.parse_sizes(users)
+        scn, source = _load(scenario)
+        models = model or [scn.llm.model]
+        projection.model_rates(scn, models)  # fail fast on an unknown model
+        build_strategies(scn, source)
+        out_dir = out if out is not None else Path("out") / f"{scn.name}-projection"
+        prepare_out_dir(out_dir)
+        started = time.perf_counter()
+        with Progress(
+            TextColumn("{task.description:<24}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("turns"),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=quiet,
+        ) as progress:
+
+            def on_size(n_users: int, simulated: int, turns: int) -> Callable[[int], None]:
+                label = f"{projection.size_label(n_users)} users (n={simulated:,})"
+                task = progress.add_task(label, total=turns)
+                return lambda done: progress.advance(task, done)
+
+            document = projection.project(scn, source, sizes, models, sim_users, on_size)
+        projection.write_projection(document, out_dir)
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    if not quiet:
+        console = Console()
+        projection.print_projection(console, document)
+        console.print(
+            f"wrote {out_dir}/ ({', '.join(projection.FILES)}) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
 
 
 def main() -> None:

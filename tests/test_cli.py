@@ -105,3 +105,15 @@ def test_different_seed_gives_different_summary(tmp_path):
     assert invoke("run", "tiny", "--out", str(a), "-q").exit_code == 0
     assert invoke("run", "tiny", "--out", str(b), "--seed", "8", "-q").exit_code == 0
     assert (a / "summary.json").read_bytes() != (b / "summary.json").read_bytes()
+
+
+def test_outputs_are_ordinary_readable_files(tmp_path):
+    out = tmp_path / "out"
+    assert (
+        invoke("run", "tiny", "--users", "2", "--days", "1", "--out", str(out), "-q").exit_code == 0
+    )
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("summary.json", "report.html", "turns.parquet"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    assert not list(out.glob(".*.tmp"))

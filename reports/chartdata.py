@@ -1,0 +1,173 @@
+"""The numbers behind each chart, as small DataFrames; no plotting here.
+
+Every function is pure: it reads the summary or a saved frame (with its
+``strategy`` column) and returns a tidy frame with one row per plotted point or
+bar. Days are numbered from 1, as in ``report.md``. Strategies keep the run's
+order (the order of ``summary["strategies"]``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports.compare import DAYS_PER_MONTH, part_means
+from reports.summary import TOKEN_PURPOSES
+from sim.workload import SECONDS_PER_DAY
+
+# Injected memory tokens per prompt: fixed bin edges, the same for every run, so that
+# two reports can be compared by eye. The first bin holds prompts with no memories.
+INJECTED_BIN_EDGES = (0, 1, 100, 200, 400, 800, 1600, 3200)
+PROMPT_PARTS = ("system", "memory", "history", "user")
+
+
+def _names(summary: dict[str, Any]) -> list[str]:
+    return list(summary["strategies"])
+
+
+def _by_strategy(frame: pd.DataFrame, name: str) -> pd.DataFrame:
+    return frame[frame["strategy"] == name]
+
+
+def cost_per_day(summary: dict[str, Any]) -> pd.DataFrame:
+    """Billed tokens and USD per simulated day, by strategy.
+
+    Columns: ``strategy, day, tokens, usd`` (the summary's per-day lists).
+    """
+    rows = [
+        (name, day + 1, tokens, usd)
+        for name, block in summary["strategies"].items()
+        for day, (tokens, usd) in enumerate(
+            zip(block["tokens_per_day"], block["usd_per_day"], strict=True)
+        )
+    ]
+    return pd.DataFrame(rows, columns=["strategy", "day", "tokens", "usd"])
+
+
+def memories_over_time(summary: dict[str, Any], store: pd.DataFrame) -> pd.DataFrame:
+    """Memories per user at the end of each simulated day: mean and p99, by strategy.
+
+    Columns: ``strategy, day, mean, p99`` (``store.parquet`` snapshots).
+    """
+    rows = []
+    for name in _names(summary):
+        own = _by_strategy(store, name)
+        for day, sizes in own.groupby("day", sort=True)["memories"]:
+            rows.append((name, int(day) + 1, float(sizes.mean()), float(np.percentile(sizes, 99))))
+    return pd.DataFrame(rows, columns=["strategy", "day", "mean", "p99"])
+
+
+def latency_per_day(summary: dict[str, Any], turns: pd.DataFrame) -> pd.DataFrame:
+    """Turn latency percentiles per simulated day, over turns that got a reply.
+
+    Columns: ``strategy, day, turns, p50, p95, p99``; a day without such turns has
+    no row.
+    """
+    days = summary["days"]
+    ok = turns[turns["error"] == ""]
+    rows = []
+    for name in _names(summary):
+        own = _by_strategy(ok, name)
+        day = np.minimum((own["start_s"].to_numpy() // SECONDS_PER_DAY).astype(int), days - 1)
+        for d, latency in own["latency_s"].groupby(day, sort=True):
+            p50, p95, p99 = np.percentile(latency, [50, 95, 99])
+            rows.append((name, int(d) + 1, len(latency), float(p50), float(p95), float(p99)))
+    return pd.DataFrame(rows, columns=["strategy", "day", "turns", "p50", "p95", "p99"])
+
+
+def _bin_label(lo: int, hi: int | None) -> str:
+    if lo == 0 and hi == 1:
+        return "0"
+    return f"{lo:,}+" if hi is None else f"{lo:,}–{hi - 1:,}"
+
+
+def injected_tokens_histogram(summary: dict[str, Any], turns: pd.DataFrame) -> pd.DataFrame:
+    """How many memory tokens each prompt carried: prompts per fixed bin, by strategy.
+
+    Columns: ``strategy, bin, lo, hi, prompts, share``; ``lo`` inclusive, ``hi``
+    exclusive (``-1``: no upper bound); ``share`` of the strategy's prompts.
+    """
+    edges = [*INJECTED_BIN_EDGES, None]
+    rows = []
+    for name in _names(summary):
+        tokens = _by_strategy(turns, name)["memory_tokens"].to_numpy()
+        index = np.searchsorted(INJECTED_BIN_EDGES, tokens, side="right") - 1
+        counts = np.bincount(index, minlength=len(INJECTED_BIN_EDGES))
+        for i, count in enumerate(counts):
+            lo, hi = edges[i], edges[i + 1]
+            share = float(count / len(tokens)) if len(tokens) else 0.0
+            rows.append((name, _bin_label(lo, hi), lo, -1 if hi is None else hi, int(count), share))
+    return pd.DataFrame(rows, columns=["strategy", "bin", "lo", "hi", "prompts", "share"])
+
+
+def pareto_front(cost: list[float], recall: list[float]) -> list[bool]:
+    """Which points no other point dominates.
+
+    A point dominates another when it costs no more and recalls no less, and is
+    strictly better in one of the two; identical points do not dominate each other.
+    """
+    points = list(zip(cost, recall, strict=True))
+    return [
+        not any(
+            c2 <= c and r2 >= r and (c2 < c or r2 > r)
+            for j, (c2, r2) in enumerate(points)
+            if j != i
+        )
+        for i, (c, r) in enumerate(points)
+    ]
+
+
+def recall_vs_cost(summary: dict[str, Any]) -> pd.DataFrame:
+    """One point per strategy: monthly USD (``usd_total / days × 30``) against recall.
+
+    Columns: ``strategy, usd_per_month, recall, pareto``.
+    """
+    days = summary["days"]
+    names = _names(summary)
+    monthly = [summary["strategies"][n]["usd_total"] / days * DAYS_PER_MONTH for n in names]
+    recall = [summary["strategies"][n]["recall"] for n in names]
+    frame = pd.DataFrame({"strategy": names, "usd_per_month": monthly, "recall": recall})
+    frame["pareto"] = pareto_front(monthly, recall)
+    return frame
+
+
+def tokens_by_purpose(summary: dict[str, Any]) -> pd.DataFrame:
+    """Billed tokens over the whole run by call purpose (chat, extract, …), by strategy.
+
+    Columns: ``strategy, purpose, tokens``.
+    """
+    rows = [
+        (name, purpose, block["tokens_by_purpose"].get(purpose, 0))
+        for name, block in summary["strategies"].items()
+        for purpose in TOKEN_PURPOSES
+    ]
+    return pd.DataFrame(rows, columns=["strategy", "purpose", "tokens"])
+
+
+def prompt_parts(summary: dict[str, Any], turns: pd.DataFrame) -> pd.DataFrame:
+    """Mean chat-prompt tokens per turn by part (system, memory, history, user), by strategy.
+
+    Columns: ``strategy, part, tokens`` (the figures of ``report.md``'s parts table).
+    """
+    rows = []
+    for name in _names(summary):
+        means = part_means(_by_strategy(turns, name))
+        rows += [(name, part, means[part]) for part in PROMPT_PARTS]
+    return pd.DataFrame(rows, columns=["strategy", "part", "tokens"])
+
+
+def chart_data(
+    summary: dict[str, Any], turns: pd.DataFrame, store: pd.DataFrame
+) -> dict[str, pd.DataFrame]:
+    """Every chart's numbers, keyed by name, in the order the report shows them."""
+    return {
+        "cost_per_day": cost_per_day(summary),
+        "recall_vs_cost": recall_vs_cost(summary),
+        "memories_over_time": memories_over_time(summary, store),
+        "latency_per_day": latency_per_day(summary, turns),
+        "injected_tokens_histogram": injected_tokens_histogram(summary, turns),
+        "tokens_by_purpose": tokens_by_purpose(summary),
+        "prompt_parts": prompt_parts(summary, turns),
+    }
