@@ -51,3 +51,24 @@ def print_calibration(console: Console, profile: dict[str, Any]) -> None:
                 str(s["cross_user_results"]),
             )
     console.print(store)
+
+
+def print_check(console: Console, comparisons: list) -> None:
+    """Print a check: metric, baseline, now, change, verdict."""
+    table = Table(title="memsim check", title_justify="left")
+    for col in ("strategy", "metric", "baseline", "now", "change", "verdict"):
+        table.add_column(
+            col, justify="left" if col in ("strategy", "metric", "verdict") else "right"
+        )
+    styles = {"regressed": "bold red", "improved": "green", "ok": ""}
+    for c in comparisons:
+        change = "new" if abs(c.change) == float("inf") else f"{c.change:+.1%}"
+        table.add_row(
+            c.strategy,
+            c.metric,
+            f"{c.baseline:,.6g}",
+            f"{c.now:,.6g}",
+            change,
+            f"[{styles[c.verdict]}]{c.verdict}[/]" if styles[c.verdict] else c.verdict,
+        )
+    console.print(table)

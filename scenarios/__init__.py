@@ -17,7 +17,7 @@ def shipped() -> dict[str, Path]:
 def locate(spec: str) -> Path:
     """The file for a scenario given as a path or as a shipped name."""
     path = Path(spec)
-    if path.suffix == ".toml" or path.exists() or "/" in spec:
+    if path.suffix == ".toml" or path.is_file() or "/" in spec:
         return path
     known = shipped()
     if spec in known:

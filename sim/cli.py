@@ -7,6 +7,7 @@ file, an unwritable folder) print one line on stderr and exit with code 2.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -23,10 +24,10 @@ import scenarios
 import strategies
 from reports.output import atomic_write, prepare_out_dir, summarize, write_outputs, write_reports
 from reports.results import load_results
-from reports.terminal import print_calibration, print_comparison
+from reports.terminal import print_calibration, print_check, print_comparison
 from sim import __version__
 from sim.config import ConfigError, Scenario, format_validation_error
-from sim.runner import build_strategies, rates_for, run_scenario
+from sim.runner import RunResult, build_strategies, rates_for, resolve_config, run_scenario
 
 app = typer.Typer(
     name="memsim",
@@ -132,22 +133,9 @@ def run(
             embedder=embedder,
             store=store,
         )
-        build_strategies(scn, source)  # fail fast on bad strategy names, overrides, prices
-        rates_for(scn, source)
         out_dir = out if out is not None else Path("out") / scn.name
-        prepare_out_dir(out_dir)
         started = time.perf_counter()
-        with Progress(
-            TextColumn("{task.description:<24}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("turns"),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=quiet,
-            transient=False,
-        ) as progress:
-            result = run_scenario(scn, source, _progress_factory(progress), workdir=out_dir)
+        result = _simulate(scn, source, out_dir, quiet)
         summary = summarize(result)
         write_outputs(result, out_dir, summary)
         write_reports(load_results(out_dir))  # charts and report.html, from the saved files
@@ -160,6 +148,105 @@ def run(
             f"wrote {out_dir}/ (summary.json, report.md, report.html, charts/, parquet) in "
             f"{time.perf_counter() - started:.1f} s"
         )
+
+
+def _simulate(scn: Scenario, source: str, workdir: Path, quiet: bool) -> RunResult:
+    """Check the scenario, then run it with a progress bar on stderr."""
+    build_strategies(scn, source)  # fail fast on bad strategy names, overrides, prices
+    rates_for(scn, source)
+    prepare_out_dir(workdir)
+    with Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("turns"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+        transient=False,
+    ) as progress:
+        return run_scenario(scn, source, _progress_factory(progress), workdir=workdir)
+
+
+@app.command()
+def baseline(
+    scenario: ScenarioArg,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Baseline file to write.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Run a scenario and write its figures as the baseline `memsim check` compares with."""
+    from reports.check import baseline_document
+
+    try:
+        scn, source = _load(scenario)
+        prepare_out_dir(output.parent)
+        with tempfile.TemporaryDirectory(prefix="memsim-baseline-") as scratch:
+            result = _simulate(scn, source, Path(scratch), quiet)
+        document = baseline_document(summarize(result), result.resolved)
+        atomic_write(output, lambda tmp: tmp.write_text(json.dumps(document, indent=2) + "\n"))
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    typer.echo(f"wrote {output} ({', '.join(document['strategies'])})")
+
+
+@app.command()
+def check(
+    scenario: ScenarioArg,
+    baseline_file: Annotated[
+        Path, typer.Option("--baseline", "-b", help="A file written by `memsim baseline`.")
+    ],
+    tolerance: Annotated[
+        list[str] | None,
+        typer.Option(help="METRIC=N% (repeatable); default 5% for every metric."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Folder for check.md and junit.xml; default out/<scenario>-check."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
+    ] = False,
+) -> None:
+    """Run a scenario and compare it with a baseline (exit 0 ok, 1 regressed, 2 bad input).
+
+    Bad input: a missing, corrupt or mismatched baseline, an unknown metric.
+    Writes check.md (for a CI job summary; appended to $GITHUB_STEP_SUMMARY when
+    set) and junit.xml (one test case per strategy and metric).
+    """
+    from reports import check as ci
+
+    try:
+        reference = ci.load_baseline(baseline_file)
+        tolerances = ci.parse_tolerances(tolerance or [])
+        scn, source = _load(scenario)
+        out_dir = out if out is not None else Path("out") / f"{scn.name}-check"
+        resolved = resolve_config(scn, build_strategies(scn, source), rates_for(scn, source))
+        ci.check_scenario(reference, resolved, str(baseline_file))
+        with tempfile.TemporaryDirectory(prefix="memsim-check-") as scratch:
+            result = _simulate(scn, source, Path(scratch), quiet)
+        comparisons = ci.compare(reference, summarize(result), tolerances, str(baseline_file))
+        prepare_out_dir(out_dir)
+        text = ci.markdown(comparisons, scn.name)
+        atomic_write(out_dir / "check.md", lambda tmp: tmp.write_text(text))
+        xml = ci.junit_xml(comparisons, f"memsim check {scn.name}")
+        atomic_write(out_dir / "junit.xml", lambda tmp: tmp.write_text(xml))
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    step_summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if step_summary:
+        with open(step_summary, "a", encoding="utf-8") as fh:
+            fh.write(text)
+    if not quiet:
+        print_check(Console(), comparisons)
+    regressed = [c for c in comparisons if c.verdict == "regressed"]
+    for c in regressed:
+        err_console.print(
+            f"regressed: {c.strategy} {c.metric} {c.baseline:,.6g} → {c.now:,.6g}",
+            markup=False,
+            highlight=False,
+        )
+    typer.echo(f"wrote {out_dir}/check.md and junit.xml")
+    raise typer.Exit(1 if regressed else 0)
 
 
 @app.command()

@@ -46,7 +46,10 @@ class BatchedDedupBudgetConfig(StrategyConfig):
 
     extract_every_messages: Annotated[int, Field(ge=1)] = 5
     extract_buffer_tokens: Annotated[int, Field(ge=1)] = 2_000
-    dedup_threshold: Annotated[float, Field(gt=0, le=1)] = 0.85
+    exact_dedup: bool = True
+    """Drop a fact whose normalized text hashes like a stored one (off: keep every copy)."""
+    dedup_threshold: Annotated[float, Field(gt=0, le=1.01)] = 0.85
+    """Cosine at or above which a fact is a duplicate; above 1 turns semantic dedup off."""
     budget_tokens: Annotated[int, Field(ge=0)] = 1_500
     max_memories_per_user: Annotated[int, Field(ge=1)] = 500
     consolidation: ConsolidationConfig | None = None
@@ -138,10 +141,12 @@ class BatchedDedupBudget(Strategy):
     # -- background -------------------------------------------------------------
     def _extract_and_store(self, ctx: TurnContext, batch: list[Message]) -> None:
         hashes = self._hashes.setdefault(ctx.user, set())
-        fresh: dict[str, Factoid] = {}
-        for factoid in ctx.llm.extract(batch):
+        fresh: dict[object, Factoid] = {}
+        for i, factoid in enumerate(ctx.llm.extract(batch)):
             digest = normalized_hash(factoid.content)
-            if digest not in hashes:
+            if not self.config.exact_dedup:
+                fresh[i] = factoid
+            elif digest not in hashes:
                 fresh.setdefault(digest, factoid)
         if not fresh:
             return
