@@ -165,11 +165,16 @@ def _pct(change: float) -> str:
     return "n/a" if change != change else f"{change:+.1%}" if abs(change) != float("inf") else "new"
 
 
-def markdown(comparisons: list[Comparison], title: str) -> str:
+def markdown(
+    comparisons: list[Comparison], title: str, invariants: list[tuple[str, Any]] = ()
+) -> str:
     """A Markdown summary fit for a CI job summary."""
     regressed = [c for c in comparisons if c.verdict == "regressed"]
+    broken = [(s, inv) for s, inv in invariants if not inv.passed]
+    problems = [f"{len(regressed)} regressed"] * bool(regressed)
+    problems += [f"{len(broken)} invariant(s) broken"] * bool(broken)
     head = f"### memsim check: {title} — " + (
-        f"❌ {len(regressed)} regressed" if regressed else "✅ within tolerance"
+        "❌ " + ", ".join(problems) if problems else "✅ within tolerance"
     )
     lines = [
         head,
@@ -183,13 +188,54 @@ def markdown(comparisons: list[Comparison], title: str) -> str:
             f"| {c.strategy} | {c.metric} | {_fmt(c.baseline)} | {_fmt(c.now)} | "
             f"{_pct(c.change)} | {c.tolerance:.0%} | {mark} |"
         )
+    if invariants:
+        lines += ["", "| strategy | invariant | holds | detail |", "|---|---|---|---|"]
+        lines += [
+            f"| {s} | {inv.name} | {'✅' if inv.passed else '❌'} | {inv.detail} |"
+            for s, inv in invariants
+        ]
     return "\n".join(lines) + "\n"
 
 
-def junit_xml(comparisons: list[Comparison], suite: str) -> str:
-    """JUnit XML: one test case per strategy and metric; a regression is a failure."""
+def run_invariants(result: Any, summary: dict[str, Any]) -> list[tuple[str, Any]]:
+    """``(strategy, Invariant)`` for every strategy of a run.
+
+    The checks that need no baseline: budget, cap, extraction calls per session,
+    no cross-user memory.
+    """
+    from reports.invariants import check_invariants
+
+    out = []
+    for run in result.runs:
+        config = result.resolved["strategy"].get(run.strategy, {})
+        block = summary["strategies"][run.strategy]
+        out += [
+            (run.strategy, inv) for inv in check_invariants(block, config, run.turns, run.calls)
+        ]
+    return out
+
+
+def junit_xml(
+    comparisons: list[Comparison], suite: str, invariants: list[tuple[str, Any]] = ()
+) -> str:
+    """JUnit XML: one test case per strategy and metric, and per invariant.
+
+    A regression or a broken invariant is a failure.
+    """
     failures = sum(c.verdict == "regressed" for c in comparisons)
+    failures += sum(not inv.passed for _, inv in invariants)
     cases = []
+    for strategy, inv in invariants:
+        case = (
+            f"  <testcase classname={quoteattr(f'memsim.{strategy}.invariant')} "
+            f"name={quoteattr(inv.name)}"
+        )
+        cases.append(
+            f"{case}/>"
+            if inv.passed
+            else f"{case}>\n    <failure message={quoteattr(inv.detail)}>{escape(inv.detail)}"
+            "</failure>\n  </testcase>"
+        )
     for c in comparisons:
         case = (
             f"  <testcase classname={quoteattr(f'memsim.{c.strategy}')} name={quoteattr(c.metric)}"
@@ -207,6 +253,6 @@ def junit_xml(comparisons: list[Comparison], suite: str) -> str:
             cases.append(f"{case}/>")
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<testsuite name={quoteattr(suite)} tests="{len(comparisons)}" '
+        f'<testsuite name={quoteattr(suite)} tests="{len(comparisons) + len(invariants)}" '
         f'failures="{failures}" errors="0">\n' + "\n".join(cases) + "\n</testsuite>\n"
     )

@@ -16,9 +16,10 @@ import re
 from html import escape
 from typing import Any
 
+from reports.alerts import fired_rows
 from reports.charts import Chart
 from reports.compare import Row
-from reports.markdown import NOTES
+from reports.markdown import ALERTS_LEAD, NOTES
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
@@ -134,6 +135,22 @@ def _table(names: list[str], rows: list[Row]) -> str:
     )
 
 
+def _alerts_table(rows: list[tuple[str, str, str, str]]) -> str:
+    head = "".join(
+        f"<th scope=col>{h}</th>"
+        for h in ("strategy", "rule", "first fired (simulated)", "spent by then")
+    )
+    body = "\n".join(
+        f"<tr><th scope=row>{escape(name)}</th><td>{escape(rule)}</td>"
+        f"<td>{escape(at)}</td><td>{escape(usd)}</td></tr>"
+        for name, rule, at, usd in rows
+    )
+    return (
+        f'<table id="alerts-table">\n<thead><tr>{head}</tr></thead>\n'
+        f"<tbody>\n{body}\n</tbody>\n</table>"
+    )
+
+
 def _figure(chart: Chart) -> str:
     data = base64.b64encode(chart.svg).decode("ascii")
     name = escape(chart.name)
@@ -186,6 +203,11 @@ def render(
         '<div class="charts">',
         *(_figure(c) for c in charts),
         "</div>",
+        "</section>",
+        '<section id="alerts">',
+        "<h2>Alerts</h2>",
+        f"<p>{escape(ALERTS_LEAD)}</p>",
+        _alerts_table(fired_rows(summary, names)),
         "</section>",
         '<section id="notes">',
         "<h2>How to read this</h2>",

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from reports.alerts import fired_lines
 from reports.compare import DAYS_PER_MONTH, comparison_rows, growth, part_means
 from sim.engine import StrategyRun
 
@@ -19,6 +20,15 @@ NOTES = (
     "- *Duplicate ratio*: share of stored memories that repeat a fact another memory holds.",
     "- Full definitions: `summary.json` keys in the README; raw data in `turns.parquet` and "
     "`calls.parquet`.",
+)
+
+
+ALERTS_LEAD = (
+    "Production alert rules replayed on the simulated timeline (default thresholds: over "
+    "500 memories per user, over 10 extraction calls per session, over 2,000 injected tokens "
+    "per prompt, retrieval p99 over 200 ms in a trailing hour, an embedding-model switch "
+    "without re-embedding, daily tokens per turn over 10% above the first week's level): "
+    "when each first fired and the dollars spent by then. Day 1 is the first simulated day."
 )
 
 
@@ -137,6 +147,7 @@ def render(
             for d in range(days)
         ],
     )
+    out += ["", "## Alerts", "", ALERTS_LEAD, "", *fired_lines(summary, names)]
     out += [
         "",
         "## How to read this",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import markdown
+from reports import markdown, prometheus
 from reports.compare import comparison_rows
 from reports.results import Results
 from reports.summary import build_summary, dumps
@@ -28,6 +28,7 @@ FILES = (
     "config.json",
     "report.html",
     "charts",  # <name>.png and <name>.svg for every chart of report.html
+    "metrics.prom",
 )
 
 
@@ -72,7 +73,7 @@ def prepare_out_dir(out: Path) -> None:
 def summarize(result: RunResult) -> dict:
     """The ``summary.json`` document of a run."""
     s = result.scenario
-    return build_summary(s.name, s.seed, result.config_sha256, s.users, s.days, result.runs)
+    return build_summary(s.name, s.seed, result.config_sha256, s.users, s.days, result.runs, s)
 
 
 def write_outputs(result: RunResult, out: Path, summary: dict | None = None) -> dict:
@@ -91,6 +92,7 @@ def write_outputs(result: RunResult, out: Path, summary: dict | None = None) -> 
         out / "report.md",
         markdown.render(summary, result.runs, result.resolved, result.scenario.description),
     )
+    _write_text(out / "metrics.prom", prometheus.render(summary))
     _write_text(out / "summary.json", dumps(summary))
     return summary
 
@@ -125,5 +127,6 @@ def write_reports(results: Results) -> None:
             out / "report.md", markdown.render(summary, runs, results.config, results.description)
         )
         _write_text(out / "report.html", page)
+        _write_text(out / "metrics.prom", prometheus.render(summary))
     except OSError as err:
         raise ConfigError(f"{out}: cannot write the report: {err.strerror or err}") from None

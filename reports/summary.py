@@ -21,6 +21,9 @@ Definitions:
 * ``recall`` is the share of probe questions whose prompt held the latest version
   of the fact asked about (in memories or verbatim history); ``stale_share`` the
   share whose prompt held an outdated version of it.
+* ``alerts`` holds, per rule of :mod:`reports.alerts`, whether it fired on the
+  simulated timeline, when it first fired (``first_fired_s``, 0-based
+  ``first_fired_day``) and the USD spent by then (``null`` when it did not fire).
 """
 
 from __future__ import annotations
@@ -32,7 +35,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from reports import alerts
 from sim import __version__
+from sim.config import Scenario
 from sim.engine import StrategyRun
 from sim.workload import SECONDS_PER_DAY
 
@@ -56,8 +61,10 @@ def call_days(calls: pd.DataFrame, days: int) -> np.ndarray:
     return np.minimum((calls["start_s"].to_numpy() // SECONDS_PER_DAY).astype(int), days - 1)
 
 
-def strategy_summary(run: StrategyRun, days: int) -> dict[str, Any]:
-    """The summary block of one strategy."""
+def strategy_summary(
+    run: StrategyRun, days: int, scenario: Scenario | dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The summary block of one strategy (``scenario`` tells the alerts of a model switch)."""
     turns, calls, final = run.turns, run.calls, run.store_final
     tokens = calls["tokens_in"] + calls["tokens_out"]
     day = call_days(calls, days)
@@ -106,6 +113,7 @@ def strategy_summary(run: StrategyRun, days: int) -> dict[str, Any]:
         "dedup_rate": _r(max(1 - written / extracted, 0.0)) if extracted else 0.0,
         "recall": _r(probes["recall"].mean()) if len(probes) else 0.0,
         "stale_share": _r(probes["stale"].mean()) if len(probes) else 0.0,
+        "alerts": alerts.summary_block(alerts.evaluate(run, scenario or {}, days)),
     }
 
 
@@ -116,8 +124,9 @@ def build_summary(
     users: int,
     days: int,
     runs: list[StrategyRun],
+    scenario: Scenario | dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The whole ``summary.json`` document."""
+    """The whole ``summary.json`` document (``scenario`` as for :func:`strategy_summary`)."""
     return {
         "memsim_version": __version__,
         "scenario": scenario_name,
@@ -125,7 +134,7 @@ def build_summary(
         "config_sha256": config_hash,
         "users": users,
         "days": days,
-        "strategies": {run.strategy: strategy_summary(run, days) for run in runs},
+        "strategies": {run.strategy: strategy_summary(run, days, scenario) for run in runs},
     }
 
 

@@ -224,11 +224,13 @@ def check(
         ci.check_scenario(reference, resolved, str(baseline_file))
         with tempfile.TemporaryDirectory(prefix="memsim-check-") as scratch:
             result = _simulate(scn, source, Path(scratch), quiet)
-        comparisons = ci.compare(reference, summarize(result), tolerances, str(baseline_file))
+        summary = summarize(result)
+        comparisons = ci.compare(reference, summary, tolerances, str(baseline_file))
+        invariants = ci.run_invariants(result, summary)
         prepare_out_dir(out_dir)
-        text = ci.markdown(comparisons, scn.name)
+        text = ci.markdown(comparisons, scn.name, invariants)
         atomic_write(out_dir / "check.md", lambda tmp: tmp.write_text(text))
-        xml = ci.junit_xml(comparisons, f"memsim check {scn.name}")
+        xml = ci.junit_xml(comparisons, f"memsim check {scn.name}", invariants)
         atomic_write(out_dir / "junit.xml", lambda tmp: tmp.write_text(xml))
     except ConfigError as err:
         raise _fail(str(err)) from None
@@ -239,6 +241,11 @@ def check(
     if not quiet:
         print_check(Console(), comparisons)
     regressed = [c for c in comparisons if c.verdict == "regressed"]
+    broken = [(s, inv) for s, inv in invariants if not inv.passed]
+    for strategy, inv in broken:
+        err_console.print(
+            f"invariant broken: {strategy} {inv.name}: {inv.detail}", markup=False, highlight=False
+        )
     for c in regressed:
         err_console.print(
             f"regressed: {c.strategy} {c.metric} {c.baseline:,.6g} → {c.now:,.6g}",
@@ -246,7 +253,7 @@ def check(
             highlight=False,
         )
     typer.echo(f"wrote {out_dir}/check.md and junit.xml")
-    raise typer.Exit(1 if regressed else 0)
+    raise typer.Exit(1 if regressed or broken else 0)
 
 
 @app.command()

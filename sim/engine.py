@@ -177,6 +177,7 @@ class Engine:
             store_size,
             recall,
             stale,
+            _foreign(prompt, ctx.user),
         )
 
     def _replay(self, spans: list[Span], user: int, background: bool) -> Generator:
@@ -257,6 +258,21 @@ class Engine:
                 "duplicates": pd.Series([s[1] for s in stats], dtype="int32"),
             }
         )
+
+
+def _foreign(prompt, user: int) -> int:
+    """Prompt items that belong to another user (isolation failures; ground truth).
+
+    Memories and summaries carry ``owner`` (-1: unknown, not counted); of the history,
+    only the users' own messages carry ``user`` (replies are not stamped).
+    """
+    foreign = 0
+    for item in prompt.memories:
+        owner = getattr(item, "owner", -1)
+        foreign += owner >= 0 and owner != user
+    for message in prompt.history:
+        foreign += message.role == "user" and message.user != user
+    return foreign
 
 
 def _replay_only(spans: list[Span]) -> Job:

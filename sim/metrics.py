@@ -30,6 +30,7 @@ TURN_COLUMNS: dict[str, str] = {
     "store_size": "int32",
     "recall": "int8",  # 1 hit, 0 miss, -1 not a probe
     "stale": "int8",  # 1 an outdated version was in the prompt, 0 not, -1 not a probe
+    "foreign_memories": "int32",  # prompt items (memories, history) owned by another user
 }
 
 CALL_COLUMNS: dict[str, str] = {

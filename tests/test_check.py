@@ -14,7 +14,7 @@ from sim.cli import app
 from sim.config import ConfigError
 
 runner = CliRunner()
-LEAKY = str(Path(__file__).parent / "scenarios" / "leaky.toml")
+LEAKY = str(Path(__file__).parent / "data" / "leaky.toml")
 
 
 def invoke(*args: str):
@@ -33,7 +33,16 @@ def test_unchanged_code_passes(baseline, tmp_path):
     result = invoke("check", "tiny", "--baseline", str(baseline), "--out", str(tmp_path), "-q")
     assert result.exit_code == 0, result.stderr
     suite = ET.parse(tmp_path / "junit.xml").getroot()
-    assert int(suite.get("tests")) == 3 * len(METRICS) and suite.get("failures") == "0"
+    invariants = [c for c in suite if c.get("classname").endswith(".invariant")]
+    names = {c.get("name") for c in invariants}
+    assert {
+        "injected_tokens_within_budget",
+        "memories_per_user_within_cap",
+        "extraction_calls_per_session_within_limit",
+        "no_cross_user_memory",
+    } <= names
+    assert int(suite.get("tests")) == 3 * len(METRICS) + len(invariants)
+    assert suite.get("failures") == "0"
     assert "within tolerance" in (tmp_path / "check.md").read_text()
 
 

@@ -1,0 +1,343 @@
+"""Alert rules replayed on the simulated timeline: when would production have paged?
+
+Each rule is evaluated per strategy on the recorded DataFrames and answers: did it
+fire, at which simulated second (and 0-based day) did it first fire, and how many
+dollars had the strategy spent by then (every call with ``start_s`` at or before
+that time). The thresholds are the field's usual defaults (:class:`AlertThresholds`).
+
+Rules (names are the keys of ``summary.json``'s ``alerts`` block):
+
+* ``memories_per_user``: a user's store holds more than 500 memories. Seen at the
+  start of each of the user's turns (``turns.store_size``) and in the end-of-day
+  snapshots (``store_daily``); fires at the first such observation.
+* ``extraction_calls_per_session``: more than 10 LLM extraction calls in one
+  session. A call belongs to the user's session that started last at or before
+  it (background extraction that runs after a session ends counts for it); fires
+  at the 11th call's start.
+* ``injected_tokens_per_prompt``: a prompt's memory block is over 2,000 tokens;
+  fires at that turn's start.
+* ``retrieval_p99``: the p99 of retrieval latency over a trailing simulated hour
+  (``retrieval_window_s``) is over 200 ms. Each turn that spent time before its
+  chat call is one sample, timed when its retrieval ended; the window is
+  re-evaluated at every sample and fires at the first one that tips it over.
+* ``embedding_switch_without_reembed``: the scenario switches the embedding model
+  (``embedding.switch_at_day``) within the run and ``reembed_on_switch`` is off,
+  and the strategy had embedded something before the switch (its stored vectors
+  are now from another model). Fires at the switch.
+* ``daily_tokens_growth``: a day's tokens are more than 10% above the first
+  week's level. Decisions, so that it can fire *within* the first week and is
+  not set off by the workload itself:
+
+  - The level is tokens **per user turn** of the day (the day's billed tokens of
+    every call, divided by the user turns that started that day), not the raw
+    daily total: the simulated users return in waves (gamma-spaced sessions that
+    all start at t=0) and day 0 is a warm-up, so raw daily totals swing by
+    ±10-30% for every strategy; per turn, only what each request costs is
+    compared, which is what a leak grows. ``per_turn = False`` compares raw totals.
+  - Day ``d ≥ 2`` is compared with the mean level of the days before it within
+    the first week (days ``0 … min(d, 7) - 1``): a trailing baseline while the
+    first week runs, then fixed at the mean of days 0-6 from day 7 on.
+  - A day is judged when it closes: the rule fires at the end of the first day
+    over the threshold (1 ms before the next day starts, so the reported day is
+    the day judged; the spend then is the spend through that day).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field
+
+from sim.config import Scenario
+from sim.engine import StrategyRun
+from sim.workload import SECONDS_PER_DAY
+
+DIGITS = 6
+_CLOSE = 1e-3
+"""A day is closed 1 ms before the next one starts, so its close keeps its own day number."""
+
+RULES = (
+    "memories_per_user",
+    "extraction_calls_per_session",
+    "injected_tokens_per_prompt",
+    "retrieval_p99",
+    "embedding_switch_without_reembed",
+    "daily_tokens_growth",
+)
+
+
+class AlertThresholds(BaseModel):
+    """Alert thresholds; the defaults are the field's usual ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    memories_per_user: Annotated[int, Field(ge=0)] = 500
+    """Fires when any user's store holds more than this many memories."""
+    extraction_calls_per_session: Annotated[int, Field(ge=0)] = 10
+    """Fires when any session makes more than this many LLM extraction calls."""
+    injected_tokens_per_prompt: Annotated[int, Field(ge=0)] = 2_000
+    """Fires when any prompt's memory block is over this many tokens."""
+    retrieval_p99_s: Annotated[float, Field(ge=0)] = 0.2
+    """Fires when the p99 retrieval latency over ``retrieval_window_s`` is over this."""
+    retrieval_window_s: Annotated[float, Field(gt=0)] = 3_600.0
+    """Trailing window of the retrieval p99, in simulated seconds (one hour)."""
+    daily_tokens_growth: Annotated[float, Field(ge=0)] = 0.10
+    """Fires when a day's level is more than this share above the first week's."""
+    baseline_days: Annotated[int, Field(ge=1)] = 7
+    """Length of the "first week" the daily level is compared with."""
+    first_compared_day: Annotated[int, Field(ge=1)] = 2
+    """First (0-based) day compared; earlier days only build the baseline."""
+    per_turn: bool = True
+    """Compare tokens per user turn of each day (``False``: raw daily totals)."""
+
+
+def _r(x: float) -> float:
+    x = float(x)
+    return 0.0 if math.isnan(x) or x == 0 else round(x, DIGITS)
+
+
+def _switch(scenario: Scenario | dict[str, Any]) -> tuple[float | None, bool]:
+    """``(switch_at_day, reembed_on_switch)`` of a scenario or its resolved-config dict."""
+    if isinstance(scenario, Scenario):
+        emb = scenario.embedding
+        return emb.switch_at_day, emb.reembed_on_switch
+    emb = scenario.get("embedding") or {}
+    return emb.get("switch_at_day"), bool(emb.get("reembed_on_switch", False))
+
+
+# -- the rules: each returns (first time it fired or None, observed value, detail) ---------
+
+
+def _memories(run: StrategyRun, limit: int) -> tuple[float | None, float]:
+    times = []
+    turns = run.turns[run.turns["store_size"] > limit]
+    if len(turns):
+        times.append(float(turns["start_s"].min()))
+    daily = run.store_daily[run.store_daily["memories"] > limit]
+    if len(daily):  # the snapshot closing the day, a hair before the next day starts
+        times.append(float(daily["day"].min() + 1) * SECONDS_PER_DAY - _CLOSE)
+    peak = max(
+        int(run.turns["store_size"].max()) if len(run.turns) else 0,
+        int(run.store_daily["memories"].max()) if len(run.store_daily) else 0,
+    )
+    return (min(times) if times else None), peak
+
+
+def session_starts(turns: pd.DataFrame) -> pd.DataFrame:
+    """``user, session, start_s`` of each session's first turn, sorted by time."""
+    starts = turns.groupby(["user", "session"], observed=True, as_index=False)["start_s"].min()
+    return starts.sort_values(["start_s", "user", "session"], kind="stable")
+
+
+def extraction_calls_by_session(run: StrategyRun) -> pd.DataFrame:
+    """LLM extraction calls with the session each belongs to, in time order.
+
+    A call belongs to its user's session that started last at or before it.
+    """
+    calls = run.calls
+    extract = calls[(calls["endpoint"] == "llm") & (calls["purpose"] == "extract")]
+    extract = extract[["user", "start_s"]].sort_values("start_s", kind="stable")
+    if not len(extract) or not len(run.turns):
+        return extract.assign(session=pd.Series(dtype="int32"))
+    starts = session_starts(run.turns)
+    merged = pd.merge_asof(
+        extract.astype({"user": "int64"}),
+        starts.astype({"user": "int64"}).rename(columns={"start_s": "session_start_s"}),
+        left_on="start_s",
+        right_on="session_start_s",
+        by="user",
+        direction="backward",
+    )
+    # Calls before the user's first turn cannot happen; keep them on session 0 anyway.
+    merged["session"] = merged["session"].fillna(0).astype("int32")
+    return merged[["user", "session", "start_s"]]
+
+
+def _extractions(run: StrategyRun, limit: int) -> tuple[float | None, float]:
+    calls = extraction_calls_by_session(run)
+    if not len(calls):
+        return None, 0
+    nth = calls.groupby(["user", "session"]).cumcount() + 1
+    over = calls[nth.to_numpy() > limit]
+    peak = int(nth.max())
+    return (float(over["start_s"].min()) if len(over) else None), peak
+
+
+def _injected(run: StrategyRun, limit: int) -> tuple[float | None, float]:
+    turns = run.turns
+    over = turns[turns["memory_tokens"] > limit]
+    peak = int(turns["memory_tokens"].max()) if len(turns) else 0
+    return (float(over["start_s"].min()) if len(over) else None), peak
+
+
+def _retrieval(run: StrategyRun, limit_s: float, window_s: float) -> tuple[float | None, float]:
+    turns = run.turns[run.turns["retrieval_s"] > 0]
+    if not len(turns):
+        return None, 0.0
+    ends = (turns["start_s"] + turns["retrieval_s"]).to_numpy()
+    order = np.argsort(ends, kind="stable")
+    ends, values = ends[order], turns["retrieval_s"].to_numpy()[order]
+    firsts = np.searchsorted(ends, ends - window_s, side="left")
+    slow = values > limit_s
+    slow_before = np.concatenate(([0], np.cumsum(slow)))
+    worst = float(np.percentile(values, 99))  # over the whole run, if no window fires
+    for i in np.flatnonzero(slow_before[1:] - slow_before[firsts] > 0):
+        # p99 > limit needs a slow sample in the window; only those windows are computed.
+        p99 = float(np.percentile(values[firsts[i] : i + 1], 99))
+        if p99 > limit_s:
+            return float(ends[i]), p99
+    return None, worst
+
+
+def _embedding_switch(
+    run: StrategyRun, scenario: Scenario | dict[str, Any], days: int
+) -> tuple[float | None, float]:
+    switch_day, reembed = _switch(scenario)
+    if switch_day is None or reembed or switch_day * SECONDS_PER_DAY > days * SECONDS_PER_DAY:
+        return None, 0
+    at = float(switch_day) * SECONDS_PER_DAY
+    calls = run.calls
+    embedded = calls[(calls["purpose"] == "embed") & (calls["start_s"] <= at)]
+    return (at if len(embedded) else None), int(embedded["items"].sum())
+
+
+def daily_levels(run: StrategyRun, days: int, per_turn: bool = True) -> np.ndarray:
+    """Each day's billed tokens, per user turn started that day when ``per_turn``."""
+    calls = run.calls
+    day = np.minimum((calls["start_s"].to_numpy() // SECONDS_PER_DAY).astype(int), days - 1)
+    tokens = np.bincount(
+        day, weights=(calls["tokens_in"] + calls["tokens_out"]).to_numpy(), minlength=days
+    )
+    if not per_turn:
+        return tokens
+    turn_day = np.minimum(
+        (run.turns["start_s"].to_numpy() // SECONDS_PER_DAY).astype(int), days - 1
+    )
+    turns = np.bincount(turn_day, minlength=days)
+    return np.divide(tokens, turns, out=np.zeros(days), where=turns > 0)
+
+
+def _daily_growth(run: StrategyRun, days: int, t: AlertThresholds) -> tuple[float | None, float]:
+    levels = daily_levels(run, days, t.per_turn)
+    worst = 0.0
+    for d in range(t.first_compared_day, days):
+        base = float(np.mean(levels[: min(d, t.baseline_days)]))
+        if base <= 0:
+            continue
+        ratio = float(levels[d]) / base
+        worst = max(worst, ratio)
+        if ratio > 1 + t.daily_tokens_growth:
+            return float((d + 1) * SECONDS_PER_DAY - _CLOSE), ratio
+    return None, worst
+
+
+def evaluate(
+    run: StrategyRun,
+    scenario: Scenario | dict[str, Any],
+    days: int,
+    thresholds: AlertThresholds | None = None,
+) -> list[dict[str, Any]]:
+    """Every rule of :data:`RULES` for one strategy's run, in that order.
+
+    Each entry: ``rule``, ``fired``, ``first_fired_s``, ``first_fired_day`` (0-based),
+    ``usd_by_then`` (all ``None`` when it did not fire), ``threshold`` and
+    ``observed`` (the value that fired it, else the worst value seen).
+    """
+    t = thresholds or AlertThresholds()
+    found = {
+        "memories_per_user": (_memories(run, t.memories_per_user), t.memories_per_user),
+        "extraction_calls_per_session": (
+            _extractions(run, t.extraction_calls_per_session),
+            t.extraction_calls_per_session,
+        ),
+        "injected_tokens_per_prompt": (
+            _injected(run, t.injected_tokens_per_prompt),
+            t.injected_tokens_per_prompt,
+        ),
+        "retrieval_p99": (
+            _retrieval(run, t.retrieval_p99_s, t.retrieval_window_s),
+            t.retrieval_p99_s,
+        ),
+        "embedding_switch_without_reembed": (_embedding_switch(run, scenario, days), 0),
+        "daily_tokens_growth": (_daily_growth(run, days, t), 1 + t.daily_tokens_growth),
+    }
+    starts, usd = run.calls["start_s"].to_numpy(), run.calls["usd"].to_numpy()
+    order = np.argsort(starts, kind="stable")
+    starts, usd = starts[order], usd[order]
+    out = []
+    for rule in RULES:
+        (at, observed), threshold = found[rule]
+        fired = at is not None
+        spent = math.fsum(usd[: np.searchsorted(starts, at, side="right")]) if fired else None
+        out.append(
+            {
+                "rule": rule,
+                "fired": fired,
+                "first_fired_s": _r(at) if fired else None,
+                "first_fired_day": int(min(at // SECONDS_PER_DAY, days - 1)) if fired else None,
+                "usd_by_then": _r(spent) if fired else None,
+                "threshold": threshold,
+                "observed": _r(observed),
+            }
+        )
+    return out
+
+
+def summary_block(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The ``alerts`` block of a strategy in ``summary.json``."""
+    keys = ("fired", "first_fired_s", "first_fired_day", "usd_by_then")
+    return {a["rule"]: {k: a[k] for k in keys} for a in alerts}
+
+
+def when(seconds: float) -> str:
+    """A simulated time for people: ``day 3, 14:05`` (day 1 is the first simulated day)."""
+    day, rest = divmod(int(seconds), int(SECONDS_PER_DAY))
+    return f"day {day + 1}, {rest // 3600:02d}:{rest % 3600 // 60:02d}"
+
+
+def fired_rows(summary: dict[str, Any], names: list[str]) -> list[tuple[str, str, str, str]]:
+    """``(strategy, rule, when, usd by then)`` per fired rule, in firing order per strategy.
+
+    A strategy with none gets one row with ``rule`` ``"none fired"`` (or ``"not recorded"``
+    for a summary.json written before alerts existed) and empty cells.
+    """
+    rows = []
+    for name in names:
+        block = summary["strategies"][name].get("alerts")
+        if block is None:
+            rows.append((name, "not recorded", "", ""))
+            continue
+        fired = sorted(
+            ((rule, a) for rule, a in block.items() if a["fired"]),
+            key=lambda ra: (ra[1]["first_fired_s"], ra[0]),
+        )
+        rows += [
+            (name, rule, when(a["first_fired_s"]), f"${a['usd_by_then']:,.2f}") for rule, a in fired
+        ]
+        if not fired:
+            rows.append((name, "none fired", "", ""))
+    return rows
+
+
+def fired_lines(summary: dict[str, Any], names: list[str]) -> list[str]:
+    """One Markdown bullet per strategy: the rules that fired, when, and the spend by then."""
+    lines = []
+    for name in names:
+        block = summary["strategies"][name].get("alerts")
+        if block is None:
+            lines.append(f"- **{name}**: alerts not recorded in this summary.json.")
+            continue
+        fired = [(rule, a) for rule, a in block.items() if a["fired"]]
+        if not fired:
+            lines.append(f"- **{name}**: no alert fired.")
+            continue
+        fired.sort(key=lambda ra: (ra[1]["first_fired_s"], ra[0]))
+        parts = [
+            f"`{rule}` at {when(a['first_fired_s'])} (${a['usd_by_then']:,.2f} spent by then)"
+            for rule, a in fired
+        ]
+        lines.append(f"- **{name}**: " + "; ".join(parts) + ".")
+    return lines

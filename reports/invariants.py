@@ -1,0 +1,109 @@
+"""Invariants a strategy must keep whatever the baseline: budget, cap, extraction rate, isolation.
+
+:func:`check_invariants` reads one strategy's ``summary.json`` block, its resolved
+configuration (``config.json``'s ``strategy[name]``) and its turns (and, if given,
+its calls). Budget and cap are checked only when the configuration has them
+(``budget_tokens``, ``max_memories_per_user``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from reports.alerts import AlertThresholds, extraction_calls_by_session
+from sim.engine import StrategyRun
+
+EXTRACTIONS_PER_SESSION = AlertThresholds().extraction_calls_per_session
+
+
+@dataclass(frozen=True, slots=True)
+class Invariant:
+    """One checked invariant: its name, whether it held, and what was seen."""
+
+    name: str
+    passed: bool
+    detail: str
+
+
+def check_invariants(
+    summary_block: dict[str, Any],
+    config: dict[str, Any],
+    turns_df: pd.DataFrame,
+    calls_df: pd.DataFrame | None = None,
+    *,
+    max_extractions_per_session: int = EXTRACTIONS_PER_SESSION,
+) -> list[Invariant]:
+    """The invariants of one strategy's run, in a fixed order.
+
+    Args:
+        summary_block: The strategy's block of ``summary.json``.
+        config: The strategy's resolved configuration.
+        turns_df: The strategy's turns (``turns.parquet`` rows of that strategy).
+        calls_df: Its calls; without them the extraction check reads the
+            ``extraction_calls_per_session`` alert (only at the default limit).
+        max_extractions_per_session: Most LLM extraction calls one session may make.
+    """
+    out = []
+    budget = config.get("budget_tokens")
+    if budget is not None:
+        worst = int(turns_df["memory_tokens"].max()) if len(turns_df) else 0
+        worst = max(worst, int(summary_block.get("injected_tokens_max", 0)))
+        out.append(
+            Invariant(
+                "injected_tokens_within_budget",
+                worst <= budget,
+                f"largest memory block {worst:,} tokens, budget {budget:,}",
+            )
+        )
+    cap = config.get("max_memories_per_user")
+    if cap is not None:
+        worst = int(turns_df["store_size"].max()) if len(turns_df) else 0
+        worst = max(worst, int(summary_block.get("memories_per_user_max", 0)))
+        out.append(
+            Invariant(
+                "memories_per_user_within_cap",
+                worst <= cap,
+                f"largest store {worst:,} memories, cap {cap:,}",
+            )
+        )
+    passed, detail = _extractions(summary_block, turns_df, calls_df, max_extractions_per_session)
+    out.append(Invariant("extraction_calls_per_session_within_limit", passed, detail))
+    if "foreign_memories" in turns_df:
+        foreign = turns_df["foreign_memories"]
+        bad = int((foreign > 0).sum())
+        detail = (
+            f"{int(foreign.sum()):,} items of other users in {bad:,} prompts"
+            if bad
+            else f"no prompt of {len(turns_df):,} held another user's memory"
+        )
+        out.append(Invariant("no_cross_user_memory", bad == 0, detail))
+    else:
+        out.append(
+            Invariant("no_cross_user_memory", False, "not verifiable: no foreign_memories column")
+        )
+    return out
+
+
+def _extractions(
+    block: dict[str, Any], turns: pd.DataFrame, calls: pd.DataFrame | None, limit: int
+) -> tuple[bool, str]:
+    """Whether every session kept to ``limit`` LLM extraction calls, and what was seen."""
+    if calls is None:
+        alert = (block.get("alerts") or {}).get("extraction_calls_per_session")
+        if alert is None or limit != EXTRACTIONS_PER_SESSION:
+            raise ValueError(
+                "extraction calls per session: pass calls_df (summary.json records only the "
+                f"alert at the default limit {EXTRACTIONS_PER_SESSION})"
+            )
+        if alert["fired"]:
+            return False, f"over {limit} in a session, first on day {alert['first_fired_day'] + 1}"
+        return True, f"at most {limit} in every session"
+    run = StrategyRun("", turns, calls, pd.DataFrame(), pd.DataFrame())
+    per_call = extraction_calls_by_session(run)
+    if not len(per_call):
+        return True, "no extraction calls"
+    worst = int(per_call.groupby(["user", "session"]).size().max())
+    return worst <= limit, f"at most {worst:,} in a session, limit {limit:,}"
