@@ -155,7 +155,13 @@ def _simulate(scn: Scenario, source: str, workdir: Path, quiet: bool) -> RunResu
     build_strategies(scn, source)  # fail fast on bad strategy names, overrides, prices
     rates_for(scn, source)
     prepare_out_dir(workdir)
-    with Progress(
+    with _progress(quiet) as progress:
+        return run_scenario(scn, source, _progress_factory(progress), workdir=workdir)
+
+
+def _progress(quiet: bool) -> Progress:
+    """A progress display of simulated turns on stderr (off with ``-q``)."""
+    return Progress(
         TextColumn("{task.description:<24}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -163,9 +169,7 @@ def _simulate(scn: Scenario, source: str, workdir: Path, quiet: bool) -> RunResu
         TimeElapsedColumn(),
         console=err_console,
         disable=quiet,
-        transient=False,
-    ) as progress:
-        return run_scenario(scn, source, _progress_factory(progress), workdir=workdir)
+    )
 
 
 @app.command()
@@ -416,15 +420,7 @@ def project(
         out_dir = out if out is not None else Path("out") / f"{scn.name}-projection"
         prepare_out_dir(out_dir)
         started = time.perf_counter()
-        with Progress(
-            TextColumn("{task.description:<24}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("turns"),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=quiet,
-        ) as progress:
+        with _progress(quiet) as progress:
 
             def on_size(n_users: int, simulated: int, turns: int) -> Callable[[int], None]:
                 label = f"{projection.size_label(n_users)} users (n={simulated:,})"
