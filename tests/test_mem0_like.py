@@ -9,16 +9,12 @@ from typing import Any
 
 import pytest
 
-from helpers import make_scenario
+from helpers import make_scenario, single_user_context
 from reports.summary import build_summary
-from sim.calibration import load_profile
 from sim.config import LLMConfig
-from sim.context import Services, StoreLatency, TurnContext
-from sim.embed import LatentEmbedder
 from sim.llm import ADD, DELETE, NONE, UPDATE, Factoid, MockLLM
-from sim.pricing import scenario_rates
 from sim.runner import run_scenario
-from sim.store import NumpyStore, normalized_hash
+from sim.store import normalized_hash
 from sim.textbank import (
     EXTRACT_SYSTEM_PROMPT,
     INFERENCES,
@@ -244,30 +240,7 @@ class Driver:
     """One user's context over a noise-free mock LLM; jobs run inline."""
 
     def __init__(self, strategy, **llm: Any):
-        scenario = make_scenario(
-            llm={
-                "extract_miss_rate": 0,
-                "extract_hallucination_rate": 0,
-                "extract_reword_rate": 0,
-                "update_error_rate": 0,
-                **llm,
-            }
-        )
-        self.catalog = TextCatalog()
-        embedder = LatentEmbedder(
-            384, self.catalog.topics, scenario.seed, load_profile("default")["similarity"]
-        )
-        self.store = NumpyStore(embedder.dim)
-        services = Services(
-            scenario,
-            COUNTER,
-            MockLLM(scenario.llm, COUNTER, self.catalog, scenario.seed),
-            embedder,
-            self.store,
-            *scenario_rates(scenario),
-            StoreLatency(0.002, 0.0, 0.003),
-        )
-        self.ctx = TurnContext(services, 0, "u0", lambda user, job: job(self.ctx))
+        self.ctx, self.catalog, self.store, _ = single_user_context(**llm)
         self.strategy = strategy
         self.turn = 0
 

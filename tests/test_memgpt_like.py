@@ -8,16 +8,12 @@ from hypothesis import strategies as st
 
 import sim.context
 import sim.runner
-from helpers import make_scenario
-from sim.calibration import load_profile
-from sim.context import Services, StoreLatency, TurnContext
-from sim.embed import LatentEmbedder
+from helpers import make_scenario, single_user_context
 from sim.llm import MockLLM
-from sim.pricing import scenario_rates
 from sim.store import Memory, NumpyStore
 from sim.textbank import SLOT_BY_KEY
 from sim.tokens import TokenCounter
-from sim.workload import Fact, Message, TextCatalog
+from sim.workload import Fact, Message
 from strategies.base import Prompt
 from strategies.memgpt_like import MemGPTLike, MemGPTLikeConfig
 
@@ -29,30 +25,7 @@ class Driver:
     """One user's agent driven turn by turn; spans of each phase are kept by purpose."""
 
     def __init__(self, message_cls=Message, **config):
-        scenario = make_scenario(
-            llm={
-                "extract_miss_rate": 0,
-                "extract_hallucination_rate": 0,
-                "extract_reword_rate": 0,
-                "summarize_drift": 0,
-            }
-        )
-        self.tokens = TokenCounter()
-        self.catalog = TextCatalog()
-        embedder = LatentEmbedder(
-            384, self.catalog.topics, scenario.seed, load_profile("default")["similarity"]
-        )
-        self.store = NumpyStore(embedder.dim)
-        services = Services(
-            scenario,
-            self.tokens,
-            MockLLM(scenario.llm, self.tokens, self.catalog, scenario.seed),
-            embedder,
-            self.store,
-            *scenario_rates(scenario),
-            StoreLatency(0.002, 0.0, 0.003),
-        )
-        self.ctx = TurnContext(services, 0, "u0", lambda user, job: job(self.ctx))
+        self.ctx, self.catalog, self.store, self.tokens = single_user_context()
         self.strategy = MemGPTLike(MemGPTLikeConfig(**config))
         self.message_cls = message_cls
         self.turn = 0

@@ -5,16 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import make_scenario
-from sim.calibration import load_profile
-from sim.context import Services, StoreLatency, TurnContext
-from sim.embed import LatentEmbedder
-from sim.llm import Factoid, MockLLM
-from sim.pricing import scenario_rates
-from sim.store import NumpyStore
+from helpers import single_user_context
+from sim.llm import Factoid
 from sim.textbank import SLOT_BY_KEY
-from sim.tokens import TokenCounter
-from sim.workload import Fact, Message, TextCatalog
+from sim.workload import Fact, Message
 from strategies.base import memory_part_tokens
 from strategies.batched_dedup_budget import BatchedDedupBudget, BatchedDedupBudgetConfig
 from strategies.naive_append import NaiveAppend
@@ -25,32 +19,9 @@ class Driver:
     """One user's context; deferred jobs are queued and run on demand."""
 
     def __init__(self, strategy, **llm):
-        scenario = make_scenario(
-            llm={
-                "extract_miss_rate": 0,
-                "extract_hallucination_rate": 0,
-                "extract_reword_rate": 0,
-                **llm,
-            }
-        )
-        self.tokens = TokenCounter()
-        self.catalog = TextCatalog()
-        embedder = LatentEmbedder(
-            384, self.catalog.topics, scenario.seed, load_profile("default")["similarity"]
-        )
-        self.store = NumpyStore(embedder.dim)
-        llm_model = MockLLM(scenario.llm, self.tokens, self.catalog, scenario.seed)
-        services = Services(
-            scenario,
-            self.tokens,
-            llm_model,
-            embedder,
-            self.store,
-            *scenario_rates(scenario),
-            StoreLatency(0.002, 0.0, 0.003),
-        )
         self.jobs = []
-        self.ctx = TurnContext(services, 0, "u0", lambda user, job: self.jobs.append(job))
+        defer = lambda user, job: self.jobs.append(job)  # noqa: E731 - run on demand
+        self.ctx, self.catalog, self.store, self.tokens = single_user_context(defer, **llm)
         self.strategy = strategy
         self.turn = 0
 
