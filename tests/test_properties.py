@@ -88,33 +88,39 @@ def run_checked(scenario, violations):
         return sim.runner.run_scenario(scenario, strategies=instances)
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(small_scenarios())
-def test_budget_cap_isolation_and_cost_hold(scenario):
-    scenario = scenario.with_overrides(strategies=strategies.available())
+def with_knobs(scenario, name: str):
+    """Only strategy ``name``, given every drawn setting its Config has (budget, cap, ...)."""
+    knobs = scenario.strategy[BUDGETED]
+    fields = strategies.resolve(name).Config.model_fields
+    own = {k: v for k, v in knobs.items() if k in fields}
+    return scenario.with_overrides(strategies=[name], strategy={name: own})
+
+
+@pytest.mark.parametrize("name", strategies.available())
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(scenario=small_scenarios())
+def test_budget_cap_isolation_and_cost_hold(name, scenario):
+    """For every registered strategy: no foreign memory in a prompt, exact token
+    accounting, injected tokens within its budget and stores within its cap (when it
+    has them), and a total cost equal to the independently priced calls."""
+    scenario = with_knobs(scenario, name)
     violations: list[str] = []
     result = run_checked(scenario, violations)
     assert violations == []
-    cfg = scenario.strategy[BUDGETED]
-
-    by_name = {run.strategy: run for run in result.runs}
-    budgeted = by_name[BUDGETED]
-    assert (budgeted.turns["memory_tokens"] <= cfg["budget_tokens"]).all()
-
-    summary = build_summary(
-        "t", scenario.seed, result.config_sha256, scenario.users, scenario.days, [budgeted]
-    )
-    assert summary["strategies"][BUDGETED]["injected_tokens_max"] <= cfg["budget_tokens"]
-
-    # The cap: per turn, per day, at the end, and right after every write of the budgeted run.
-    # (CapWatchingStore saw every strategy; only the budgeted one has a cap, so re-run alone.)
-    cap = cfg["max_memories_per_user"]
-    assert (budgeted.turns["store_size"] <= cap).all()
-    assert (budgeted.store_daily["memories"] <= cap).all()
-    assert (budgeted.store_final["memories"] <= cap).all()
-    alone = scenario.with_overrides(strategies=[BUDGETED])
-    run_checked(alone, violations)
-    assert CapWatchingStore.largest <= cap
+    cfg = scenario.strategy.get(name, {})
+    (run,) = result.runs
+    block = build_summary(
+        "t", scenario.seed, result.config_sha256, scenario.users, scenario.days, [run]
+    )["strategies"][name]
+    if "budget_tokens" in cfg:
+        assert (run.turns["memory_tokens"] <= cfg["budget_tokens"]).all()
+        assert block["injected_tokens_max"] <= cfg["budget_tokens"]
+    if "max_memories_per_user" in cfg:  # per turn, per day, at the end, after every write
+        cap = cfg["max_memories_per_user"]
+        assert (run.turns["store_size"] <= cap).all()
+        assert (run.store_daily["memories"] <= cap).all()
+        assert (run.store_final["memories"] <= cap).all()
+        assert CapWatchingStore.largest <= cap
 
     # Cost: the total is the sum of per-call costs, each priced independently.
     rates = {}
