@@ -263,16 +263,11 @@ class Engine:
 def _foreign(prompt, user: int) -> int:
     """Prompt items that belong to another user (isolation failures; ground truth).
 
-    Memories and summaries carry ``owner`` (-1: unknown, not counted); of the history,
-    only the users' own messages carry ``user`` (replies are not stamped).
+    Memories and summaries carry ``owner`` (-1: unknown, not counted); messages and
+    the mock LLM's replies carry ``user``.
     """
-    foreign = 0
-    for item in prompt.memories:
-        owner = getattr(item, "owner", -1)
-        foreign += owner >= 0 and owner != user
-    for message in prompt.history:
-        foreign += message.role == "user" and message.user != user
-    return foreign
+    foreign = sum(0 <= getattr(item, "owner", -1) != user for item in prompt.memories)
+    return foreign + sum(message.user != user for message in prompt.history)
 
 
 def _replay_only(spans: list[Span]) -> Job:

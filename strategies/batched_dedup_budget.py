@@ -122,8 +122,7 @@ class BatchedDedupBudget(Strategy):
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Buffer the exchange; when the buffer is full, extract it in the background."""
         history = self._sessions.of(ctx.user, msg.session)
-        history.add(ctx.tokens, msg)
-        history.add(ctx.tokens, reply)
+        history.exchange(ctx.tokens, msg, reply)
         buffer = self._buffers.setdefault(ctx.user, _Buffer())
         for m in (msg, reply) if reply is not None else (msg,):
             buffer.messages.append(m)

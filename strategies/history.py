@@ -23,6 +23,11 @@ class History:
             msg, memories=memories or [], history=list(self.messages), history_tokens=self.tokens
         )
 
+    def exchange(self, counter: TokenCounter, msg: Message, reply: Message | None) -> None:
+        """Append a user message and its reply (skipped when the chat call failed)."""
+        self.add(counter, msg)
+        self.add(counter, reply)
+
     def add(self, counter: TokenCounter, msg: Message | None) -> None:
         """Append a message (``None`` — a failed reply — is skipped)."""
         if msg is not None:

@@ -132,8 +132,7 @@ class _Mem0Base(Strategy):
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Buffer the exchange; every ``add_every_turns`` turns, ingest the buffer."""
         history = self._sessions.of(ctx.user, msg.session)
-        history.add(ctx.tokens, msg)
-        history.add(ctx.tokens, reply)
+        history.exchange(ctx.tokens, msg, reply)
         buffer = self._buffers.setdefault(ctx.user, _Buffer())
         buffer.messages.append(msg)
         if reply is not None:

@@ -30,5 +30,4 @@ class NaiveAppend(Strategy):
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Append the message and the reply to the user's history."""
         history = self._histories[ctx.user]
-        history.add(ctx.tokens, msg)
-        history.add(ctx.tokens, reply)
+        history.exchange(ctx.tokens, msg, reply)

@@ -34,8 +34,7 @@ class PerTurnExtract(Strategy):
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Extract facts from the user's message and store every one of them."""
         history = self._sessions.of(ctx.user, msg.session)
-        history.add(ctx.tokens, msg)
-        history.add(ctx.tokens, reply)
+        history.exchange(ctx.tokens, msg, reply)
         factoids = ctx.llm.extract([msg])
         if factoids:
             vectors = ctx.embedder.embed([f.content for f in factoids])

@@ -34,5 +34,4 @@ class Stateless(Strategy):
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Append the message and the reply to this session's history."""
         history = self._sessions.of(ctx.user, msg.session)
-        history.add(ctx.tokens, msg)
-        history.add(ctx.tokens, reply)
+        history.exchange(ctx.tokens, msg, reply)

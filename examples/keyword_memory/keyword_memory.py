@@ -21,7 +21,7 @@ from sim.llm import Factoid
 from sim.store import normalized_hash
 from sim.workload import Message
 from strategies import Prompt, Strategy, StrategyConfig, TurnContext
-from strategies.base import memory_part_tokens
+from strategies.base import fill_budget, memory_room
 from strategies.history import SessionHistories
 
 SELF_TALK = re.compile(r"\b(I|I'm|I've|my|me|we|our|us)\b", re.IGNORECASE)
@@ -55,18 +55,15 @@ class KeywordMemory(Strategy):
             ctx.store.memories() if ctx.store.count() else [],
             key=lambda m: (-len(words & set(WORD.findall(m.text.lower()))), -m.created_at),
         )
-        chosen: list = []
-        for memory in ranked:
-            if memory_part_tokens(ctx.tokens, [*chosen, memory]) <= self.config.budget_tokens:
-                chosen.append(memory)
-                memory.hit(ctx.now)
+        chosen = fill_budget(ranked, memory_room(ctx.tokens, self.config.budget_tokens))
+        for memory in chosen:
+            memory.hit(ctx.now)
         return history.prompt(msg, chosen)
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Remember the message if it is about the user and new."""
         history = self._sessions.of(ctx.user, msg.session)
-        history.add(ctx.tokens, msg)
-        history.add(ctx.tokens, reply)
+        history.exchange(ctx.tokens, msg, reply)
         seen = self._seen.setdefault(ctx.user, set())
         digest = normalized_hash(msg.text)
         if not SELF_TALK.search(msg.text) or digest in seen:
