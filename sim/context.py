@@ -133,20 +133,12 @@ class EmbeddingClient:
         """Unit vectors for ``texts`` (one embedding call, billed per input token)."""
         ctx = self._ctx
         services = ctx.services
-        tokens = sum(services.tokens.count(t) for t in texts)
+        count = services.tokens.count
+        tokens = count(texts[0]) if len(texts) == 1 else sum(map(count, texts))
         cfg = services.scenario.embedding
         latency = cfg.latency_base_s + cfg.latency_s_per_token * tokens
-        ctx.record(
-            Span(
-                "embed",
-                EMBEDDING,
-                tokens,
-                0,
-                latency,
-                services.embedding_rates.usd(tokens, 0),
-                items=len(texts),
-            )
-        )
+        usd = services.embedding_rates.usd(tokens, 0)
+        ctx.record(Span("embed", EMBEDDING, tokens, 0, latency, usd, "", len(texts)))
         return services.embedder.embed(texts)
 
 
@@ -162,7 +154,7 @@ class StoreClient:
         """Meter one store call: its measured wall time if the store measures, else the model."""
         measured = self._ctx.services.store.last_call_s
         latency = modelled_s if measured is None else measured
-        self._ctx.record(Span(purpose, STORE, 0, 0, latency, 0.0, items=items))
+        self._ctx.record(Span(purpose, STORE, 0, 0, latency, 0.0, "", items))
 
     def _scan_latency(self, vectors: int) -> float:
         return self._ctx.services.store_latency.query(vectors)
@@ -170,8 +162,10 @@ class StoreClient:
     def query(self, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
         """The user's memories and their cosine similarity to ``vector`` (read-only list)."""
         ctx = self._ctx
-        memories, sims = ctx.services.store.query(ctx.user, vector)
-        self._span("store_query", self._scan_latency(len(memories)), len(memories))
+        services = ctx.services
+        memories, sims = services.store.query(ctx.user, vector)
+        n = len(memories)
+        self._span("store_query", services.store_latency.query(n), n)
         return memories, sims
 
     def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:

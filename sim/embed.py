@@ -53,6 +53,15 @@ def _key_words(key: tuple) -> list[int]:
     return [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
 
 
+def _norm(vec: np.ndarray) -> float:
+    """``np.linalg.norm`` of a 1-D float64 vector, without its dispatch.
+
+    NumPy computes that norm as ``sqrt(x.dot(x))``; this is the same dot product
+    and the same correctly rounded square root, so the same value.
+    """
+    return math.sqrt(vec.dot(vec))
+
+
 class LatentEmbedder:
     """Fast mock embedder whose similarities follow a calibration profile.
 
@@ -87,6 +96,10 @@ class LatentEmbedder:
         )  # a text about a slot the profile does not know
         self._cache: dict[str, np.ndarray] = {}
         self._directions: dict[tuple, np.ndarray] = {}
+        self._components: dict[tuple, np.ndarray] = {}
+        b = self.background
+        self._background_part = math.sqrt(b) * self._direction(("background",))
+        self._topical_weight = math.sqrt(1 - b)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors for ``texts``, cached per text (read-only rows)."""
@@ -121,6 +134,22 @@ class LatentEmbedder:
         ) * self._direction(("value", slot, value))
 
     def _component(self, comp: tuple) -> np.ndarray:
+        """The (unnormalised) vector of one topic, cached: texts share their topics.
+
+        Statement, question and memory topics come from the template bank, so there
+        are few of them, and a text's vector is the same sum of the same arrays
+        whether they were computed now or earlier. A ``("text", …)`` topic belongs
+        to one text only and is not kept.
+        """
+        vec = self._components.get(comp)
+        if vec is None:
+            vec = self._topic_vector(comp)
+            if comp[0] != "text":
+                vec.flags.writeable = False  # shared: the sum in _vector makes a new array
+                self._components[comp] = vec
+        return vec
+
+    def _topic_vector(self, comp: tuple) -> np.ndarray:
         kind = comp[0]
         noise = self._direction(comp)
         if kind == "fact":
@@ -141,12 +170,24 @@ class LatentEmbedder:
         return noise
 
     def _vector(self, text: str) -> np.ndarray:
+        """Unit float32 vector of one text: its topics' sum, normalised, plus the background.
+
+        The arithmetic is ``sum(topics)``, ``/= norm``, ``sqrt(b)·u_background +
+        sqrt(1-b)·topical`` and ``/ norm``, done in place on one new array: elementwise
+        IEEE operations give the same values in place, ``x + 0`` is ``sum``'s
+        ``0 + x`` (both turn -0.0 into 0.0), and addition commutes.
+        """
         comps = self.topics.get(text) or (("text", text),)
-        topical = sum(self._component(c) for c in comps)
-        topical /= np.linalg.norm(topical)
-        b = self.background  # every text shares some direction (style, "User ..." etc.)
-        vec = math.sqrt(b) * self._direction(("background",)) + math.sqrt(1 - b) * topical
-        return (vec / np.linalg.norm(vec)).astype(np.float32)
+        topical = self._component(comps[0]) + 0
+        for comp in comps[1:]:
+            topical += self._component(comp)
+        topical /= _norm(topical)
+        # Every text shares some direction (style, "User ..." etc.): the same
+        # sqrt(b)·u_background and sqrt(1-b) for every text, computed once.
+        topical *= self._topical_weight
+        topical += self._background_part
+        topical /= _norm(topical)
+        return topical.astype(np.float32)
 
 
 class MiniLMEmbedder:

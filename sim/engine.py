@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
+from operator import attrgetter
 
 import pandas as pd
 import simpy
@@ -131,33 +132,32 @@ class Engine:
             self.on_user_done(script.turns)
 
     def _turn(self, ctx: TurnContext, msg: Message) -> Generator:
-        env, strategy, counter = self.env, self.strategy, self.services.tokens
+        env, strategy, user = self.env, self.strategy, ctx.user
         start = ctx.now = env.now
         ctx.session = msg.session
-        store_size = self.services.store.count(ctx.user)
+        store_size = self.services.store.count(user)
         prompt = strategy.build_prompt(ctx, msg)
         planning = ctx.take_spans()
-        parts = prompt.tokens(counter)
-        recall = stale = -1
-        if msg.probe is not None:
-            slot, version = msg.probe
-            present = prompt.facts()
-            recall = int((slot, version) in present)
-            stale = int(any(s == slot and v < version for s, v in present))
-        result = ctx.llm.chat(parts.total)
+        parts = prompt.tokens(self.services.tokens)
+        prompt_tokens = parts.total
+        recall, stale = _probe_outcome(prompt, msg.probe)
+        result = ctx.llm.chat(prompt_tokens)
         chat = ctx.take_spans()
-        error, queued = yield from self._replay(planning, ctx.user, background=False)
+        error, queued = "", 0.0
+        if planning:  # no spans, no replay: nothing would be scheduled or recorded
+            error, queued = yield from self._replay(planning, user, background=False)
         retrieval_s = env.now - start
         if not error:
-            error, chat_queued = yield from self._replay(chat, ctx.user, background=False)
+            error, chat_queued = yield from self._replay(chat, user, background=False)
             queued += chat_queued
         latency = env.now - start
         reply = None if error else result.reply
         ctx.now = env.now
         strategy.after_turn(ctx, msg, reply)
-        yield from self._replay(ctx.take_spans(), ctx.user, background=False)
+        if ctx.spans:
+            yield from self._replay(ctx.take_spans(), user, background=False)
         self.turns.add(
-            ctx.user,
+            user,
             msg.session,
             msg.turn,
             start,
@@ -167,7 +167,7 @@ class Engine:
             retrieval_s,
             env.now - start - latency,
             error,
-            parts.total,
+            prompt_tokens,
             parts.system,
             parts.memories,
             parts.history,
@@ -177,20 +177,32 @@ class Engine:
             store_size,
             recall,
             stale,
-            _foreign(prompt, ctx.user),
+            _foreign(prompt, user),
         )
 
     def _replay(self, spans: list[Span], user: int, background: bool) -> Generator:
-        """Run spans in order through their endpoints; stop at the first failure."""
+        """Run spans in order through their endpoints; stop at the first failure.
+
+        A call that needs no waiting (:meth:`Endpoint.try_start`) is one timeout
+        here instead of a nested :meth:`Endpoint.call` generator: the same single
+        event, the same release before the next span starts, so the same timeline.
+        """
         queued = 0.0
+        env, endpoints, record = self.env, self.endpoints, self.calls.add
         for span in spans:
-            start = self.env.now
-            endpoint = self.endpoints[span.endpoint]
-            outcome = yield from endpoint.call(span.latency_s, span.tokens_in + span.tokens_out)
-            queued += outcome.queue_s
-            error = span.error or outcome.error
-            billed = outcome.served and not span.error
-            self.calls.add(
+            start = env.now
+            endpoint = endpoints[span.endpoint]
+            latency_s, failed = span.latency_s, span.error
+            if endpoint.try_start(latency_s, span.tokens_in + span.tokens_out):
+                yield env.timeout(latency_s)
+                endpoint.release()
+                queue_s, served, error = 0.0, True, failed
+            else:
+                outcome = yield from endpoint.call(latency_s, span.tokens_in + span.tokens_out)
+                queue_s, served, error = outcome.queue_s, outcome.served, failed or outcome.error
+            queued += queue_s
+            billed = served and not failed
+            record(
                 user,
                 start,
                 span.purpose,
@@ -198,8 +210,8 @@ class Engine:
                 background,
                 span.tokens_in if billed else 0,
                 span.tokens_out if billed else 0,
-                span.latency_s,
-                outcome.queue_s,
+                latency_s,
+                queue_s,
                 span.usd if billed else 0.0,
                 error,
                 span.items,
@@ -260,14 +272,45 @@ class Engine:
         )
 
 
+def _probe_outcome(prompt, probe: tuple[str, int] | None) -> tuple[int, int]:
+    """``(recall, stale)`` of a probe: the fact's latest version in the prompt, an older one.
+
+    Both are -1 when the message is not a probe.
+    """
+    if probe is None:
+        return -1, -1
+    slot, version = probe
+    present = prompt.facts()
+    return int((slot, version) in present), int(any(s == slot and v < version for s, v in present))
+
+
 def _foreign(prompt, user: int) -> int:
     """Prompt items that belong to another user (isolation failures; ground truth).
 
     Memories and summaries carry ``owner`` (-1: unknown, not counted); messages and
-    the mock LLM's replies carry ``user``.
+    the mock LLM's replies carry ``user``. The history, which can hold thousands of
+    messages, is counted with C-level ``map`` and ``list.count``: ``len - count(user)``
+    is the number of ``message.user != user``.
     """
-    foreign = sum(0 <= getattr(item, "owner", -1) != user for item in prompt.memories)
-    return foreign + sum(message.user != user for message in prompt.history)
+    history = prompt.history
+    foreign = len(history) - list(map(_message_user, history)).count(user)
+    return foreign + _foreign_memories(prompt.memories, user)
+
+
+def _foreign_memories(items: list, user: int) -> int:
+    """Items whose ``owner`` is known (>= 0) and not ``user``; no ``owner``: unknown."""
+    foreign = 0
+    try:
+        for item in items:
+            owner = item.owner
+            if owner >= 0 and owner != user:
+                foreign += 1
+    except AttributeError:  # the loop changed nothing: count again, slowly
+        return sum(0 <= getattr(item, "owner", -1) != user for item in items)
+    return foreign
+
+
+_message_user = attrgetter("user")
 
 
 def _replay_only(spans: list[Span]) -> Job:

@@ -94,12 +94,50 @@ class Endpoint:
         if self.tpm is not None:
             self.tpm.book(at, tokens)
 
-    def _release(self) -> None:
+    def release(self) -> None:
         """Hand the slot to the longest waiter, or free it."""
         if self.waiting:
             self.waiting.popleft().succeed()
         else:
             self.busy -= 1
+
+    def try_start(self, latency_s: float, tokens: int) -> bool:
+        """Begin a call that needs no waiting at all, or change nothing and return ``False``.
+
+        ``True`` means: a slot was free, both buckets admit the call now and it ends
+        within its timeout, so the slot is taken and the quota booked exactly as
+        :meth:`call` would have done. The caller then waits ``latency_s`` (one
+        timeout event, as :meth:`call` would yield) and calls :meth:`release`; its
+        outcome is ``CallOutcome(0.0, True)``. On ``False`` the caller runs
+        :meth:`call` at the same instant, which sees the untouched state.
+
+        Why this is identical to :meth:`call`: the checks are :meth:`call`'s own,
+        with its float expressions (``deadline = now + timeout_s``, ``now +
+        latency_s > deadline``, the buckets' formulas); they change nothing, so
+        their order does not matter. On this path :meth:`call` schedules exactly one
+        event, the service-time timeout, then releases the slot before its caller
+        runs on.
+        """
+        if self.busy >= self.capacity:
+            return False
+        now = self.env.now
+        deadline = now + self.timeout_s
+        if now >= deadline or now + latency_s > deadline:
+            return False
+        # :meth:`_admission` is ``now`` exactly when neither bucket defers the call:
+        # ``TokenBucket.earliest(now, cost) > now`` iff its second term is, written
+        # out here (as is ``book``) because this runs for nearly every call.
+        rpm, tpm = self.rpm, self.tpm
+        if rpm is not None and rpm.tat - max(rpm.capacity - 1, 0.0) / rpm.rate > now:
+            return False
+        if tpm is not None and tpm.tat - max(tpm.capacity - tokens, 0.0) / tpm.rate > now:
+            return False
+        self.busy += 1
+        if rpm is not None:
+            rpm.tat = max(rpm.tat, now) + 1 / rpm.rate
+        if tpm is not None:
+            tpm.tat = max(tpm.tat, now) + tokens / tpm.rate
+        return True
 
     def call(self, latency_s: float, tokens: int) -> Generator[simpy.Event, object, CallOutcome]:
         """SimPy process body of one call; returns its :class:`CallOutcome`.
@@ -133,5 +171,5 @@ class Endpoint:
                 return CallOutcome(queued, True, TIMEOUT)
             yield env.timeout(latency_s)
         finally:
-            self._release()
+            self.release()
         return CallOutcome(queued, True)

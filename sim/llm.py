@@ -27,6 +27,7 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -39,14 +40,14 @@ from sim.textbank import (
     REPLY_SENTENCES,
     SLOT_BY_KEY,
     SUMMARY_SYSTEM_PROMPT,
+    Slot,
 )
 from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter, encoding
-from sim.workload import Fact, Message, TextCatalog
+from sim.workload import TRANSCRIPT_PREFIX, Fact, Message, TextCatalog
 
 LLM_STREAM = 3  # first spawn-key word of every mock-LLM generator
 PURPOSES = ("chat", "extract", "summarize", "update")
 CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
-TRANSCRIPT_PREFIX = {"user": "User: ", "assistant": "Assistant: "}
 ADD, UPDATE, DELETE, NONE = "ADD", "UPDATE", "DELETE", "NONE"
 MEMORY_EVENTS = (ADD, UPDATE, DELETE, NONE)
 
@@ -136,7 +137,9 @@ class LLMResult:
     decision: UpdateDecision | None = None
 
 
+@lru_cache(maxsize=1 << 17)
 def _stream_seed(seed: int, user: int, purpose: str) -> int:
+    """The seed of one ``(user, purpose)`` stream (cached: every strategy of a run asks)."""
     ss = np.random.SeedSequence(seed, spawn_key=(LLM_STREAM, user, PURPOSES.index(purpose)))
     return int.from_bytes(ss.generate_state(4).tobytes(), "little")
 
@@ -146,34 +149,46 @@ class MockLLM:
 
     def __init__(self, cfg: LLMConfig, tokens: TokenCounter, catalog: TextCatalog, seed: int):
         self.cfg, self.tokens, self.catalog, self.seed = cfg, tokens, catalog, seed
-        self._streams: dict[tuple[int, str], random.Random] = {}
+        self._streams: dict[str, dict[int, random.Random]] = {p: {} for p in PURPOSES}
+        # The latency and reply-length constants, read once instead of per call.
+        self._ttft_base_s, self._prefill_s = cfg.ttft_base_s, cfg.prefill_s_per_token
+        self._decode_tps, self._jitter_sigma = cfg.decode_tokens_per_s, cfg.jitter_sigma
+        self._jitter_min, self._jitter_max = cfg.jitter_min, cfg.jitter_max
+        self._reply_mu = -(cfg.reply_tokens_sigma**2) / 2
         self._extract_system = tokens.message("system", tokens.count(EXTRACT_SYSTEM_PROMPT))
         self._summary_system = tokens.message("system", tokens.count(SUMMARY_SYSTEM_PROMPT))
         self._update_prompt = tokens.count(MEM0_UPDATE_PROMPT)
         # Per sentence: tokens alone, after a space, and after a space ending a
         # transcript line. Sentence boundaries are tokenizer chunk boundaries, so a
         # reply's counts are exact sums of these (tests check this).
-        self._sentence_tokens = [
-            (tokens.count(s), tokens.count(" " + s), tokens.count(" " + s + "\n"))
-            for s in REPLY_SENTENCES
-        ]
+        self._sentence_tokens = [tokens.sentence(s) for s in REPLY_SENTENCES]
+        self._spaced_tokens = [spaced for _, spaced, _ in self._sentence_tokens]
         self._assistant_prefix = tokens.count(TRANSCRIPT_PREFIX["assistant"].rstrip())
+        self._empty_array_tokens = tokens.count(json.dumps([]))
+        self._first_open, self._later_open = (
+            tokens.count('[{"content":'),
+            tokens.count(' {"content":'),
+        )
+        self._importance_key = tokens.count(' "importance":')
+        self._category_key = tokens.count(' "category":')
+        self._json_counts: dict[tuple, int] = {}
+        self._memory_texts: dict[tuple[str, str, int], str] = {}
 
     def stream(self, user: int, purpose: str) -> random.Random:
         """The generator behind one user's calls of one purpose."""
-        key = (user, purpose)
-        rng = self._streams.get(key)
+        streams = self._streams[purpose]
+        rng = streams.get(user)
         if rng is None:
-            rng = self._streams[key] = random.Random(_stream_seed(self.seed, user, purpose))
+            rng = streams[user] = random.Random(_stream_seed(self.seed, user, purpose))
         return rng
 
     def latency(self, rng: random.Random, tokens_in: int, tokens_out: int) -> float:
         """Modelled service time of one call, jittered and clamped."""
-        cfg = self.cfg
-        base = cfg.ttft_base_s + cfg.prefill_s_per_token * tokens_in
-        base += tokens_out / cfg.decode_tokens_per_s
-        jitter = math.exp(rng.gauss(0.0, cfg.jitter_sigma)) if cfg.jitter_sigma else 1.0
-        return base * min(max(jitter, cfg.jitter_min), cfg.jitter_max)
+        base = self._ttft_base_s + self._prefill_s * tokens_in
+        base += tokens_out / self._decode_tps
+        sigma = self._jitter_sigma
+        jitter = math.exp(rng.gauss(0.0, sigma)) if sigma else 1.0
+        return base * min(max(jitter, self._jitter_min), self._jitter_max)
 
     def transcript_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens of messages rendered one per line as ``User: text`` / ``Assistant: text``."""
@@ -188,8 +203,10 @@ class MockLLM:
     # -- chat -----------------------------------------------------------------
     def chat(self, user: int, prompt_tokens: int) -> LLMResult:
         """Answer a chat request of ``prompt_tokens`` (overhead included)."""
-        cfg, rng = self.cfg, self.stream(user, "chat")
-        requested = prompt_tokens + cfg.max_output_tokens
+        cfg = self.cfg
+        rng = self._streams["chat"].get(user) or self.stream(user, "chat")
+        max_output_tokens = cfg.max_output_tokens
+        requested = prompt_tokens + max_output_tokens
         if requested > cfg.context_window:
             message = (
                 f"This model's maximum context length is {cfg.context_window} tokens. "
@@ -198,34 +215,37 @@ class MockLLM:
                 "messages or completion."
             )
             return LLMResult("chat", 0, 0, cfg.ttft_base_s, CONTEXT_LENGTH_EXCEEDED, message)
-        target = cfg.reply_tokens_mean * math.exp(
-            rng.gauss(-(cfg.reply_tokens_sigma**2) / 2, cfg.reply_tokens_sigma)
-        )
-        target = min(max(int(target), 8), cfg.max_output_tokens)
+        target = cfg.reply_tokens_mean * math.exp(rng.gauss(self._reply_mu, cfg.reply_tokens_sigma))
+        target = min(max(int(target), 8), max_output_tokens)
         reply = self._reply(rng, target)
-        if reply.tokens > cfg.max_output_tokens:
-            reply = self._truncate(reply, cfg.max_output_tokens)
+        if reply.tokens > max_output_tokens:
+            reply = self._truncate(reply, max_output_tokens)
         reply.user = user
-        return LLMResult(
-            "chat",
-            prompt_tokens,
-            reply.tokens,
-            self.latency(rng, prompt_tokens, reply.tokens),
-            reply=reply,
-        )
+        tokens_out = reply.tokens
+        latency_s = self.latency(rng, prompt_tokens, tokens_out)
+        return LLMResult("chat", prompt_tokens, tokens_out, latency_s, "", "", reply)
 
     def _reply(self, rng: random.Random, target: int) -> Message:
-        """A reply of about ``target`` tokens, assembled from the sentence bank."""
-        parts, tokens, line, last = [], 0, self._assistant_prefix, 0
-        n_sentences = len(REPLY_SENTENCES)
+        """A reply of about ``target`` tokens (at least 1), assembled from the sentence bank.
+
+        Sentences are drawn until the reply reaches ``target`` tokens: the first
+        counts alone, the others after a space. Its transcript line (``Assistant:
+        `` + text + newline) costs the prefix and every sentence after a space,
+        except that the last one also ends the line.
+        """
+        draw, sentences, n_sentences = rng.random, REPLY_SENTENCES, len(REPLY_SENTENCES)
+        spaced = self._spaced_tokens
+        first = int(draw() * n_sentences)  # randrange is 5x slower on this hot path
+        parts = [sentences[first]]
+        add = parts.append
+        tokens = alone = self._sentence_tokens[first][0]
+        i = first
         while tokens < target:
-            i = int(rng.random() * n_sentences)  # randrange is 5x slower on this hot path
-            alone, spaced, line_end = self._sentence_tokens[i]
-            tokens += spaced if parts else alone
-            line += last
-            last = spaced
-            parts.append(REPLY_SENTENCES[i])
-        line += line_end
+            i = int(draw() * n_sentences)
+            tokens += spaced[i]
+            add(sentences[i])
+        line_end = self._sentence_tokens[i][2]
+        line = self._assistant_prefix + tokens - alone + spaced[first] - spaced[i] + line_end
         return Message("assistant", " ".join(parts), tokens, transcript_tokens=line)
 
     def _truncate(self, reply: Message, limit: int) -> Message:
@@ -255,13 +275,6 @@ class MockLLM:
             text = rng.choice(INFERENCES)
             self.catalog.register(text, (("inference", text),))
             found.append(Factoid(text, rng.randint(2, 5), "other"))
-        body = json.dumps(
-            [
-                {"content": f.content, "importance": f.importance, "category": f.category}
-                for f in found
-            ],
-            ensure_ascii=False,
-        )
         system = (
             self._extract_system
             if system_prompt is None
@@ -272,7 +285,7 @@ class MockLLM:
             + system
             + self.tokens.message("user", self.transcript_tokens(messages))
         )
-        tokens_out = self.tokens.count(body)
+        tokens_out = self._factoid_array_tokens(found)
         return LLMResult(
             "extract",
             tokens_in,
@@ -281,13 +294,56 @@ class MockLLM:
             factoids=found,
         )
 
+    def _factoid_array_tokens(self, found: list[Factoid]) -> int:
+        """Tokens of the extraction answer: ``found`` as the JSON array ``json.dumps`` writes.
+
+        ``json.dumps`` writes ``[{"content": C, "importance": I, "category": K}, {…}]``
+        (separators ``", "`` and ``": "``). Every space in that layout follows a
+        non-whitespace character, so the answer's count is the sum of the counts of
+        its pieces cut before those spaces (see :mod:`sim.tokens`, "Counting by pieces"):
+        ``[{"content":`` (or `` {"content":``), `` C,``, `` "importance":``, `` I,``,
+        `` "category":`` and `` K},`` (or `` K}]``), each value piece cached.
+        """
+        if not found:
+            return self._empty_array_tokens
+        last = len(found) - 1
+        total = 0
+        for i, factoid in enumerate(found):
+            total += (
+                (self._first_open if i == 0 else self._later_open)
+                + self._json_tokens(factoid.content, ",")
+                + self._importance_key
+                + self._json_tokens(factoid.importance, ",")
+                + self._category_key
+                + self._json_tokens(factoid.category, "}]" if i == last else "},")
+            )
+        return total
+
+    def _json_tokens(self, value: object, tail: str) -> int:
+        """Tokens of a space, ``value`` as JSON, then ``tail``."""
+        # The type is part of the key: 1, 1.0 and True are equal keys but differ in JSON.
+        key = (value, type(value), tail)
+        n = self._json_counts.get(key)
+        if n is None:
+            text = " " + json.dumps(value, ensure_ascii=False) + tail
+            n = self._json_counts[key] = self.tokens.count_split(text)
+        return n
+
     def _factoid(self, rng: random.Random, fact: Fact) -> Factoid:
         slot = SLOT_BY_KEY[fact.slot]
         reworded = rng.random() < self.cfg.extract_reword_rate
         variant = rng.randrange(1, len(slot.memories)) if reworded else 0
         importance = min(max(slot.importance + round(rng.gauss(0, 1)), 1), 10)
-        text = self.catalog.memory_text(slot, fact.value, variant)
+        text = self._memory_text(slot, fact.value, variant)
         return Factoid(text, importance, slot.category, ((fact.slot, fact.version),))
+
+    def _memory_text(self, slot: Slot, value: str, variant: int) -> str:
+        """``catalog.memory_text``, remembered: registering a text again changes nothing."""
+        key = (slot.key, value, variant)
+        text = self._memory_texts.get(key)
+        if text is None:
+            text = self._memory_texts[key] = self.catalog.memory_text(slot, value, variant)
+        return text
 
     # -- summarize ------------------------------------------------------------
     def summarize(
@@ -354,9 +410,11 @@ class MockLLM:
                 target = rng.randrange(len(candidates))
         decision, answer = _answer(fact, candidates, event, target, deletes, expected)
         tokens_in = REPLY_PRIMING_TOKENS + self.tokens.message(
-            "user", self._update_prompt + _uncached_count(_update_request(fact, candidates))
+            "user", self._update_prompt + self.tokens.count_split(_update_request(fact, candidates))
         )
-        tokens_out = _uncached_count(answer)
+        # Requests and answers are one-off texts, but made of a small vocabulary of
+        # words: counted per piece, only pieces stay in the counter's cache.
+        tokens_out = self.tokens.count_split(answer)
         return LLMResult(
             "update",
             tokens_in,
@@ -364,11 +422,6 @@ class MockLLM:
             self.latency(rng, tokens_in, tokens_out),
             decision=decision,
         )
-
-
-def _uncached_count(text: str) -> int:
-    """Tokens of a one-off text (not kept in the counter's cache, which would only grow)."""
-    return len(encoding().encode_ordinary(text))
 
 
 def _ground_truth(

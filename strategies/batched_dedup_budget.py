@@ -25,7 +25,8 @@ import numpy as np
 from pydantic import Field
 
 from sim.llm import Factoid
-from sim.store import Memory, normalized_hash
+from sim.store import Memory, hit_all, normalized_hash
+from sim.tokens import TokenCounter
 from sim.workload import Message
 from strategies.base import (
     Prompt,
@@ -57,6 +58,23 @@ class BatchedDedupBudgetConfig(StrategyConfig):
     default); e.g. ``consolidation = {every = "nightly"}``."""
 
 
+class _Ranking:
+    """What ranking needs of one snapshot of a user's memories, computed once per snapshot.
+
+    ``neg_importance`` is ``-importance`` as float32 (``sims * neg_importance``
+    is bit for bit ``-(sims * importance)``: IEEE multiplication rounds the
+    magnitude the same whatever the signs), ``line_tokens`` the lines' total.
+    """
+
+    __slots__ = ("line_tokens", "neg_importance", "records")
+
+    def __init__(self, records: list[Memory]) -> None:
+        self.records = records
+        importance = np.fromiter((m.importance for m in records), np.float32, len(records))
+        self.neg_importance = -importance
+        self.line_tokens = sum(m.line_tokens for m in records)
+
+
 class _Buffer:
     __slots__ = ("messages", "tokens", "user_messages")
 
@@ -79,6 +97,9 @@ class BatchedDedupBudget(Strategy):
         self._sessions = SessionHistories()
         self._buffers: dict[int, _Buffer] = {}
         self._hashes: dict[int, set[str]] = {}
+        self._rankings: dict[int, _Ranking] = {}
+        self._room_counter: TokenCounter | None = None
+        self._room_tokens = 0
 
     @property
     def tick_period_s(self) -> float | None:
@@ -105,25 +126,47 @@ class BatchedDedupBudget(Strategy):
 
         ``query`` is the message's embedding when the caller already paid for it.
         """
-        room = memory_room(ctx.tokens, self.config.budget_tokens)
+        room = self._room(ctx.tokens)
         if room <= 0:
             return []
         if query is None:
             query = ctx.embedder.embed([msg.text])[0]
         records, sims = ctx.store.query(query)
-        importance = np.fromiter((m.importance for m in records), np.float32, len(records))
-        ranked = [records[i] for i in np.argsort(-(sims * importance), kind="stable")]
-        if sum(m.line_tokens for m in ranked) > room:
+        ranking = self._ranking(ctx.user, records)
+        order = np.multiply(sims, ranking.neg_importance).argsort(kind="stable").tolist()
+        ranked = [records[i] for i in order]
+        if ranking.line_tokens > room:
             ranked = fill_budget(ranked, room)
-        for memory in ranked:
-            memory.hit(ctx.now)
+        hit_all(ranked, ctx.now)
         return ranked
+
+    def _room(self, tokens: TokenCounter) -> int:
+        """``memory_room`` for the budget, computed once per token counter (it is constant)."""
+        if self._room_counter is not tokens:
+            self._room_counter = tokens
+            self._room_tokens = memory_room(tokens, self.config.budget_tokens)
+        return self._room_tokens
+
+    def _ranking(self, user: int, records: list[Memory]) -> _Ranking:
+        """The ranking data of ``records``, reused while the store returns the same snapshot.
+
+        Safe because a store's query list is read-only and a store hands out the same
+        list object only while the memories are unchanged (``VectorStore.query``);
+        holding it here keeps its identity from being reused. Memories' importance
+        and line tokens never change once stored.
+        """
+        ranking = self._rankings.get(user)
+        if ranking is None or ranking.records is not records:
+            ranking = self._rankings[user] = _Ranking(records)
+        return ranking
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Buffer the exchange; when the buffer is full, extract it in the background."""
         history = self._sessions.of(ctx.user, msg.session)
         history.exchange(ctx.tokens, msg, reply)
-        buffer = self._buffers.setdefault(ctx.user, _Buffer())
+        buffer = self._buffers.get(ctx.user)
+        if buffer is None:
+            buffer = self._buffers[ctx.user] = _Buffer()
         for m in (msg, reply) if reply is not None else (msg,):
             buffer.messages.append(m)
             buffer.tokens += m.tokens
@@ -150,15 +193,7 @@ class BatchedDedupBudget(Strategy):
         if not fresh:
             return
         vectors = ctx.embedder.embed([f.content for f in fresh.values()])
-        kept: list[int] = []
-        for i in range(len(vectors)):
-            _, sims = ctx.store.query(vectors[i])
-            batch_sims = vectors[kept] @ vectors[i] if kept else sims[:0]
-            if (
-                max(sims.max(initial=-1.0), batch_sims.max(initial=-1.0))
-                < self.config.dedup_threshold
-            ):
-                kept.append(i)
+        kept = self._novel(ctx, vectors)
         if not kept:
             return
         factoids = list(fresh.values())
@@ -167,6 +202,24 @@ class BatchedDedupBudget(Strategy):
         if new:
             ctx.store.add(new, new_vectors)
             hashes.update(m.content_hash for m in new)
+
+    def _novel(self, ctx: TurnContext, vectors: np.ndarray) -> list[int]:
+        """Indices of the vectors below ``dedup_threshold`` to the store and to earlier kept ones.
+
+        One store query per vector. Until one is kept there is nothing earlier to
+        compare with (the batch maximum would be the -1 floor, never above the
+        store's, which also starts at -1), so only the store's maximum is taken.
+        """
+        threshold, kept = self.config.dedup_threshold, []
+        for i in range(len(vectors)):
+            vector = vectors[i]
+            _, sims = ctx.store.query(vector)
+            closest = sims.max(initial=-1.0)
+            if kept:
+                closest = max(closest, (vectors[kept] @ vector).max(initial=-1.0))
+            if closest < threshold:
+                kept.append(i)
+        return kept
 
     def _enforce_cap(
         self, ctx: TurnContext, new: list[Memory], vectors: np.ndarray, hashes: set[str]

@@ -7,6 +7,7 @@ with every request.
 
 from __future__ import annotations
 
+from sim.store import hit_all
 from sim.workload import Message
 from strategies.base import Prompt, Strategy, TurnContext
 from strategies.history import SessionHistories
@@ -27,8 +28,7 @@ class PerTurnExtract(Strategy):
         """System prompt + every stored memory + this session's messages + the new one."""
         history = self._sessions.of(ctx.user, msg.session)
         memories = ctx.store.memories() if ctx.store.count() else []
-        for memory in memories:
-            memory.hit(ctx.now)
+        hit_all(memories, ctx.now)
         return history.prompt(msg, memories)
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
