@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -509,10 +510,34 @@ def project(
         )
 
 
+class Interrupted(BaseException):
+    """Raised by the SIGINT and SIGTERM handlers of :func:`main`.
+
+    Not a ``KeyboardInterrupt``: the command-line framework would turn that into
+    its own exit code before :func:`main` could report it.
+    """
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    An interrupted run (Ctrl-C, SIGTERM) prints one line and exits with code 2,
+    like other input that stops a run; files are only ever replaced by renaming
+    finished ones into place, so the previous results stay as they were.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
-    except KeyboardInterrupt:
-        err_console.print("memsim: interrupted; earlier results were left untouched")
-        sys.exit(130)
+    except Interrupted as why:
+        err_console.print(
+            f"memsim: interrupted ({why}); earlier results were left untouched",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)

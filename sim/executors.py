@@ -114,23 +114,33 @@ def _run_pool(
     with context.Manager() as manager:
         channel = manager.Queue() if on_progress and _takes_report(fn) else None
         extra = {"report": _QueueReport(channel)} if channel is not None else {}
-        with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
+        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context)
+        try:
             pending = {pool.submit(fn, *task, **extra): i for i, task in enumerate(tasks)}
-            try:
-                while pending:
-                    done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-                    _drain(channel, on_progress)
-                    for future in sorted(done, key=pending.__getitem__):
-                        index = pending.pop(future)
-                        results[index] = future.result()
-                        if on_done is not None:
-                            on_done(index, results[index])
-            except BaseException:
-                for future in pending:
-                    future.cancel()
-                raise
+            while pending:
+                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                _drain(channel, on_progress)
+                for future in sorted(done, key=pending.__getitem__):
+                    index = pending.pop(future)
+                    results[index] = future.result()
+                    if on_done is not None:
+                        on_done(index, results[index])
             _drain(channel, on_progress)
+        except BaseException:
+            _stop(pool)  # interrupted, or a task failed: do not wait for the others
+            raise
+        pool.shutdown()
     return results
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel queued tasks and end the running ones now (a plain shutdown waits for them)."""
+    processes = list(getattr(pool, "_processes", {}).values())  # no public handle in 3.11
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=5)
 
 
 def _drain(channel: Any, on_progress: Report | None) -> None:
