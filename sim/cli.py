@@ -510,6 +510,96 @@ def project(
         )
 
 
+@app.command()
+def sweep(
+    sweep_file: Annotated[
+        Path, typer.Argument(help="A sweep file (TOML): scenario, strategies, seeds, grid.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder; default: out/sweep-<sweep file stem>.")
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="local (a process pool) or ray (a local instance, or --address).")
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes, or CPUs of a local Ray instance; default: all CPUs."),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="An existing Ray cluster: ray://head:10001, or auto.")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
+    ] = False,
+) -> None:
+    """Run a grid of scenario overrides × strategies × seeds; write sweep.json, .csv, .md, heatmaps.
+
+    Each run is saved in OUT/runs/ as soon as it finishes, under the hash of its
+    resolved configuration: run the sweep again (after an interruption, or with
+    more seeds) and only the runs not saved yet are simulated.
+    """
+    from reports import sweep as sweep_report
+    from sim import sweep as sweeps
+    from sim.executors import default_workers
+
+    try:
+        if executor not in ("local", "ray"):
+            raise ConfigError(f"--executor: {executor!r}: expected local or ray")
+        if address and executor != "ray":
+            raise ConfigError("--address: a Ray cluster needs --executor ray")
+        plan = sweeps.load_sweep(sweep_file)
+        out_dir = out if out is not None else Path("out") / f"sweep-{plan.name}"
+        prepare_out_dir(out_dir)
+        started = time.perf_counter()
+        with _sweep_progress(quiet) as progress:
+            outcome = sweeps.run_sweep(
+                plan,
+                out_dir,
+                executor,  # type: ignore[arg-type]  # checked above
+                workers or default_workers(),
+                address,
+                warn=lambda text: err_console.print(
+                    f"memsim: warning: {text}", markup=False, highlight=False
+                ),
+                **_sweep_callbacks(progress, lambda done, todo: plan.describe(out_dir, done, todo)),
+            )
+        document = sweep_report.write_sweep(plan, outcome.summaries, out_dir)
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    if not quiet:
+        console = Console()
+        sweep_report.print_table(console, document)
+        console.print(
+            f"wrote {out_dir}/ (sweep.json, sweep.csv, sweep.md, heatmaps, runs/) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+
+
+def _sweep_progress(quiet: bool) -> Progress:
+    """A progress display of finished runs on stderr (off with ``-q``)."""
+    return Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+    )
+
+
+def _sweep_callbacks(progress: Progress, describe: Callable[[int, int], str]) -> dict:
+    """``on_start`` says what is saved and what will run; ``on_run`` advances the bar."""
+    task: list = []
+
+    def on_start(cached: int, to_run: int) -> None:
+        if not progress.disable:
+            progress.console.print(describe(cached, to_run), markup=False, highlight=False)
+        task.append(progress.add_task("sweep", total=to_run))
+
+    return {"on_start": on_start, "on_run": lambda: progress.advance(task[0])}
+
+
 class Interrupted(BaseException):
     """Raised by the SIGINT and SIGTERM handlers of :func:`main`.
 
