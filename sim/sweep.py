@@ -12,7 +12,8 @@ scenario and strategies exactly as a run would. Errors are one line naming the
 sweep file, the key and the value.
 
 A run's *key* is the SHA-256 of its resolved configuration (that one strategy,
-that seed) and the memsim version, so two points that differ only in another
+that seed), the memsim version and a fingerprint of the simulator's source, so
+two points that differ only in another
 strategy's settings share a run, computed once. Each finished run is saved as
 ``runs/<key>.json`` the moment it finishes; a sweep started again skips the runs
 already saved, so an interrupted sweep resumes where it stopped.
@@ -20,6 +21,8 @@ already saved, so an interrupted sweep resumes where it stopped.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import itertools
 import json
 from collections.abc import Callable
@@ -30,6 +33,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 import scenarios
+import sim
 import strategies as registry
 from reports.output import atomic_write
 from reports.summary import strategy_summary
@@ -411,8 +415,26 @@ def _axes(spec: SweepFile, source: str) -> tuple[str | None, str | None]:
 
 
 def run_key(resolved: dict[str, Any]) -> str:
-    """The cache key of one strategy's run: its resolved configuration and the memsim version."""
-    return config_sha256({"memsim_version": __version__, "resolved": resolved})
+    """The cache key of one strategy's run: its resolved configuration and the code.
+
+    The code is the memsim version and a fingerprint of the simulator's and the
+    strategies' source, so that a cached result is never reused after a change
+    that could alter it (an editable install keeps its version while it changes).
+    """
+    code = {"memsim_version": __version__, "source_sha256": source_fingerprint()}
+    return config_sha256({**code, "resolved": resolved})
+
+
+@functools.cache
+def source_fingerprint() -> str:
+    """SHA-256 over the Python source of ``sim`` and ``strategies`` (paths and bytes)."""
+    digest = hashlib.sha256()
+    for package in (sim, registry):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root.parent).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
 
 
 def _plan_runs(

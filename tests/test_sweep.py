@@ -103,6 +103,35 @@ def test_a_version_change_changes_every_key(tmp_path, monkeypatch):
     assert before.isdisjoint(after)
 
 
+def test_a_source_change_changes_every_key(tmp_path, monkeypatch):
+    import sim.sweep
+
+    before = {r.key for r in load_sweep(write(tmp_path, SMALL)).runs}
+    monkeypatch.setattr(sim.sweep, "source_fingerprint", lambda: "0" * 64)
+    after = {r.key for r in load_sweep(write(tmp_path, SMALL)).runs}
+    assert before.isdisjoint(after)
+
+
+def test_the_source_fingerprint_reads_the_strategies(tmp_path, monkeypatch):
+    import sim.sweep
+    import strategies
+
+    sim.sweep.source_fingerprint.cache_clear()
+    real = sim.sweep.source_fingerprint()
+    copy = tmp_path / "strategies"
+    copy.mkdir()
+    for path in Path(strategies.__file__).parent.glob("*.py"):
+        (copy / path.name).write_bytes(path.read_bytes())
+    (copy / "naive_append.py").write_text("# changed\n", encoding="utf-8")
+    monkeypatch.setattr(strategies, "__file__", str(copy / "__init__.py"))
+    sim.sweep.source_fingerprint.cache_clear()
+    try:
+        assert sim.sweep.source_fingerprint() != real
+    finally:
+        monkeypatch.undo()
+        sim.sweep.source_fingerprint.cache_clear()
+
+
 def test_zero_and_one_grid_parameters(tmp_path):
     none = load_sweep(write(tmp_path, SMALL.split("[grid]")[0], "none.toml"))
     assert [p.params for p in none.points] == [{}]
