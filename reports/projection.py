@@ -69,6 +69,7 @@ from sim.runner import (
     simulate,
     store_latency_model,
 )
+from sim.shards import share_limits
 
 DIGITS = 6
 DAYS_PER_MONTH = 30
@@ -154,27 +155,17 @@ def model_rates(scenario: Scenario, models: Iterable[str]) -> dict[str, Rates]:
 
 
 # -- scaled simulation ------------------------------------------------------------
-def _share_of(limits: EndpointLimits, share: float) -> EndpointLimits:
-    return limits.model_copy(
-        update={
-            "rpm": limits.rpm * share,
-            "tpm": limits.tpm * share,
-            "concurrency": max(1, math.floor(limits.concurrency * share + 0.5)),
-        }
-    )
-
-
 def scaled_scenario(scenario: Scenario, users: int, sim_users: int) -> Scenario:
     """The scenario for n = min(users, sim_users) users holding their share of the limits."""
     simulated = min(users, sim_users)
     share = simulated / users
     embedding = scenario.embedding.model_copy(
-        update={"limits": _share_of(scenario.embedding.limits, share)}
+        update={"limits": share_limits(scenario.embedding.limits, share)}
     )
     return scenario.model_copy(
         update={
             "users": simulated,
-            "limits": _share_of(scenario.limits, share),
+            "limits": share_limits(scenario.limits, share),
             "embedding": embedding,
         }
     )

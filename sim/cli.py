@@ -8,17 +8,26 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 import scenarios
 import strategies
@@ -79,11 +88,45 @@ def _check_strategy_flag(spec: str) -> None:
 
 
 def _progress_factory(progress: Progress) -> Callable[[str, int], Callable[[int], None]]:
+    """One bar per name; a name seen again (another shard) adds its total to the bar."""
+    tasks: dict[str, TaskID] = {}
+
     def factory(name: str, total: int) -> Callable[[int], None]:
-        task = progress.add_task(name, total=total)
+        if name in tasks:
+            task = tasks[name]
+            progress.update(task, total=(progress.tasks[task].total or 0) + total)
+        else:
+            task = tasks[name] = progress.add_task(name, total=total)
         return lambda turns: progress.advance(task, turns)
 
     return factory
+
+
+@dataclass(frozen=True)
+class Parallel:
+    """Where a run's shards go (see ``sim.shards``); results do not depend on it."""
+
+    workers: int = 1
+    executor: str = "local"
+    address: str | None = None
+
+
+WorkersOpt = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        "-w",
+        min=1,
+        help="Processes for the shards of a large run (scenario key shard_users); "
+        "results are the same for any number.",
+    ),
+]
+ExecutorOpt = Annotated[
+    str, typer.Option(help="local (a process pool) or ray (a local instance, or --address).")
+]
+AddressOpt = Annotated[
+    str | None, typer.Option(help="An existing Ray cluster, e.g. ray://head:10001 or auto.")
+]
 
 
 ScenarioArg = Annotated[
@@ -103,6 +146,9 @@ def run(
     users: Annotated[int | None, typer.Option(min=1, help="Override the number of users.")] = None,
     days: Annotated[int | None, typer.Option(min=1, help="Override the simulated days.")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Override the random seed.")] = None,
+    shard_users: Annotated[
+        int | None, typer.Option(min=1, help="Override the users per shard (shard_users).")
+    ] = None,
     embedder: Annotated[
         str | None,
         typer.Option(help="latent (fast mock) or minilm (real, CPU); default: the scenario's."),
@@ -116,6 +162,9 @@ def run(
     out: Annotated[
         Path | None, typer.Option(help="Output folder; default: out/<scenario>.")
     ] = None,
+    workers: WorkersOpt = 1,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
     ] = False,
@@ -129,13 +178,14 @@ def run(
             users=users,
             days=days,
             seed=seed,
+            shard_users=shard_users,
             strategies=strategy or None,
             embedder=embedder,
             store=store,
         )
         out_dir = out if out is not None else Path("out") / scn.name
         started = time.perf_counter()
-        result = _simulate(scn, source, out_dir, quiet)
+        result = _simulate(scn, source, out_dir, quiet, Parallel(workers, executor, address))
         summary = summarize(result)
         write_outputs(result, out_dir, summary)
         write_reports(load_results(out_dir))  # charts and report.html, from the saved files
@@ -150,13 +200,25 @@ def run(
         )
 
 
-def _simulate(scn: Scenario, source: str, workdir: Path, quiet: bool) -> RunResult:
+def _simulate(
+    scn: Scenario, source: str, workdir: Path, quiet: bool, parallel: Parallel = Parallel()
+) -> RunResult:
     """Check the scenario, then run it with a progress bar on stderr."""
     build_strategies(scn, source)  # fail fast on bad strategy names, overrides, prices
     rates_for(scn, source)
+    if parallel.executor not in ("local", "ray"):
+        raise ConfigError(f"--executor: unknown executor {parallel.executor!r} (local or ray)")
     prepare_out_dir(workdir)
     with _progress(quiet) as progress:
-        return run_scenario(scn, source, _progress_factory(progress), workdir=workdir)
+        return run_scenario(
+            scn,
+            source,
+            _progress_factory(progress),
+            workdir=workdir,
+            workers=parallel.workers,
+            executor=parallel.executor,  # type: ignore[arg-type]
+            address=parallel.address,
+        )
 
 
 def _progress(quiet: bool) -> Progress:
@@ -176,6 +238,9 @@ def _progress(quiet: bool) -> Progress:
 def baseline(
     scenario: ScenarioArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Baseline file to write.")],
+    workers: WorkersOpt = 1,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run a scenario and write its figures as the baseline `memsim check` compares with."""
@@ -185,7 +250,8 @@ def baseline(
         scn, source = _load(scenario)
         prepare_out_dir(output.parent)
         with tempfile.TemporaryDirectory(prefix="memsim-baseline-") as scratch:
-            result = _simulate(scn, source, Path(scratch), quiet)
+            parallel = Parallel(workers, executor, address)
+            result = _simulate(scn, source, Path(scratch), quiet, parallel)
         document = baseline_document(summarize(result), result.resolved)
         atomic_write(output, lambda tmp: tmp.write_text(json.dumps(document, indent=2) + "\n"))
     except ConfigError as err:
@@ -207,6 +273,9 @@ def check(
         Path | None,
         typer.Option(help="Folder for check.md and junit.xml; default out/<scenario>-check."),
     ] = None,
+    workers: WorkersOpt = 1,
+    executor: ExecutorOpt = "local",
+    address: AddressOpt = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
     ] = False,
@@ -227,7 +296,8 @@ def check(
         resolved = resolve_config(scn, build_strategies(scn, source), rates_for(scn, source))
         ci.check_scenario(reference, resolved, str(baseline_file))
         with tempfile.TemporaryDirectory(prefix="memsim-check-") as scratch:
-            result = _simulate(scn, source, Path(scratch), quiet)
+            parallel = Parallel(workers, executor, address)
+            result = _simulate(scn, source, Path(scratch), quiet, parallel)
         summary = summarize(result)
         comparisons = ci.compare(reference, summary, tolerances, str(baseline_file))
         invariants = ci.run_invariants(result, summary)
@@ -440,10 +510,124 @@ def project(
         )
 
 
+@app.command()
+def sweep(
+    sweep_file: Annotated[
+        Path, typer.Argument(help="A sweep file (TOML): scenario, strategies, seeds, grid.")
+    ],
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder; default: out/sweep-<sweep file stem>.")
+    ] = None,
+    executor: Annotated[
+        str, typer.Option(help="local (a process pool) or ray (a local instance, or --address).")
+    ] = "local",
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="Processes, or CPUs of a local Ray instance; default: all CPUs."),
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="An existing Ray cluster: ray://head:10001, or auto.")
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
+    ] = False,
+) -> None:
+    """Run a grid of scenario overrides × strategies × seeds; write sweep.json, .csv, .md, heatmaps.
+
+    Each run is saved in OUT/runs/ as soon as it finishes, under the hash of its
+    resolved configuration: run the sweep again (after an interruption, or with
+    more seeds) and only the runs not saved yet are simulated.
+    """
+    from reports import sweep as sweep_report
+    from sim import sweep as sweeps
+    from sim.executors import default_workers
+
+    try:
+        if executor not in ("local", "ray"):
+            raise ConfigError(f"--executor: {executor!r}: expected local or ray")
+        if address and executor != "ray":
+            raise ConfigError("--address: a Ray cluster needs --executor ray")
+        plan = sweeps.load_sweep(sweep_file)
+        out_dir = out if out is not None else Path("out") / f"sweep-{plan.name}"
+        prepare_out_dir(out_dir)
+        started = time.perf_counter()
+        with _sweep_progress(quiet) as progress:
+            outcome = sweeps.run_sweep(
+                plan,
+                out_dir,
+                executor,  # type: ignore[arg-type]  # checked above
+                workers or default_workers(),
+                address,
+                warn=lambda text: err_console.print(
+                    f"memsim: warning: {text}", markup=False, highlight=False
+                ),
+                **_sweep_callbacks(progress, lambda done, todo: plan.describe(out_dir, done, todo)),
+            )
+        document = sweep_report.write_sweep(plan, outcome.summaries, out_dir)
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    if not quiet:
+        console = Console()
+        sweep_report.print_table(console, document)
+        console.print(
+            f"wrote {out_dir}/ (sweep.json, sweep.csv, sweep.md, heatmaps, runs/) in "
+            f"{time.perf_counter() - started:.1f} s"
+        )
+
+
+def _sweep_progress(quiet: bool) -> Progress:
+    """A progress display of finished runs on stderr (off with ``-q``)."""
+    return Progress(
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("runs"),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=quiet,
+    )
+
+
+def _sweep_callbacks(progress: Progress, describe: Callable[[int, int], str]) -> dict:
+    """``on_start`` says what is saved and what will run; ``on_run`` advances the bar."""
+    task: list = []
+
+    def on_start(cached: int, to_run: int) -> None:
+        if not progress.disable:
+            progress.console.print(describe(cached, to_run), markup=False, highlight=False)
+        task.append(progress.add_task("sweep", total=to_run))
+
+    return {"on_start": on_start, "on_run": lambda: progress.advance(task[0])}
+
+
+class Interrupted(BaseException):
+    """Raised by the SIGINT and SIGTERM handlers of :func:`main`.
+
+    Not a ``KeyboardInterrupt``: the command-line framework would turn that into
+    its own exit code before :func:`main` could report it.
+    """
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signal.Signals(signum).name)
+
+
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    An interrupted run (Ctrl-C, SIGTERM) prints one line and exits with code 2,
+    like other input that stops a run; files are only ever replaced by renaming
+    finished ones into place, so the previous results stay as they were.
+    """
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app()
-    except KeyboardInterrupt:
-        err_console.print("memsim: interrupted; earlier results were left untouched")
-        sys.exit(130)
+    except Interrupted as why:
+        err_console.print(
+            f"memsim: interrupted ({why}); earlier results were left untouched",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(EXIT_BAD_INPUT)

@@ -196,6 +196,11 @@ class Scenario(_Model):
     system_prompt: str = ""
     """Chat system prompt; empty means the domain's default prompt."""
     background_workers: Annotated[int, Field(ge=1)] = 8
+    shard_users: Annotated[int, Field(ge=1)] = 2_500
+    """Users per shard. A run splits its users into ``ceil(users / shard_users)``
+    shards of equal size that are simulated independently, each holding its
+    pro-rata share of the rate limits (see :mod:`sim.shards`). The split depends
+    on the scenario only, never on the number of worker processes."""
     calibration: str = "default"
     """Calibration profile for the latent embedder and the modelled store latency:
     ``default`` (shipped, measured on all-MiniLM-L6-v2 and ChromaDB), a path to one

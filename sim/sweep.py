@@ -1,0 +1,562 @@
+"""Parameter sweeps: a grid of scenario overrides × strategies × seeds, run once each.
+
+A sweep file (TOML) names a scenario, the strategies and seeds to run, fixed
+``[overrides]`` and a ``[grid]`` of swept parameters, each a dotted path into the
+scenario (``"strategy.batched-dedup-budget.budget_tokens" = [500, 1000]``). The
+grid expands to every combination of its values (the first key varies slowest);
+each combination is a *point*. There is one run per (point, seed, strategy).
+
+Everything is validated before any simulation: the file's fields, every dotted
+path, every grid value on its own, then every point as a whole, by building its
+scenario and strategies exactly as a run would. Errors are one line naming the
+sweep file, the key and the value.
+
+A run's *key* is the SHA-256 of its resolved configuration (that one strategy,
+that seed), the memsim version and a fingerprint of the simulator's source, so
+two points that differ only in another
+strategy's settings share a run, computed once. Each finished run is saved as
+``runs/<key>.json`` the moment it finishes; a sweep started again skips the runs
+already saved, so an interrupted sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import itertools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+import scenarios
+import sim
+import strategies as registry
+from reports.output import atomic_write
+from reports.summary import strategy_summary
+from sim import __version__
+from sim.config import (
+    ConfigError,
+    Scenario,
+    config_sha256,
+    format_validation_error,
+    read_toml,
+)
+from sim.executors import ExecutorName, run_tasks
+from sim.runner import build_strategies, rates_for, resolve_config, run_scenario
+
+RESERVED = {"seed": "seeds", "strategies": "strategies"}  # swept by their own fields
+Warn = Callable[[str], None]
+
+
+# -- the file ---------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ReportAxes(_Strict):
+    """Which grid keys the heatmaps put across (``x``) and down (``y``)."""
+
+    x: str | None = None
+    y: str | None = None
+
+
+class SweepFile(_Strict):
+    """The sweep file as written; nested tables in ``overrides`` and ``grid`` become dotted keys."""
+
+    scenario: Annotated[str, Field(min_length=1)]
+    strategies: Annotated[list[str], Field(min_length=1)] | None = None
+    """Default: the scenario's strategies."""
+    seeds: Annotated[list[Annotated[int, Field(ge=0, strict=True)]], Field(min_length=1)] | None = (
+        None
+    )
+    """Default: the scenario's seed."""
+    overrides: dict[str, Any] = {}
+    grid: dict[str, Annotated[list[Any], Field(min_length=1)]] = {}
+    report: ReportAxes = ReportAxes()
+
+    @field_validator("overrides", "grid", mode="before")
+    @classmethod
+    def _dotted(cls, table: Any) -> Any:
+        return flatten(table) if isinstance(table, dict) else table
+
+    @field_validator("strategies", "seeds")
+    @classmethod
+    def _distinct(cls, values: list | None) -> list | None:
+        if values is not None and len(set(values)) != len(values):
+            raise ValueError(f"an entry is listed twice: {values}")
+        return values
+
+
+def flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}, "c.d": 2}`` → ``{"a.b": 1, "c.d": 2}`` (empty tables stay values).
+
+    TOML writes ``limits.rpm = 1`` as a nested table and ``"limits.rpm" = 1`` as a
+    flat key; both mean the same path.
+    """
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        path = f"{prefix}{key}"
+        items = flatten(value, f"{path}.") if isinstance(value, dict) and value else {path: value}
+        for item_path, item in items.items():
+            if item_path in flat:
+                raise ValueError(f"'{item_path}' is given twice")
+            flat[item_path] = item
+    return flat
+
+
+def shown(value: Any) -> str:
+    """A value as the error line shows it: JSON, cut at 60 characters."""
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# -- paths into the scenario ------------------------------------------------------
+def split_path(key: str, strategy_names: list[str]) -> tuple[str, ...]:
+    """The segments of a dotted path; a strategy name may itself hold dots (``pkg.mod:Cls``)."""
+    head, _, rest = key.partition(".")
+    if head == "strategy":
+        for name in sorted(strategy_names, key=len, reverse=True):
+            if rest.startswith(f"{name}."):
+                return ("strategy", name, *rest[len(name) + 1 :].split("."))
+    return tuple(key.split("."))
+
+
+def set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set ``data[p0][p1]...`` to ``value``, creating missing sections."""
+    node = data
+    for depth, segment in enumerate(path[:-1]):
+        child = node.setdefault(segment, {})
+        if child is None:  # an optional section that is off (``consolidation = None``)
+            child = node[segment] = {}
+        if not isinstance(child, dict):
+            where = ".".join(path[: depth + 1])
+            raise _Invalid(path, f"'{where}' is a value ({shown(child)}), not a section")
+        node = child
+    node[path[-1]] = value
+
+
+class _Invalid(Exception):
+    """A point that does not validate: where (``loc``) and why."""
+
+    def __init__(self, loc: tuple[str, ...], message: str, unknown: bool = False) -> None:
+        super().__init__(message)
+        self.loc, self.message, self.unknown = loc, message, unknown
+
+    def detail(self, path: tuple[str, ...]) -> str:
+        """The reason, naming the field only when it is not ``path`` itself."""
+        same = self.loc == path
+        where = ".".join(self.loc)
+        if self.unknown:
+            return "no such field" if same else f"no such field '{where}'"
+        return self.message if same or not self.loc else f"field '{where}': {self.message}"
+
+
+def _from_validation(err: ValidationError, prefix: tuple[str, ...] = ()) -> _Invalid:
+    first = err.errors()[0]
+    loc = prefix + tuple(str(p) for p in first["loc"])
+    return _Invalid(loc, first["msg"], unknown=first["type"] == "extra_forbidden")
+
+
+def _check_point(data: dict[str, Any], names: list[str], source: str) -> Scenario:
+    """Validate one point's scenario and build its strategies and prices, as a run would.
+
+    Raises:
+        _Invalid: Naming the field at fault where it is known.
+    """
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as err:
+        raise _from_validation(err) from None
+    for name in names:  # first on our own, for errors that name the field and value
+        try:
+            cls = registry.resolve(name)
+            cls.Config.model_validate(scenario.strategy.get(name, {}))
+        except ValidationError as err:
+            raise _from_validation(err, ("strategy", name)) from None
+        except ConfigError as err:
+            raise _Invalid(("strategies",), str(err)) from None
+    try:
+        build_strategies(scenario, source)
+        rates_for(scenario, source)
+    except ConfigError as err:
+        raise _Invalid((), str(err).removeprefix(f"{source}: ")) from None
+    return scenario
+
+
+# -- the plan ---------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Point:
+    """One combination of grid values: ``coords[i]`` indexes the i-th grid key's values."""
+
+    index: int
+    coords: tuple[int, ...]
+    params: dict[str, Any]
+    scenario: Scenario  # with the sweep's strategies and the scenario's own seed
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One (point, seed, strategy) of the sweep and the key of its resolved configuration."""
+
+    point: int
+    seed: int
+    strategy: str
+    key: str
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A validated, expanded sweep: every point and every run, in task order."""
+
+    path: Path
+    scenario_spec: str
+    scenario_name: str
+    strategies: list[str]
+    seeds: list[int]
+    overrides: dict[str, Any]
+    grid: dict[str, list[Any]]
+    axes: tuple[str | None, str | None]
+    points: list[Point]
+    runs: list[Run]  # point-major, then seed, then strategy
+    payloads: dict[str, tuple[dict[str, Any], str]]  # key → run_one's arguments
+
+    @property
+    def name(self) -> str:
+        """The sweep file's stem: names the default output folder."""
+        return self.path.stem
+
+    def describe(self, out: Path, cached: int, to_run: int) -> str:
+        """One line: the size of the sweep, how many runs are saved and how many will run."""
+        return (
+            f"sweep {self.name}: {len(self.points)} point(s) × {len(self.seeds)} seed(s) × "
+            f"{len(self.strategies)} strateg{'y' if len(self.strategies) == 1 else 'ies'} = "
+            f"{len(self.runs)} runs, {cached + to_run} distinct: {cached} saved in "
+            f"{out / 'runs'}, {to_run} to run"
+        )
+
+    def distinct_runs(self) -> list[Run]:
+        """The first run of each key, in task order: what has to be computed."""
+        first: dict[str, Run] = {}
+        for run in self.runs:
+            first.setdefault(run.key, run)
+        return list(first.values())
+
+
+def load_sweep(path: Path) -> SweepPlan:
+    """Read, validate and expand a sweep file; nothing is simulated.
+
+    Raises:
+        ConfigError: One line naming the sweep file, the key and the value at fault.
+    """
+    source = str(path)
+    try:
+        spec = SweepFile.model_validate(read_toml(path))
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(source, err)) from None
+    scenario, scenario_path = _load_scenario(spec.scenario, path)
+    names = spec.strategies or list(scenario.strategies)
+    seeds = spec.seeds or [scenario.seed]
+    _check_strategies(names, source)
+    _check_keys(spec, names, source)
+    base = scenario.model_dump(mode="json") | {"strategies": names}
+    base = _apply_overrides(base, spec.overrides, names, source)
+    _check_grid_values(base, spec.grid, names, source)
+    points = _expand(base, spec.grid, names, source)
+    runs, payloads = _plan_runs(points, seeds, names, str(scenario_path))
+    return SweepPlan(
+        path,
+        spec.scenario,
+        scenario.name,
+        names,
+        seeds,
+        spec.overrides,
+        spec.grid,
+        _axes(spec, source),
+        points,
+        runs,
+        payloads,
+    )
+
+
+def _load_scenario(spec: str, sweep: Path) -> tuple[Scenario, Path]:
+    """A shipped name, or a path resolved against the sweep file's folder."""
+    candidate = Path(spec)
+    looks_like_path = candidate.suffix == ".toml" or "/" in spec
+    local = sweep.parent / candidate
+    if not candidate.is_absolute() and (looks_like_path or local.is_file()):
+        spec = str(local)
+    try:
+        return scenarios.load(spec)
+    except ConfigError as err:
+        raise ConfigError(f"{sweep}: field 'scenario': {err}") from None
+
+
+def _check_strategies(names: list[str], source: str) -> None:
+    """Every strategy the sweep runs exists (a typo gets a suggestion)."""
+    for name in names:
+        try:
+            registry.resolve(name)
+        except ConfigError as err:
+            raise ConfigError(f"{source}: field 'strategies' = {shown(name)}: {err}") from None
+
+
+def _check_keys(spec: SweepFile, names: list[str], source: str) -> None:
+    """Reserved keys, overlapping keys, and paths into strategies the sweep does not run."""
+    keys = [("overrides", k) for k in spec.overrides] + [("grid", k) for k in spec.grid]
+    for section, key in keys:
+        path = split_path(key, names)
+        if path[0] in RESERVED:
+            raise ConfigError(
+                f"{source}: {section} '{key}': set it with the sweep's '{RESERVED[path[0]]}' field"
+            )
+        if path[0] == "strategy" and len(path) > 1 and path[1] not in names:
+            raise ConfigError(
+                f"{source}: {section} '{key}': strategy '{path[1]}' is not run by this sweep "
+                f"(strategies: {', '.join(names)})"
+            )
+    for (s1, k1), (s2, k2) in itertools.combinations(keys, 2):
+        if k1 == k2 or k2.startswith(f"{k1}.") or k1.startswith(f"{k2}."):
+            raise ConfigError(f"{source}: {s1} '{k1}' and {s2} '{k2}' set the same field")
+
+
+def _apply_overrides(
+    base: dict[str, Any], overrides: dict[str, Any], names: list[str], source: str
+) -> dict[str, Any]:
+    """``base`` with every override set, validated as a whole."""
+    data = json.loads(json.dumps(base))  # a deep copy that shares nothing
+    paths = {key: split_path(key, names) for key in overrides}
+    try:
+        for key, value in overrides.items():
+            set_path(data, paths[key], value)
+        _check_point(data, names, source)
+    except _Invalid as err:
+        key = next((k for k, p in paths.items() if _related(p, err.loc)), None)
+        if key is None:
+            raise ConfigError(f"{source}: overrides: {err.detail(())}") from None
+        value = shown(overrides[key])
+        raise ConfigError(
+            f"{source}: overrides '{key}' = {value}: {err.detail(paths[key])}"
+        ) from None
+    return data
+
+
+def _related(path: tuple[str, ...], loc: tuple[str, ...]) -> bool:
+    """Whether an error at ``loc`` lies on, under or above ``path``."""
+    n = min(len(path), len(loc))
+    return n > 0 and path[:n] == loc[:n]
+
+
+def _check_grid_values(
+    base: dict[str, Any], grid: dict[str, list[Any]], names: list[str], source: str
+) -> None:
+    """Each grid value on its own (with the overrides): type, range, that the path exists."""
+    for key, values in grid.items():
+        path = split_path(key, names)
+        seen: set[str] = set()
+        for value in values:
+            text = json.dumps(value, sort_keys=True, default=str)
+            if text in seen:
+                raise ConfigError(f"{source}: grid '{key}' = {shown(value)}: listed twice")
+            seen.add(text)
+            data = json.loads(json.dumps(base))
+            try:
+                set_path(data, path, value)
+                _check_point(data, names, source)
+            except _Invalid as err:
+                raise ConfigError(
+                    f"{source}: grid '{key}' = {shown(value)}: {err.detail(path)}"
+                ) from None
+
+
+def _expand(
+    base: dict[str, Any], grid: dict[str, list[Any]], names: list[str], source: str
+) -> list[Point]:
+    """Every combination of grid values, validated as a whole (first key slowest)."""
+    keys = list(grid)
+    paths = [split_path(k, names) for k in keys]
+    points = []
+    for index, coords in enumerate(itertools.product(*(range(len(grid[k])) for k in keys))):
+        params = {k: grid[k][i] for k, i in zip(keys, coords, strict=True)}
+        data = json.loads(json.dumps(base))
+        for path, value in zip(paths, params.values(), strict=True):
+            set_path(data, path, value)
+        try:
+            scenario = _check_point(data, names, source)
+        except _Invalid as err:
+            where = ", ".join(f"{k} = {shown(v)}" for k, v in params.items())
+            raise ConfigError(f"{source}: grid point {where}: {err.detail(())}") from None
+        points.append(Point(index, coords, params, scenario))
+    return points
+
+
+def _axes(spec: SweepFile, source: str) -> tuple[str | None, str | None]:
+    """The heatmap axes: ``[report]``'s, or the first two grid keys."""
+    keys = list(spec.grid)
+    for field in ("x", "y"):
+        value = getattr(spec.report, field)
+        if value is not None and value not in keys:
+            raise ConfigError(
+                f"{source}: field 'report.{field}' = {shown(value)}: not a grid key "
+                f"(grid: {', '.join(keys) or 'empty'})"
+            )
+    x, y = spec.report.x, spec.report.y
+    if x is not None and x == y:
+        raise ConfigError(f"{source}: field 'report.y' = {shown(y)}: the same key as report.x")
+    if y is not None and len(keys) < 2:
+        raise ConfigError(f"{source}: field 'report.y' = {shown(y)}: needs two grid keys")
+    free = [k for k in keys if k not in (x, y)]
+    x = x or (free.pop(0) if free else None)
+    y = y or (free.pop(0) if free else None)
+    return x, y
+
+
+def run_key(resolved: dict[str, Any]) -> str:
+    """The cache key of one strategy's run: its resolved configuration and the code.
+
+    The code is the memsim version and a fingerprint of the simulator's and the
+    strategies' source, so that a cached result is never reused after a change
+    that could alter it (an editable install keeps its version while it changes).
+    """
+    code = {"memsim_version": __version__, "source_sha256": source_fingerprint()}
+    return config_sha256({**code, "resolved": resolved})
+
+
+@functools.cache
+def source_fingerprint() -> str:
+    """SHA-256 over the Python source of ``sim`` and ``strategies`` (paths and bytes)."""
+    digest = hashlib.sha256()
+    for package in (sim, registry):
+        root = Path(package.__file__).parent
+        for path in sorted(root.rglob("*.py")):
+            digest.update(path.relative_to(root.parent).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def _plan_runs(
+    points: list[Point], seeds: list[int], names: list[str], source: str
+) -> tuple[list[Run], dict[str, tuple[dict[str, Any], str]]]:
+    runs, payloads = [], {}
+    for point in points:
+        for seed in seeds:
+            for name in names:
+                scenario = point.scenario.with_overrides(seed=seed, strategies=[name])
+                built = build_strategies(scenario, source)
+                key = run_key(resolve_config(scenario, built, rates_for(scenario, source)))
+                runs.append(Run(point.index, seed, name, key))
+                payloads.setdefault(key, (scenario.model_dump(mode="json"), source))
+    return runs, payloads
+
+
+# -- running ----------------------------------------------------------------------
+def run_one(scenario: dict[str, Any], source: str) -> dict[str, Any]:
+    """Simulate one strategy (the scenario's only one) and return its summary block.
+
+    Top level and plain data in, plain data out: it runs in a spawn process pool
+    and on Ray workers.
+    """
+    parsed = Scenario.model_validate(scenario)
+    result = run_scenario(parsed, source)
+    summary = strategy_summary(result.runs[0], parsed.days, parsed)
+    # Through JSON, so a fresh result is the very data a cached one reads back.
+    return json.loads(json.dumps(summary))
+
+
+class RunCache:
+    """``runs/<key>.json``: one finished run each, written atomically."""
+
+    def __init__(self, folder: Path, warn: Warn | None = None) -> None:
+        self.folder = folder
+        self.warn = warn or (lambda message: None)
+
+    def path(self, key: str) -> Path:
+        """Where the run with ``key`` is saved."""
+        return self.folder / f"{key}.json"
+
+    def load(self, key: str) -> dict[str, Any] | None:
+        """The saved summary block, or ``None`` if absent or damaged (then it is said)."""
+        path = self.path(key)
+        if not path.exists():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(record, dict) or record.get("key") != key:
+                raise ValueError("it holds another run")
+            if not isinstance(record.get("summary"), dict):
+                raise ValueError("it holds no summary")
+        except (OSError, UnicodeDecodeError, ValueError) as err:
+            self.warn(f"{path} is damaged ({err}); running it again")
+            return None
+        return record["summary"]
+
+    def store(self, run: Run, summary: dict[str, Any]) -> None:
+        """Save one finished run."""
+        record = {
+            "key": run.key,
+            "memsim_version": __version__,
+            "strategy": run.strategy,
+            "seed": run.seed,
+            "summary": summary,
+        }
+        text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
+        atomic_write(self.path(run.key), lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
+@dataclass(frozen=True)
+class SweepRuns:
+    """The summary block of every distinct run, by key; which were cached and which ran."""
+
+    summaries: dict[str, dict[str, Any]]
+    cached: list[str]
+    ran: list[str]
+
+
+def run_sweep(
+    plan: SweepPlan,
+    out: Path,
+    executor: ExecutorName = "local",
+    workers: int = 1,
+    address: str | None = None,
+    warn: Warn | None = None,
+    on_start: Callable[[int, int], None] | None = None,
+    on_run: Callable[[], None] | None = None,
+) -> SweepRuns:
+    """Run every distinct run of ``plan`` not yet saved in ``out/runs``.
+
+    Args:
+        plan: From :func:`load_sweep`.
+        out: The sweep's output folder (``runs/`` is created in it).
+        executor: ``"local"`` (a process pool of ``workers``) or ``"ray"``.
+        workers: Processes, or CPUs of a local Ray instance.
+        address: An existing Ray cluster.
+        warn: Receives one line per damaged cache file.
+        on_start: Called with (cached, to run) before anything runs.
+        on_run: Called as each run finishes (its result is saved by then).
+    """
+    cache = RunCache(out / "runs", warn)
+    cache.folder.mkdir(parents=True, exist_ok=True)
+    summaries: dict[str, dict[str, Any]] = {}
+    todo = []
+    for run in plan.distinct_runs():
+        saved = cache.load(run.key)
+        if saved is None:
+            todo.append(run)
+        else:
+            summaries[run.key] = saved
+    cached = list(summaries)
+    if on_start is not None:
+        on_start(len(cached), len(todo))
+
+    def done(index: int, summary: dict[str, Any]) -> None:
+        cache.store(todo[index], summary)
+        summaries[todo[index].key] = summary
+        if on_run is not None:
+            on_run()
+
+    tasks = [plan.payloads[run.key] for run in todo]
+    run_tasks(run_one, tasks, executor, workers, address, on_done=done)
+    return SweepRuns(summaries, cached, [run.key for run in todo])
