@@ -76,3 +76,29 @@ def test_transcript_lines_are_counted_per_message():
     ]
     text = "".join("User: " + m.text + "\n" for m in msgs)
     assert llm.transcript_tokens(msgs) == len(encoding().encode_ordinary(text))
+
+
+# -- counting by pieces is exact ---------------------------------------------------
+_WORDS = sorted({w for s in SLOTS for t in s.statements + s.memories for w in t.split(" ")})
+_ODD = ["", " ", "  ", " x", "y ", "a\n", "\t", "\r\n", "\u00a0", "\u3000", "é1", "'s", "{}"]
+_TEXT = st.lists(st.sampled_from(_WORDS + _ODD), max_size=12)
+_SEPARATORS = st.sampled_from([" ", "  ", " \n", "\t ", "", "\n"])
+
+
+@settings(max_examples=400, deadline=None)
+@given(pieces=_TEXT, separator=_SEPARATORS)
+def test_count_split_equals_the_tokenizer(pieces, separator):
+    text = separator.join(pieces)
+    assert TokenCounter().count_split(text) == len(encoding().encode_ordinary(text))
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    parts=st.lists(st.sampled_from(_WORDS + _ODD), max_size=6),
+    head=st.sampled_from(["User:", "Assistant:", "", " ", "H\n", "Note"]),
+)
+def test_sentences_equal_the_tokenizer_on_the_joined_text(parts, head):
+    enc = encoding().encode_ordinary
+    text = " ".join(parts)
+    expected = (len(enc(text)), len(enc(head + " " + text + "\n")))
+    assert TokenCounter().sentences(parts, head) == expected
