@@ -53,7 +53,7 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
     def month(b: dict) -> float:
         return b["usd_total"] / days * DAYS_PER_MONTH
 
-    return [
+    rows = [
         row("turns (errors)", lambda b, r: f"{b['turns']:,} ({b['error_turns']:,})"),
         row("tokens, total", lambda b, r: f"{b['tokens_total']:,}"),
         row(
@@ -100,3 +100,15 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
         ),
         row("recall (stale)", lambda b, r: f"{b['recall']:.1%} ({b['stale_share']:.1%})"),
     ]
+    if any(b.get("degraded_turns") or b.get("retries") for b in blocks):  # faults injected
+        rows.insert(
+            1,
+            row(
+                "turns degraded / failed; retries",
+                lambda b, r: (
+                    f"{b.get('degraded_turns', 0):,} / {b['error_turns']:,}; "
+                    f"{b.get('retries', 0):,}"
+                ),
+            ),
+        )
+    return rows

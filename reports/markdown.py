@@ -74,11 +74,45 @@ def findings(summary: dict[str, Any], names: list[str]) -> list[str]:
                 f"- **{name}** failed {block['error_turns']:,} of {block['turns']:,} turns "
                 f"({block['timeout_turns']:,} timeouts)."
             )
+        if block.get("degraded_turns"):
+            lines.append(
+                f"- **{name}** answered {block['degraded_turns']:,} of {block['turns']:,} turns "
+                "degraded, without memory: the vector store was down."
+            )
+        if block.get("retries"):
+            lines.append(
+                f"- **{name}** made {block['retries']:,} retries of failed requests "
+                f"({block['rate_limited_calls']:,} attempts were answered 429, rate limited)."
+            )
+        lines += _unused_memory(name, block)
+        if block.get("instruction_turns"):
+            lines.append(
+                f"- **{name}** put instructions users planted in memory into "
+                f"{block['instruction_turns']:,} of {block['turns']:,} prompts "
+                f"({block['injected_instructions']:,} injected in all); "
+                "the strategy setting instruction_guard = true blocks them at write time."
+            )
     lines.append(
         f"- Best recall: **{best_recall}** ({blocks[best_recall]['recall']:.1%} of probe questions "
         "had the latest fact in the prompt)."
     )
     return lines
+
+
+UNUSED_MEMORY_SHARE = 0.9
+"""Share of stored memories never used above which memory spend is reported as waste."""
+
+
+def _unused_memory(name: str, block: dict[str, Any]) -> list[str]:
+    """A finding when a strategy paid for memory that (almost) no prompt ever used."""
+    spent, never = block.get("memory_usd_total", 0.0), block.get("memories_never_retrieved_share")
+    if not spent or never is None or never < UNUSED_MEMORY_SHARE:
+        return []
+    share = spent / block["usd_total"] if block["usd_total"] else 0.0
+    return [
+        f"- **{name}** paid ${spent:,.2f} ({share:.0%} of its cost) for memory that was "
+        f"almost never used: {never:.0%} of the memories it stored never reached a prompt."
+    ]
 
 
 def _memory_rows(runs: list[StrategyRun], days: int) -> list[list[str]]:

@@ -46,6 +46,9 @@ STRATEGY_KEYS = (
     "recall",
     "stale_share",
 )
+# Columns added after the first release: a results folder written before them reads
+# as if they were all 0 (no fault injection then: no degraded turn, no retry).
+LATER_COLUMNS = {"degraded": 0, "attempt": 0}
 CONFIG_KEYS = ("description", "llm", "embedding", "pricing", "resolved")
 
 
@@ -118,6 +121,8 @@ def _read_parquet(path: Path, columns: dict[str, str]) -> pd.DataFrame:
         frame = pd.read_parquet(path)
     except Exception as err:  # pyarrow raises several types for a damaged file
         raise ConfigError(f"{path}: not a readable parquet file: {_one_line(err)}") from None
+    for column in sorted(LATER_COLUMNS.keys() & columns.keys() - set(frame.columns)):
+        frame[column] = pd.Series(LATER_COLUMNS[column], index=frame.index, dtype=columns[column])
     missing = [c for c in (*columns, "strategy") if c not in frame.columns]
     if missing:
         raise ConfigError(f"{path}: missing columns: {', '.join(missing)}")

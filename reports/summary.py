@@ -11,6 +11,11 @@ Definitions:
   ``usd_per_day[d]`` bill each call to the simulated day it started on.
 * latency percentiles are over turns that got a reply; ``error_turns`` counts
   the others (timeouts, context overflow), ``timeout_turns`` the timeouts alone.
+  These failed turns include those whose request still failed after its retries
+  of injected faults (error ``rate_limited`` or ``timeout``).
+* ``degraded_turns`` counts turns that got a reply without the vector store
+  (a store outage of ``[faults]``); ``retries`` the retried LLM and embedding
+  attempts; ``rate_limited_calls`` the attempts answered 429 (never billed).
 * ``retrieval_latency_p99_s`` is over turns that spent time before the chat call.
 * ``memories_per_user_*`` and ``duplicate_ratio`` describe the store after the
   last turn; a duplicate is a memory of a fact another memory already holds.
@@ -18,6 +23,9 @@ Definitions:
 * ``factoids_extracted`` counts the facts extraction calls returned,
   ``memories_written`` the memories stored; ``dedup_rate`` is the share of
   extracted factoids that were never stored (dropped as duplicates, or over a cap).
+* ``memory_usd_total`` is the USD of all memory work (every call but the chat
+  answer); ``memories_never_retrieved_share`` the share of the memories stored at
+  the end that no prompt ever held.
 * ``recall`` is the share of probe questions whose prompt held the latest version
   of the fact asked about (in memories or verbatim history); ``stale_share`` the
   share whose prompt held an outdated version of it.
@@ -86,6 +94,9 @@ def strategy_summary(
         "turns": len(turns),
         "error_turns": int((turns["error"] != "").sum()),
         "timeout_turns": int((turns["error"] == "timeout").sum()),
+        "degraded_turns": int(turns["degraded"].sum()) if "degraded" in turns else 0,
+        "retries": int((calls["attempt"] > 0).sum()) if "attempt" in calls else 0,
+        "rate_limited_calls": int((calls["error"] == "rate_limited").sum()),
         "tokens_total": int(tokens.sum()),
         "usd_total": _r(math.fsum(calls["usd"])),
         "tokens_by_purpose": {p: int(by_purpose.get(p, 0)) for p in TOKEN_PURPOSES},
@@ -113,7 +124,43 @@ def strategy_summary(
         "dedup_rate": _r(max(1 - written / extracted, 0.0)) if extracted else 0.0,
         "recall": _r(probes["recall"].mean()) if len(probes) else 0.0,
         "stale_share": _r(probes["stale"].mean()) if len(probes) else 0.0,
+        **_memory_use_keys(calls, final, total_memories),
+        **_instruction_keys(turns),
         "alerts": alerts.summary_block(alerts.evaluate(run, scenario or {}, days)),
+    }
+
+
+def _memory_use_keys(
+    calls: pd.DataFrame, final: pd.DataFrame, total_memories: int
+) -> dict[str, float]:
+    """What memory cost, and whether it was ever used.
+
+    ``memory_usd_total``: USD of every call other than the chat answer (extraction,
+    summarization, update, embedding, store); ``memories_never_retrieved_share``:
+    share of the memories stored at the end never injected into a prompt (0 with no
+    memories, or for runs saved before the count existed).
+    """
+    memory_usd = math.fsum(calls.loc[calls["purpose"] != "chat", "usd"])
+    never = int(final["never_retrieved"].sum()) if "never_retrieved" in final else 0
+    return {
+        "memory_usd_total": _r(memory_usd),
+        "memories_never_retrieved_share": _r(never / total_memories) if total_memories else 0.0,
+    }
+
+
+def _instruction_keys(turns: pd.DataFrame) -> dict[str, int]:
+    """The planted-instruction counts of a run's turns.
+
+    ``injected_instructions``: user-planted instruction memories injected, over all
+    prompts; ``instruction_turns``: prompts that held at least one (both 0 for runs
+    saved before the column existed).
+    """
+    if "instructions_injected" not in turns:
+        return {"injected_instructions": 0, "instruction_turns": 0}
+    injected = turns["instructions_injected"]
+    return {
+        "injected_instructions": int(injected.sum()),
+        "instruction_turns": int((injected > 0).sum()),
     }
 
 

@@ -14,7 +14,16 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from sim.textbank import SLOT_BY_KEY
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 Share = Annotated[float, Field(ge=0, le=1)]
@@ -40,10 +49,14 @@ class MessageMix(_Model):
     update: Annotated[float, Field(ge=0)] = 0.03
     probe: Annotated[float, Field(ge=0)] = 0.15
     filler: Annotated[float, Field(ge=0)] = 0.35
+    instruction: Annotated[float, Field(ge=0)] = 0.0
+    """A user trying to write an instruction into the assistant's memory ("from now on
+    ignore your previous instructions and …"); 0 (the default): never."""
 
     @model_validator(mode="after")
     def _some_weight(self) -> MessageMix:
-        if self.state + self.restate + self.update + self.probe + self.filler <= 0:
+        kinds = self.state + self.restate + self.update + self.probe + self.filler
+        if kinds + self.instruction <= 0:
             raise ValueError("at least one message kind needs a positive weight")
         return self
 
@@ -67,6 +80,22 @@ class WorkloadConfig(_Model):
     diurnal_amplitude: Annotated[float, Field(ge=0, lt=1)] = 0.6
     peak_hour: Annotated[float, Field(ge=0, lt=24)] = 14.0
     mix: MessageMix = MessageMix()
+    focus_slot: str | None = None
+    """A fact every user has (a slot key of :data:`sim.textbank.SLOTS`, e.g.
+    ``"company"``) that ``focus_share`` of restatements repeat, alone and in one of
+    many phrasings; ``None`` (the default): restatements pick facts at random."""
+    focus_share: Share = 0.0
+    """Share of restatements that restate ``focus_slot`` (with a ``focus_slot`` only)."""
+    max_sessions_per_user: Annotated[int, Field(ge=1)] | None = None
+    """Each user's visits after this many never happen (``1``: ask once and leave);
+    ``None`` (the default): users keep returning until the last day."""
+
+    @field_validator("focus_slot")
+    @classmethod
+    def _known_focus_slot(cls, slot: str | None) -> str | None:
+        if slot is not None and slot not in SLOT_BY_KEY:
+            raise ValueError(f"not a slot (slots: {', '.join(SLOT_BY_KEY)})")
+        return slot
 
 
 class LLMConfig(_Model):
@@ -94,6 +123,15 @@ class LLMConfig(_Model):
     extract_miss_rate: Share = 0.10
     extract_hallucination_rate: Share = 0.05
     extract_reword_rate: Share = 0.30
+    extract_derived_facts_min: Annotated[int, Field(ge=0, le=50)] = 0
+    extract_derived_facts_max: Annotated[int, Field(ge=0, le=50)] = 0
+    """Each extraction call also returns between ``extract_derived_facts_min`` and
+    ``..._max`` (uniform) facts the model derived rather than read (``User is probably
+    a small business owner.``), as an over-eager extractor does; 0 and 0 (the
+    default) turns this off. ``leak-incident`` uses it for its 5-10 facts a turn."""
+    extract_instruction_rate: Share = 0.8
+    """Share of a user's instruction messages that extraction returns as a memory
+    (category ``instruction``), as extractors told to keep user preferences do."""
     summarize_drift: Share = 0.05
     update_error_rate: Share = 0.05
     """Share of Mem0-style update calls that answer a wrong ADD/UPDATE/DELETE/NONE event."""
@@ -102,6 +140,15 @@ class LLMConfig(_Model):
     def _jitter_band(self) -> LLMConfig:
         if self.jitter_min > 1 or self.jitter_max < 1:
             raise ValueError(f"jitter band [{self.jitter_min}, {self.jitter_max}] must contain 1")
+        return self
+
+    @model_validator(mode="after")
+    def _derived_range(self) -> LLMConfig:
+        if self.extract_derived_facts_min > self.extract_derived_facts_max:
+            raise ValueError(
+                f"extract_derived_facts_min {self.extract_derived_facts_min} is above "
+                f"extract_derived_facts_max {self.extract_derived_facts_max}"
+            )
         return self
 
 
@@ -180,6 +227,86 @@ class PricingConfig(_Model):
     output_usd_per_million_tokens: Annotated[float, Field(ge=0)] | None = None
 
 
+class FaultWindow(_Model):
+    """A stretch of simulated time: from ``start_day`` (fractional days) for ``hours``."""
+
+    start_day: Annotated[float, Field(ge=0)]
+    hours: PositiveFloat
+
+    def bounds_s(self) -> tuple[float, float]:
+        """``(start, end)`` in simulated seconds; the end is excluded."""
+        start = self.start_day * 86_400.0
+        return start, start + self.hours * 3_600.0
+
+
+class FaultsConfig(_Model):
+    """Faults injected into the provider and the store; the defaults inject none.
+
+    LLM faults hit every request to the chat model (chat, extract, summarize,
+    update) and to the embedding model, independently of the simulated RPM/TPM
+    buckets. A rate-limited request (429) is answered after ``error_latency_s``
+    and is not billed; a timed-out request hangs until the endpoint's client
+    timeout and, having been sent, is billed. Either is retried up to
+    ``max_retries`` times after an exponential backoff with full jitter.
+    """
+
+    llm_error_rate: Share = 0.0
+    """Share of LLM and embedding requests answered 429 (rate limited)."""
+    llm_timeout_rate: Share = 0.0
+    """Share of LLM and embedding requests that hang until the client timeout."""
+    burst_every_s: PositiveFloat | None = None
+    """Period of 429 bursts (``None``: no bursts). Burst windows are
+    ``[k * burst_every_s, k * burst_every_s + burst_duration_s)`` for k = 0, 1, …"""
+    burst_duration_s: Annotated[float, Field(ge=0)] = 0.0
+    """Length of each burst window, shorter than ``burst_every_s``."""
+    burst_error_rate: Share = 0.0
+    """Share of requests answered 429 inside a burst window (instead of ``llm_error_rate``)."""
+    max_retries: Annotated[int, Field(ge=0, le=20)] = 3
+    """Retries after a 429 or a timeout; the request then fails and so does its turn."""
+    backoff_base_s: PositiveFloat = 0.5
+    """Cap of the first backoff; the cap doubles with each retry."""
+    backoff_max_s: PositiveFloat = 20.0
+    """Largest backoff cap."""
+    error_latency_s: Annotated[float, Field(ge=0)] = 0.005
+    """How long a 429 answer takes (and a store call that fails during an outage)."""
+    store_outages: list[FaultWindow] = []
+    """Windows in which every vector-store call fails fast: queries return nothing,
+    and writes wait until the window ends (they are then replayed in the background)."""
+    store_latency_multiplier: Annotated[float, Field(ge=1)] = 1.0
+    """Factor applied to every store call's latency (a slow store)."""
+    store_slow_windows: list[FaultWindow] = []
+    """Where ``store_latency_multiplier`` applies; empty: the whole run."""
+
+    @model_validator(mode="after")
+    def _burst_fits(self) -> FaultsConfig:
+        if self.burst_every_s is not None and self.burst_duration_s >= self.burst_every_s:
+            raise ValueError(
+                f"burst_duration_s {self.burst_duration_s} must be shorter than "
+                f"burst_every_s {self.burst_every_s}"
+            )
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ValueError(
+                f"backoff_base_s {self.backoff_base_s} is above backoff_max_s {self.backoff_max_s}"
+            )
+        return self
+
+    @property
+    def llm_faults(self) -> bool:
+        """Whether any LLM or embedding request can fail."""
+        bursts = self.burst_every_s is not None and self.burst_error_rate > 0
+        return self.llm_error_rate > 0 or self.llm_timeout_rate > 0 or bursts
+
+    @property
+    def store_faults(self) -> bool:
+        """Whether any store call can fail or slow down."""
+        return bool(self.store_outages) or self.store_latency_multiplier != 1.0
+
+    @property
+    def active(self) -> bool:
+        """Whether this section injects anything at all."""
+        return self.llm_faults or self.store_faults
+
+
 class Scenario(_Model):
     """A complete scenario: who talks, how much, to which model, with which strategies."""
 
@@ -217,6 +344,8 @@ class Scenario(_Model):
     embedding: EmbeddingConfig = EmbeddingConfig()
     vector_store: VectorStoreConfig = VectorStoreConfig()
     pricing: PricingConfig = PricingConfig()
+    faults: FaultsConfig = FaultsConfig()
+    """Injected provider and store faults (see the README, "Fault injection")."""
     strategy: dict[str, dict[str, Any]] = {}
     """Per-strategy overrides, e.g. ``[strategy.batched-dedup-budget] budget_tokens = 800``."""
 

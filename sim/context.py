@@ -16,6 +16,7 @@ import numpy as np
 
 from sim.config import Scenario
 from sim.embed import Embedder
+from sim.faults import STORE_DOWN, FaultModel
 from sim.llm import Candidate, Factoid, LLMResult, MockLLM, Summary, UpdateDecision
 from sim.pricing import Rates
 from sim.store import Memory, VectorStore, normalized_hash
@@ -64,6 +65,8 @@ class Services:
     chat_rates: Rates
     embedding_rates: Rates
     store_latency: StoreLatency
+    faults: FaultModel | None = None
+    """The run's injected faults; ``None`` when the scenario injects none."""
 
 
 class LLMClient:
@@ -192,6 +195,75 @@ class StoreClient:
         return self._ctx.services.store.count(self._ctx.user)
 
 
+class FaultyStoreClient(StoreClient):
+    """``ctx.store`` when the scenario injects store faults (outages, a slow store).
+
+    During an outage every call fails fast (a span with error ``store_unavailable``)
+    and marks ``ctx.degraded``: queries return no memories, so the strategy answers
+    without memory; writes and deletes are kept in ``ctx.pending_writes`` and replayed
+    after the window (:func:`replay_pending_writes`), so no memory is lost. Outside
+    outages, latencies are scaled by the slow-store multiplier in force.
+    """
+
+    __slots__ = ()
+
+    def _faults(self) -> FaultModel:
+        return self._ctx.services.faults  # type: ignore[return-value]
+
+    def _down(self, purpose: str) -> bool:
+        """Whether the store is down now; if so, meter the failed call and mark the context."""
+        ctx = self._ctx
+        faults = self._faults()
+        if not faults.store_down(ctx.now):
+            return False
+        ctx.degraded = True
+        latency = faults.config.error_latency_s
+        ctx.record(Span(purpose, STORE, 0, 0, latency, 0.0, STORE_DOWN, 0))
+        return True
+
+    def _span(self, purpose: str, modelled_s: float, items: int) -> None:
+        super()._span(purpose, modelled_s * self._faults().store_factor(self._ctx.now), items)
+
+    def query(self, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
+        """As :meth:`StoreClient.query`; nothing during an outage."""
+        if self._down("store_query"):
+            return [], np.empty(0, dtype=np.float32)
+        return super().query(vector)
+
+    def memories(self) -> list[Memory]:
+        """As :meth:`StoreClient.memories`; nothing during an outage."""
+        if self._down("store_query"):
+            return []
+        return super().memories()
+
+    def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:
+        """As :meth:`StoreClient.add`; kept for later during an outage."""
+        if self._down("store_write"):
+            self._ctx.pending_writes.append(("add", (list(memories), vectors)))
+            return
+        super().add(memories, vectors)
+
+    def delete(self, ids: Sequence[int]) -> None:
+        """As :meth:`StoreClient.delete`; kept for later during an outage."""
+        if self._down("store_delete"):
+            self._ctx.pending_writes.append(("delete", (list(ids),)))
+            return
+        super().delete(ids)
+
+
+def replay_pending_writes(ctx: TurnContext) -> None:
+    """Job: apply, in their order, the writes the store refused during an outage.
+
+    Writes refused again (another outage) go back to ``ctx.pending_writes``.
+    """
+    pending, ctx.pending_writes = ctx.pending_writes, []
+    for op, args in pending:
+        if op == "add":
+            ctx.store.add(*args)
+        else:
+            ctx.store.delete(*args)
+
+
 class TurnContext:
     """A strategy's handle on one user: services, clock, and background jobs.
 
@@ -201,14 +273,19 @@ class TurnContext:
         session: Index of the user's current session.
         llm, embedder, store: Metered services bound to this user.
         tokens: The run's token counter (cached per text).
+        degraded: Set when a store call failed in an outage (the engine resets and
+            reads it around each synchronous strategy hook).
+        pending_writes: Store writes refused during an outage, replayed after it.
     """
 
     __slots__ = (
         "_defer",
         "_next_id",
+        "degraded",
         "embedder",
         "llm",
         "now",
+        "pending_writes",
         "services",
         "session",
         "spans",
@@ -227,11 +304,15 @@ class TurnContext:
     ) -> None:
         self.services, self.user, self.user_id = services, user, user_id
         self.tokens = services.tokens
+        faults = services.faults
+        store_client = FaultyStoreClient if faults and faults.config.store_faults else StoreClient
         self.llm, self.embedder, self.store = (
             LLMClient(self),
             EmbeddingClient(self),
-            StoreClient(self),
+            store_client(self),
         )
+        self.degraded = False
+        self.pending_writes: list[tuple[str, tuple]] = []
         self.now, self.session = 0.0, -1
         self.spans: list[Span] = []
         self._defer = defer

@@ -22,9 +22,11 @@ import pandas as pd
 import simpy
 
 from sim.config import Scenario
-from sim.context import EMBEDDING, LLM, STORE, Services, Span, TurnContext
+from sim.context import EMBEDDING, LLM, STORE, Services, Span, TurnContext, replay_pending_writes
+from sim.faults import RATE_LIMITED, RETRIABLE, STORE_DOWN, TIMEOUT, FaultModel
 from sim.limits import Endpoint
 from sim.metrics import call_recorder, store_recorder, turn_recorder
+from sim.textbank import INSTRUCTION_SLOT
 from sim.workload import SECONDS_PER_DAY, Message, UserScript, Workload
 from strategies.base import Strategy
 from strategies.jobs import reembed
@@ -68,6 +70,10 @@ class Engine:
         self.scenario, self.workload, self.strategy = scenario, workload, strategy
         self.services = services
         self.on_user_done = on_user_done
+        # None without faults: the plain replay path then pays nothing for them.
+        self.faults = services.faults = (
+            FaultModel(scenario.faults, scenario.seed) if scenario.faults.active else None
+        )
         self.env = env = simpy.Environment()
         lim, emb, store = scenario.limits, scenario.embedding, scenario.vector_store
         self.endpoints = {
@@ -90,6 +96,8 @@ class Engine:
         self.jobs = simpy.Store(env)
         self.contexts: dict[int, TurnContext] = {}
         self.horizon_s = scenario.days * SECONDS_PER_DAY
+        # Only a workload with instruction messages can plant any: skip the scan otherwise.
+        self.count_instructions = scenario.workload.mix.instruction > 0
 
     # -- the run ----------------------------------------------------------------
     def run(self) -> StrategyRun:
@@ -106,6 +114,8 @@ class Engine:
         env.process(self._daily_snapshots())
         if self.scenario.embedding.switch_at_day is not None:
             env.process(self._embedding_switch(self.scenario.embedding.switch_at_day))
+        if self.faults is not None and self.faults.outages:
+            env.process(self._after_outages())
         env.run()
         return StrategyRun(
             self.strategy.name,
@@ -136,7 +146,9 @@ class Engine:
         start = ctx.now = env.now
         ctx.session = msg.session
         store_size = self.services.store.count(user)
+        ctx.degraded = False  # reset and read around each synchronous hook: workers share ctx
         prompt = strategy.build_prompt(ctx, msg)
+        degraded = ctx.degraded
         planning = ctx.take_spans()
         parts = prompt.tokens(self.services.tokens)
         prompt_tokens = parts.total
@@ -153,7 +165,9 @@ class Engine:
         latency = env.now - start
         reply = None if error else result.reply
         ctx.now = env.now
+        ctx.degraded = False
         strategy.after_turn(ctx, msg, reply)
+        degraded = degraded or ctx.degraded
         if ctx.spans:
             yield from self._replay(ctx.take_spans(), user, background=False)
         self.turns.add(
@@ -178,6 +192,8 @@ class Engine:
             recall,
             stale,
             _foreign(prompt, user),
+            degraded,
+            _instructions(prompt.memories) if self.count_instructions else 0,
         )
 
     def _replay(self, spans: list[Span], user: int, background: bool) -> Generator:
@@ -187,6 +203,8 @@ class Engine:
         here instead of a nested :meth:`Endpoint.call` generator: the same single
         event, the same release before the next span starts, so the same timeline.
         """
+        if self.faults is not None:
+            return (yield from self._replay_faulty(spans, user, background))
         queued = 0.0
         env, endpoints, record = self.env, self.endpoints, self.calls.add
         for span in spans:
@@ -215,10 +233,113 @@ class Engine:
                 span.usd if billed else 0.0,
                 error,
                 span.items,
+                0,
             )
             if error:
                 return error, queued
         return "", queued
+
+    def _replay_faulty(self, spans: list[Span], user: int, background: bool) -> Generator:
+        """:meth:`_replay` with injected faults: failed attempts are retried after a backoff.
+
+        A store call refused by an outage was already answered (empty) while the
+        strategy planned; it is recorded and the replay goes on. A 429 or a timeout
+        is retried up to ``max_retries`` times, each attempt a call row of its own;
+        the last failure ends the replay with its error.
+        """
+        queued, env, faults = 0.0, self.env, self.faults
+        assert faults is not None
+        max_retries = faults.config.max_retries
+        for span in spans:
+            if span.error == STORE_DOWN:
+                yield from self._failed_fast(span, user, background, STORE_DOWN, 0)
+                continue
+            attempt = 0
+            while True:
+                error, queue_s = yield from self._attempt(span, user, background, attempt)
+                queued += queue_s
+                if error not in RETRIABLE or attempt >= max_retries:
+                    break
+                yield env.timeout(faults.backoff_s(user, background, attempt))
+                attempt += 1
+            if error:
+                return error, queued
+        return "", queued
+
+    def _attempt(self, span: Span, user: int, background: bool, attempt: int) -> Generator:
+        """One try of ``span``; returns ``(error, queue_s)``.
+
+        LLM and embedding requests draw their fault first: a 429 is answered at
+        once without using a slot or quota and is not billed; a timeout is a call
+        that never answers, so it holds its slot until the client's timeout and is
+        billed if it went out.
+        """
+        env = self.env
+        fault = (
+            "" if span.endpoint == STORE else self.faults.request_fault(user, background, env.now)
+        )  # type: ignore[union-attr]
+        if fault == RATE_LIMITED:
+            yield from self._failed_fast(span, user, background, RATE_LIMITED, attempt)
+            return RATE_LIMITED, 0.0
+        start, endpoint = env.now, self.endpoints[span.endpoint]
+        latency_s = float("inf") if fault == TIMEOUT else span.latency_s
+        tokens = span.tokens_in + span.tokens_out
+        if endpoint.try_start(latency_s, tokens):
+            yield env.timeout(latency_s)
+            endpoint.release()
+            queue_s, served, error = 0.0, True, span.error
+        else:
+            outcome = yield from endpoint.call(latency_s, tokens)
+            queue_s, served, error = outcome.queue_s, outcome.served, span.error or outcome.error
+        billed = served and not span.error
+        self.calls.add(
+            user,
+            start,
+            span.purpose,
+            span.endpoint,
+            background,
+            span.tokens_in if billed else 0,
+            span.tokens_out if billed else 0,
+            span.latency_s,
+            queue_s,
+            span.usd if billed else 0.0,
+            error,
+            span.items,
+            attempt,
+        )
+        return error, queue_s
+
+    def _failed_fast(
+        self, span: Span, user: int, background: bool, error: str, attempt: int
+    ) -> Generator:
+        """Record and wait out a call refused at once (a 429, a store outage); not billed."""
+        start, latency_s = self.env.now, self.faults.config.error_latency_s  # type: ignore[union-attr]
+        yield self.env.timeout(latency_s)
+        self.calls.add(
+            user,
+            start,
+            span.purpose,
+            span.endpoint,
+            background,
+            0,
+            0,
+            latency_s,
+            0.0,
+            0.0,
+            error,
+            0,
+            attempt,
+        )
+
+    def _after_outages(self) -> Generator:
+        """At the end of each store outage, replay the writes it refused, in the background."""
+        assert self.faults is not None
+        for end in sorted(end for _, end in self.faults.outages):
+            if end > self.env.now:
+                yield self.env.timeout(end - self.env.now)
+            for _, ctx in sorted(self.contexts.items()):
+                if ctx.pending_writes:
+                    ctx.defer(replay_pending_writes)
 
     def _worker(self) -> Generator:
         while True:
@@ -268,8 +389,18 @@ class Engine:
                 "user": pd.Series(users, dtype="int32"),
                 "memories": pd.Series([s[0] for s in stats], dtype="int32"),
                 "duplicates": pd.Series([s[1] for s in stats], dtype="int32"),
+                "never_retrieved": pd.Series(
+                    [self._never_retrieved(u) for u in users], dtype="int32"
+                ),
             }
         )
+
+    def _never_retrieved(self, user: int) -> int:
+        """The user's memories never used in a prompt (no hit) by the end of the run."""
+        store = self.services.store
+        if not store.count(user):
+            return 0
+        return sum(1 for memory in store.memories(user) if memory.hit_count == 0)
 
 
 def _probe_outcome(prompt, probe: tuple[str, int] | None) -> tuple[int, int]:
@@ -282,6 +413,14 @@ def _probe_outcome(prompt, probe: tuple[str, int] | None) -> tuple[int, int]:
     slot, version = probe
     present = prompt.facts()
     return int((slot, version) in present), int(any(s == slot and v < version for s, v in present))
+
+
+def _instructions(items: list) -> int:
+    """Injected items that hold an instruction a user planted (ground truth)."""
+    return sum(
+        any(slot.startswith(INSTRUCTION_SLOT) for slot, _ in getattr(item, "facts", ()))
+        for item in items
+    )
 
 
 def _foreign(prompt, user: int) -> int:

@@ -12,8 +12,10 @@ global state.
 
 Messages carry hidden ground truth. ``extract`` returns the facts the user
 stated, as the JSON array an extraction prompt asks for, but misses some, rewords
-some and adds made-up inferences at configurable rates. ``summarize`` keeps the
-facts of the previous summary but loses each with a configurable drift. ``update``
+some and adds made-up inferences at configurable rates (and, with
+``extract_derived_facts_min``/``_max``, facts it derived rather than read).
+``summarize`` keeps the facts of the previous summary but loses each with a
+configurable drift. ``update``
 is Mem0's memory-update call: given one new fact and the stored memories most
 similar to it, it answers ADD, UPDATE, DELETE or NONE as Mem0's prompt asks
 (``{"memory": [{"id", "text", "event", "old_memory"?}]}``), decided from ground
@@ -34,8 +36,12 @@ import numpy as np
 
 from sim.config import LLMConfig
 from sim.textbank import (
+    DERIVED_FACTS,
     EXTRACT_SYSTEM_PROMPT,
     INFERENCES,
+    INSTRUCTION_CATEGORY,
+    INSTRUCTION_SLOT,
+    INSTRUCTIONS,
     MEM0_UPDATE_PROMPT,
     REPLY_SENTENCES,
     SLOT_BY_KEY,
@@ -254,6 +260,24 @@ class MockLLM:
         line = self.tokens.count(TRANSCRIPT_PREFIX["assistant"] + text + "\n")
         return Message("assistant", text, self.tokens.count(text), transcript_tokens=line)
 
+    def _overflow(self, purpose: str, prompt_tokens: int) -> LLMResult | None:
+        """The API's ``context_length_exceeded`` failure if the request does not fit, else None.
+
+        A request asks for ``prompt_tokens`` plus ``max_output_tokens``; a failed
+        one bills nothing and takes ``ttft_base_s`` to come back (as in ``chat``).
+        """
+        cfg = self.cfg
+        requested = prompt_tokens + cfg.max_output_tokens
+        if requested <= cfg.context_window:
+            return None
+        message = (
+            f"This model's maximum context length is {cfg.context_window} tokens. "
+            f"However, you requested {requested} tokens ({prompt_tokens} in the messages, "
+            f"{cfg.max_output_tokens} in the completion). Please reduce the length of the "
+            "messages or completion."
+        )
+        return LLMResult(purpose, 0, 0, cfg.ttft_base_s, CONTEXT_LENGTH_EXCEEDED, message)
+
     # -- extract --------------------------------------------------------------
     def extract(
         self, user: int, messages: Sequence[Message], system_prompt: str | None = None
@@ -261,20 +285,10 @@ class MockLLM:
         """Facts the user stated in ``messages``, as a noisy extractor returns them.
 
         ``system_prompt`` replaces the default extraction prompt in the bill (the
-        answer does not depend on it).
+        answer does not depend on it). A request over the context window fails as
+        ``chat`` does (``context_length_exceeded``, nothing billed, no facts) and
+        draws nothing from the user's extraction stream.
         """
-        cfg, rng = self.cfg, self.stream(user, "extract")
-        factoids: dict[tuple[str, int], Factoid] = {}
-        for msg in messages:
-            for fact in msg.facts:
-                if rng.random() < cfg.extract_miss_rate:
-                    continue
-                factoids[(fact.slot, fact.version)] = self._factoid(rng, fact)
-        found = list(factoids.values())
-        if messages and rng.random() < cfg.extract_hallucination_rate:
-            text = rng.choice(INFERENCES)
-            self.catalog.register(text, (("inference", text),))
-            found.append(Factoid(text, rng.randint(2, 5), "other"))
         system = (
             self._extract_system
             if system_prompt is None
@@ -285,6 +299,25 @@ class MockLLM:
             + system
             + self.tokens.message("user", self.transcript_tokens(messages))
         )
+        overflow = self._overflow("extract", tokens_in)
+        if overflow is not None:
+            return overflow
+        cfg, rng = self.cfg, self.stream(user, "extract")
+        factoids: dict[tuple[str, int], Factoid] = {}
+        for msg in messages:
+            for fact in msg.facts:
+                if rng.random() < cfg.extract_miss_rate:
+                    continue
+                factoids[(fact.slot, fact.version)] = self._factoid(rng, fact)
+            if msg.instruction >= 0 and rng.random() < cfg.extract_instruction_rate:
+                factoids[(INSTRUCTION_SLOT, msg.instruction)] = self._instruction(msg.instruction)
+        found = list(factoids.values())
+        if messages and rng.random() < cfg.extract_hallucination_rate:
+            text = rng.choice(INFERENCES)
+            self.catalog.register(text, (("inference", text),))
+            found.append(Factoid(text, rng.randint(2, 5), "other"))
+        if messages and cfg.extract_derived_facts_max:
+            found.extend(self._derived(rng))
         tokens_out = self._factoid_array_tokens(found)
         return LLMResult(
             "extract",
@@ -293,6 +326,21 @@ class MockLLM:
             self.latency(rng, tokens_in, tokens_out),
             factoids=found,
         )
+
+    def _derived(self, rng: random.Random) -> list[Factoid]:
+        """Between ``extract_derived_facts_min`` and ``..._max`` made-up derived facts.
+
+        Drawn after everything else of the call, and only when the knob is on, so that
+        scenarios without it draw exactly the numbers they drew before.
+        """
+        cfg = self.cfg
+        count = rng.randint(cfg.extract_derived_facts_min, cfg.extract_derived_facts_max)
+        derived = []
+        for _ in range(count):
+            text = rng.choice(DERIVED_FACTS)
+            self.catalog.register(text, (("inference", text),))
+            derived.append(Factoid(text, rng.randint(2, 5), "other"))
+        return derived
 
     def _factoid_array_tokens(self, found: list[Factoid]) -> int:
         """Tokens of the extraction answer: ``found`` as the JSON array ``json.dumps`` writes.
@@ -328,6 +376,15 @@ class MockLLM:
             text = " " + json.dumps(value, ensure_ascii=False) + tail
             n = self._json_counts[key] = self.tokens.count_split(text)
         return n
+
+    def _instruction(self, index: int) -> Factoid:
+        """The memory an extractor makes of ``INSTRUCTIONS[index]``: an order, kept as one.
+
+        Category ``instruction``, importance 9 (phrased as a standing rule, it reads as
+        important); ground truth ``(INSTRUCTION_SLOT + index, 0)``.
+        """
+        text = self.catalog.register(INSTRUCTIONS[index][1], (("instruction", index, "memory"),))
+        return Factoid(text, 9, INSTRUCTION_CATEGORY, ((f"{INSTRUCTION_SLOT}{index}", 0),))
 
     def _factoid(self, rng: random.Random, fact: Fact) -> Factoid:
         slot = SLOT_BY_KEY[fact.slot]

@@ -34,6 +34,8 @@ TURN_COLUMNS: dict[str, str] = {
     "recall": "int8",  # 1 hit, 0 miss, -1 not a probe
     "stale": "int8",  # 1 an outdated version was in the prompt, 0 not, -1 not a probe
     "foreign_memories": "int32",  # prompt items (memories, history) owned by another user
+    "degraded": "int8",  # 1: a store call failed in an outage, the turn went on without it
+    "instructions_injected": "int32",  # injected memories holding a user-planted instruction
 }
 
 CALL_COLUMNS: dict[str, str] = {
@@ -49,6 +51,7 @@ CALL_COLUMNS: dict[str, str] = {
     "usd": "float64",
     "error": "category",
     "items": "int32",  # factoids extracted, texts embedded, memories read/written/deleted
+    "attempt": "int8",  # 0: first try; n: the n-th retry of an injected fault
 }
 
 STORE_COLUMNS: dict[str, str] = {

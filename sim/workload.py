@@ -25,12 +25,20 @@ from typing import NamedTuple
 import numpy as np
 
 from sim.config import Scenario, WorkloadConfig
-from sim.textbank import FILLERS, QUESTIONS, SLOT_BY_KEY, SLOTS, Slot
+from sim.textbank import (
+    FILLERS,
+    INSTRUCTIONS,
+    QUESTIONS,
+    RESTATEMENTS,
+    SLOT_BY_KEY,
+    SLOTS,
+    Slot,
+)
 from sim.tokens import TokenCounter
 
 SECONDS_PER_DAY = 86_400.0
 WORKLOAD_STREAM = 1  # first spawn-key word of every workload generator
-KINDS = ("state", "restate", "update", "probe", "filler")
+KINDS = ("state", "restate", "update", "probe", "filler", "instruction")
 TRANSCRIPT_PREFIX = {"user": "User: ", "assistant": "Assistant: "}
 """How a message starts as one transcript line (``User: text`` + newline)."""
 _USER_LINE_HEAD = TRANSCRIPT_PREFIX["user"][:-1]  # the prefix is this head and one space
@@ -52,7 +60,8 @@ class Message:
         role: ``"user"`` or ``"assistant"``.
         text: The message text.
         tokens: Token count of ``text`` (content only, without chat overhead).
-        kind: ``state``, ``restate``, ``update``, ``probe``, ``filler`` or ``reply``.
+        kind: ``state``, ``restate``, ``update``, ``probe``, ``filler``,
+            ``instruction`` or ``reply``.
         facts: Facts this message states.
         probe: The fact (slot, latest version) a probe question needs, else ``None``.
         user: Index of the user the message belongs to.
@@ -61,6 +70,8 @@ class Message:
         gap_s: Think time before the user sends it (0 for a session's first message).
         transcript_tokens: Tokens of the message as one transcript line
             (``User: text`` + newline); 0 until first needed.
+        instruction: For an ``instruction`` message, the index of the instruction
+            in :data:`~sim.textbank.INSTRUCTIONS` it tries to plant; else -1.
     """
 
     role: str
@@ -74,6 +85,7 @@ class Message:
     turn: int = 0
     gap_s: float = 0.0
     transcript_tokens: int = 0
+    instruction: int = -1
 
 
 @dataclass(slots=True)
@@ -184,6 +196,9 @@ class _UserGenerator:
         self.cfg, self.user, self.rng = cfg, user, rng
         self.tokens, self.catalog = tokens, catalog
         self.slots = rng.sample(SLOTS, cfg.facts_per_user)
+        if cfg.focus_slot is not None and all(s.key != cfg.focus_slot for s in self.slots):
+            # Every user has the focus fact; swapping it in draws no random number.
+            self.slots[-1] = SLOT_BY_KEY[cfg.focus_slot]
         self.current: dict[str, Fact] = {}  # stated facts, latest version
         self.values = {s.key: rng.choice(s.values) for s in self.slots}
         # Kept as facts are stated, not rebuilt per message: the slots not stated yet
@@ -242,11 +257,13 @@ class _UserGenerator:
         if kind == "state":
             return self._statement("state", self._some(unstated), fresh=True)
         if kind == "restate":
-            return self._statement("restate", self._some(self.stated))
+            return self._focus_restatement() or self._statement("restate", self._some(self.stated))
         if kind == "update":
             return self._update()
         if kind == "probe":
             return self._probe()
+        if kind == "instruction":
+            return self._instruction()
         return self._filler()
 
     def _pick_kind(self, unstated: list[Slot]) -> str:
@@ -270,6 +287,8 @@ class _UserGenerator:
             mix.probe if stated else 0.0,
             mix.filler,
         )
+        if mix.instruction:  # appended only when used: other scenarios keep their exact weights
+            weights += (mix.instruction,)
         if sum(weights) <= 0:
             return None
         return _cumulative(weights)
@@ -297,6 +316,24 @@ class _UserGenerator:
             components.append(("fact", slot.key, fact.value, "statement", i))
             facts.append(fact)
         return self._compose(kind, parts, components, tuple(facts))
+
+    def _focus_restatement(self) -> Message | None:
+        """The focus fact restated alone, in one of its many phrasings, or ``None``.
+
+        ``focus_share`` of restatements are one, once the user has stated the fact.
+
+        Draws no random number without a ``focus_slot``, so other workloads are unchanged.
+        """
+        key = self.cfg.focus_slot
+        if key is None or key not in self.current or self.rng.random() >= self.cfg.focus_share:
+            return None
+        slot, fact = SLOT_BY_KEY[key], self.current[key]
+        phrasings = slot.statements + RESTATEMENTS.get(key, ())
+        i = self.rng.randrange(len(phrasings))
+        # Statement topics past the slot's own templates are numbered from 200.
+        variant = i if i < len(slot.statements) else 200 + i
+        comp = ("fact", key, fact.value, "statement", variant)
+        return self._compose("restate", [phrasings[i].format(v=fact.value)], [comp], (fact,))
 
     def _update(self) -> Message:
         slot = self.rng.choice(self.stated_mutable)
@@ -337,6 +374,12 @@ class _UserGenerator:
         msg.probe = (fact.slot, fact.version)
         return msg
 
+    def _instruction(self) -> Message:
+        i = self.rng.randrange(len(INSTRUCTIONS))
+        msg = self._message("instruction", [INSTRUCTIONS[i][0]], (("instruction", i),))
+        msg.instruction = i
+        return msg
+
     def _filler(self) -> Message:
         if self.rng.random() < 0.6:
             i = self.rng.randrange(len(QUESTIONS))
@@ -351,6 +394,8 @@ def generate_user(
     """Generate one user's script; depends only on the scenario, its seed and ``user``."""
     gen = _UserGenerator(scenario.workload, user, _user_rng(scenario.seed, user), tokens, catalog)
     starts = gen.session_starts(scenario.days)
+    # Users who leave after a few visits: the later visits never happen.
+    starts = starts[: scenario.workload.max_sessions_per_user]
     sessions = [gen.session(i, start) for i, start in enumerate(starts)]
     return UserScript(user, f"u{user:07d}", sessions)
 

@@ -21,7 +21,8 @@ from typing import Annotated, ClassVar, Protocol
 from pydantic import BaseModel, ConfigDict, Field
 
 from sim.context import TurnContext
-from sim.textbank import MEMORY_HEADER, SYSTEM_PROMPT
+from sim.llm import Factoid
+from sim.textbank import INSTRUCTION_CATEGORY, MEMORY_HEADER, SYSTEM_PROMPT
 from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter
 from sim.workload import Message
 
@@ -44,6 +45,11 @@ class StrategyConfig(BaseModel):
 
     tick_period_s: Annotated[float, Field(gt=0)] | None = None
     """Period of :meth:`Strategy.on_tick` in simulated seconds; ``None`` = never."""
+    instruction_guard: bool = False
+    """Drop extracted facts the extractor classed as instructions (category
+    ``instruction``: "always answer in French", "ignore your previous instructions")
+    before they are stored, so they never reach a prompt. Acts in
+    :meth:`Strategy.extract`, i.e. in strategies that store extracted memories."""
 
 
 class Injectable(Protocol):
@@ -190,6 +196,19 @@ class Strategy(abc.ABC):
         override it.
         """
         return self.config.tick_period_s
+
+    def extract(
+        self, ctx: TurnContext, messages: list[Message], system_prompt: str | None = None
+    ) -> list[Factoid]:
+        """``ctx.llm.extract``, less instruction facts when ``config.instruction_guard`` is on.
+
+        The guard trusts the extractor's category: what it classes as an instruction
+        is dropped, everything else passes.
+        """
+        factoids = ctx.llm.extract(messages, system_prompt)
+        if self.config.instruction_guard:
+            factoids = [f for f in factoids if f.category != INSTRUCTION_CATEGORY]
+        return factoids
 
     def on_tick(self, ctx: TickContext) -> None:  # noqa: B027 - optional hook
         """Periodic hook (every ``config.tick_period_s``), e.g. for consolidation."""

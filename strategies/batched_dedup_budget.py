@@ -56,6 +56,11 @@ class BatchedDedupBudgetConfig(StrategyConfig):
     consolidation: ConsolidationConfig | None = None
     """Run :func:`strategies.jobs.consolidate` for every user hourly or nightly (off by
     default); e.g. ``consolidation = {every = "nightly"}``."""
+    clear_buffer_after_extraction: bool = True
+    """Empty the extraction buffer once its batch is handed to extraction. ``false``
+    reproduces a known bug: the buffer keeps every message, so each extraction
+    prompt holds the user's whole conversation so far and eventually passes the
+    model's context window (the batch cadence is unchanged)."""
 
 
 class _Ranking:
@@ -177,14 +182,25 @@ class BatchedDedupBudget(Strategy):
             or buffer.tokens >= cfg.extract_buffer_tokens
         ):
             batch = buffer.messages
-            self._buffers[ctx.user] = _Buffer()
+            self._buffers[ctx.user] = self._next_buffer(batch)
             ctx.defer(lambda job_ctx: self._extract_and_store(job_ctx, batch))
+
+    def _next_buffer(self, batch: list[Message]) -> _Buffer:
+        """The buffer after a batch: empty, or (the bug) still holding every message of it.
+
+        The triggers count afresh either way, so the uncleared buffer is sent every
+        ``extract_every_messages`` messages, each time longer.
+        """
+        fresh = _Buffer()
+        if not self.config.clear_buffer_after_extraction:
+            fresh.messages = list(batch)  # a copy: the deferred job owns ``batch``
+        return fresh
 
     # -- background -------------------------------------------------------------
     def _extract_and_store(self, ctx: TurnContext, batch: list[Message]) -> None:
         hashes = self._hashes.setdefault(ctx.user, set())
         fresh: dict[object, Factoid] = {}
-        for i, factoid in enumerate(ctx.llm.extract(batch)):
+        for i, factoid in enumerate(self.extract(ctx, batch)):
             digest = normalized_hash(factoid.content)
             if not self.config.exact_dedup:
                 fresh[i] = factoid

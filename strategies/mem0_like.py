@@ -161,7 +161,7 @@ class Mem0Like(_Mem0Base):
     config: Mem0LikeConfig
 
     def _ingest(self, ctx: TurnContext, batch: list[Message]) -> None:
-        for factoid in ctx.llm.extract(batch, MEM0_EXTRACT_SYSTEM_PROMPT):
+        for factoid in self.extract(ctx, batch, MEM0_EXTRACT_SYSTEM_PROMPT):
             vector = ctx.embedder.embed([factoid.content])
             records, sims = ctx.store.query(vector[0])
             nearest = np.argsort(-sims, kind="stable")[: self.config.update_candidates]
@@ -223,7 +223,7 @@ class Mem0LikeAddOnly(_Mem0Base):
     def _ingest(self, ctx: TurnContext, batch: list[Message]) -> None:
         hashes = self._hashes.setdefault(ctx.user, set())
         fresh: dict[str, Factoid] = {}
-        for factoid in ctx.llm.extract(batch, MEM0_EXTRACT_SYSTEM_PROMPT):
+        for factoid in self.extract(ctx, batch, MEM0_EXTRACT_SYSTEM_PROMPT):
             digest = normalized_hash(factoid.content)
             if digest not in hashes:
                 fresh.setdefault(digest, factoid)

@@ -329,7 +329,7 @@ class MemGPTLike(Strategy):
         agent.pending.append(msg)
         if len(agent.pending) >= self.config.extract_every_messages:
             batch, agent.pending = agent.pending, []
-            self._edit_core(ctx, agent, ctx.llm.extract(batch))
+            self._edit_core(ctx, agent, self.extract(ctx, batch))
 
     def _edit_core(self, ctx: TurnContext, agent: _Agent, factoids: list[Factoid]) -> None:
         """Write new facts to the core block and to archival storage."""

@@ -35,7 +35,7 @@ class PerTurnExtract(Strategy):
         """Extract facts from the user's message and store every one of them."""
         history = self._sessions.of(ctx.user, msg.session)
         history.exchange(ctx.tokens, msg, reply)
-        factoids = ctx.llm.extract([msg])
+        factoids = self.extract(ctx, [msg])
         if factoids:
             vectors = ctx.embedder.embed([f.content for f in factoids])
             ctx.store.add([ctx.new_memory(f) for f in factoids], vectors)

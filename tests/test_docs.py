@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 import strategies
+from strategies.base import StrategyConfig
 
 DOC = (Path(__file__).parents[1] / "docs" / "strategies.md").read_text()
 
@@ -13,11 +14,17 @@ DOC = (Path(__file__).parents[1] / "docs" / "strategies.md").read_text()
 def test_every_builtin_strategy_and_setting_is_documented(name):
     assert f"## `{name}`" in DOC
     section = DOC.split(f"## `{name}`", 1)[1].split("\n## ", 1)[0]
-    own = set(strategies.resolve(name).Config.model_fields) - {"tick_period_s"}
+    own = set(strategies.resolve(name).Config.model_fields) - set(StrategyConfig.model_fields)
     inherited = {"lazy-retrieval": "batched-dedup-budget", "mem0-like-add-only": "mem0-like"}
     if name in inherited:
         parent = strategies.resolve(inherited[name]).Config.model_fields
         own -= set(parent)
         assert f"`{inherited[name]}`" in section
     missing = [field for field in own if f"`{field}`" not in section]
+    assert missing == []
+
+
+def test_settings_every_strategy_has_are_documented():
+    section = DOC.split("## Settings every strategy has", 1)[1].split("\n## ", 1)[0]
+    missing = [field for field in StrategyConfig.model_fields if f"`{field}`" not in section]
     assert missing == []
