@@ -11,6 +11,7 @@ from array import array
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 TURN_COLUMNS: dict[str, str] = {
     "user": "int32",
@@ -115,11 +116,31 @@ def _values(column: array | list, dtype: str) -> np.ndarray | list:
 def concat_frames(frames: list[pd.DataFrame], columns: dict[str, str]) -> pd.DataFrame:
     """Frames of the same recorder joined in order, with the declared dtypes kept.
 
-    Categories are re-derived from the joined values, as :meth:`Recorder.frame`
-    derives them, so a joined frame equals one recorded in one piece.
+    Consumes ``frames``: each one is released as soon as it is copied, so joining
+    needs about one frame's worth of memory beyond the result, not a second copy
+    of everything. Categories are re-derived from the joined values, sorted, as
+    :meth:`Recorder.frame` derives them, so a joined frame equals one recorded in
+    one piece.
     """
-    joined = pd.concat(frames, ignore_index=True)
-    return joined.astype({name: dtype for name, dtype in columns.items() if name in joined})
+    total = sum(len(frame) for frame in frames)
+    plain = {n: np.empty(total, d) for n, d in columns.items() if d != "category"}
+    categorical: dict[str, list[pd.Categorical]] = {
+        n: [] for n, d in columns.items() if d == "category"
+    }
+    start = 0
+    while frames:
+        frame = frames.pop(0)
+        stop = start + len(frame)
+        for name, target in plain.items():
+            target[start:stop] = frame[name].to_numpy()
+        for name, pieces in categorical.items():
+            pieces.append(frame[name].array)
+        start = stop
+        del frame
+    data: dict[str, object] = {n: pd.Series(v, copy=False) for n, v in plain.items()}
+    for name, pieces in categorical.items():
+        data[name] = pd.Series(union_categoricals(pieces, sort_categories=True))
+    return pd.DataFrame({name: data[name] for name in columns})
 
 
 def turn_recorder() -> Recorder:

@@ -7,7 +7,9 @@ per-user generators restart) and a fresh SimPy environment.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import gc
 import tempfile
 from collections.abc import Callable, Iterator
@@ -261,7 +263,12 @@ def run_scenario(
         per_shard = run_tasks(
             simulate_shard, tasks, executor, workers, address, on_progress=reporter
         )
-    runs = [merge_runs([shard_runs[i] for shard_runs in per_shard]) for i in range(len(strategies))]
+    runs = []
+    for i in range(len(strategies)):
+        pieces = [shard_runs[i] for shard_runs in per_shard]
+        for shard_runs in per_shard:
+            shard_runs[i] = None  # the merge releases each shard's records as it copies them
+        runs.append(merge_runs(pieces))
     return RunResult(scenario, resolved, config_hash, runs, *rates)
 
 
@@ -287,7 +294,21 @@ def simulate_shard(
     for strategy in strategies:
         factory = _reporting_factory(report, shard.index) if report else None
         runs.append(simulate(parts, strategy, factory))
+    del parts
+    _return_freed_memory()
     return runs
+
+
+def _return_freed_memory() -> None:
+    """Give the memory of a finished shard back to the operating system.
+
+    glibc keeps freed heap memory below the highest live allocation, and the
+    shard's records are allocated last: without a trim, each shard's transient
+    state would stay in the process's resident set until the run ends.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 def _reporting_factory(report: Report, shard: int) -> ProgressFactory:
@@ -330,16 +351,25 @@ class _ShardProgress:
 
 
 def merge_runs(runs: list[StrategyRun]) -> StrategyRun:
-    """One strategy's records from every shard, joined in shard order."""
+    """One strategy's records from every shard, joined in shard order.
+
+    Consumes the shards' frames (each is released once copied), so the join does
+    not hold two copies of a large run's records at once.
+    """
     if len(runs) == 1:
         return runs[0]
-    return StrategyRun(
-        runs[0].strategy,
-        concat_frames([r.turns for r in runs], TURN_COLUMNS),
-        concat_frames([r.calls for r in runs], CALL_COLUMNS),
-        concat_frames([r.store_daily for r in runs], STORE_COLUMNS),
-        pd.concat([r.store_final for r in runs], ignore_index=True),
-    )
+    joined = {}
+    for attr, columns in (
+        ("calls", CALL_COLUMNS),
+        ("turns", TURN_COLUMNS),
+        ("store_daily", STORE_COLUMNS),
+    ):
+        frames = [getattr(run, attr) for run in runs]
+        for run in runs:
+            setattr(run, attr, None)
+        joined[attr] = concat_frames(frames, columns)
+    final = pd.concat([run.store_final for run in runs], ignore_index=True)
+    return StrategyRun(runs[0].strategy, store_final=final, **joined)
 
 
 def simulate(
