@@ -221,13 +221,13 @@ def _simulate(
         )
 
 
-def _progress(quiet: bool) -> Progress:
-    """A progress display of simulated turns on stderr (off with ``-q``)."""
+def _progress(quiet: bool, unit: str = "turns") -> Progress:
+    """A progress display of simulated ``unit`` on stderr (off with ``-q``)."""
     return Progress(
         TextColumn("{task.description:<24}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn("turns"),
+        TextColumn(unit),
         TimeElapsedColumn(),
         console=err_console,
         disable=quiet,
@@ -551,7 +551,7 @@ def sweep(
         out_dir = out if out is not None else Path("out") / f"sweep-{plan.name}"
         prepare_out_dir(out_dir)
         started = time.perf_counter()
-        with _sweep_progress(quiet) as progress:
+        with _progress(quiet, "runs") as progress:
             outcome = sweeps.run_sweep(
                 plan,
                 out_dir,
@@ -573,19 +573,6 @@ def sweep(
             f"wrote {out_dir}/ (sweep.json, sweep.csv, sweep.md, heatmaps, runs/) in "
             f"{time.perf_counter() - started:.1f} s"
         )
-
-
-def _sweep_progress(quiet: bool) -> Progress:
-    """A progress display of finished runs on stderr (off with ``-q``)."""
-    return Progress(
-        TextColumn("{task.description:<24}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("runs"),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=quiet,
-    )
 
 
 def _sweep_callbacks(progress: Progress, describe: Callable[[int, int], str]) -> dict:
