@@ -317,6 +317,22 @@ class ChromaStore:
         own = [by_id[metadatas[i]["memory_id"]] for i in self._own(user, metadatas)]
         return sorted(own, key=lambda m: m.id)
 
+    def memories_with_vectors(self, user: int) -> tuple[list[Memory], np.ndarray]:
+        """The user's memories, oldest first, and their stored vectors (one real ``get``)."""
+        with self._metered():
+            if self.count(user) == 0:
+                return [], np.empty((0, self.dim), dtype=np.float32)
+            found = self._chroma(
+                self._open(self.collection_name(user)).get,
+                where=self._where(user),
+                include=["metadatas", "embeddings"],
+            )
+        metadatas = found["metadatas"]
+        by_id = self._mirror[user].by_id
+        rows = sorted((metadatas[i]["memory_id"], i) for i in self._own(user, metadatas))
+        vectors = np.asarray(found["embeddings"], dtype=np.float32).reshape(-1, self.dim)
+        return [by_id[m] for m, _ in rows], vectors[[i for _, i in rows]]
+
     def count(self, user: int) -> int:
         """Number of memories the user has (from the mirror: no Chroma call)."""
         mirror = self._mirror.get(user)

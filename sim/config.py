@@ -71,6 +71,11 @@ class WorkloadConfig(_Model):
     session_gap_shape: PositiveFloat = 4.0
     """Gamma shape of the gaps between one user's sessions (1 = Poisson arrivals;
     larger = users return on a steadier cadence)."""
+    activity_sigma: Annotated[float, Field(ge=0, le=3)] = 0.0
+    """Spread of visit rates across users: each user's ``sessions_per_user_per_day``
+    is multiplied by a log-normal factor with mean 1 and this sigma (support traffic
+    is heavy-tailed: a few users write far more often than the median one); 0 (the
+    default): every user has the same mean rate."""
     turns_per_session_mean: Annotated[float, Field(ge=1)] = 6.0
     think_time_s_mean: PositiveFloat = 25.0
     intro_probability: Share = 0.7

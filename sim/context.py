@@ -190,6 +190,13 @@ class StoreClient:
         self._span("store_query", self._scan_latency(len(memories)), len(memories))
         return memories
 
+    def memories_with_vectors(self) -> tuple[list[Memory], np.ndarray]:
+        """All of the user's memories, oldest first, with their stored vectors (one read)."""
+        ctx = self._ctx
+        memories, vectors = ctx.services.store.memories_with_vectors(ctx.user)
+        self._span("store_query", self._scan_latency(len(memories)), len(memories))
+        return memories, vectors
+
     def count(self) -> int:
         """Number of memories the user has."""
         return self._ctx.services.store.count(self._ctx.user)
@@ -235,6 +242,12 @@ class FaultyStoreClient(StoreClient):
         if self._down("store_query"):
             return []
         return super().memories()
+
+    def memories_with_vectors(self) -> tuple[list[Memory], np.ndarray]:
+        """As :meth:`StoreClient.memories_with_vectors`; nothing during an outage."""
+        if self._down("store_query"):
+            return [], np.empty((0, 0), dtype=np.float32)
+        return super().memories_with_vectors()
 
     def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:
         """As :meth:`StoreClient.add`; kept for later during an outage."""

@@ -109,6 +109,10 @@ class VectorStore(Protocol):
         """The user's memories, oldest first."""
         ...
 
+    def memories_with_vectors(self, user: int) -> tuple[list[Memory], np.ndarray]:
+        """The user's memories, oldest first, and their stored unit vectors (one row each)."""
+        ...
+
     def count(self, user: int) -> int:
         """Number of memories the user has."""
         ...
@@ -214,6 +218,13 @@ class NumpyStore:
         """The user's memories, oldest first."""
         part = self._parts.get(user)
         return list(part.records) if part else []
+
+    def memories_with_vectors(self, user: int) -> tuple[list[Memory], np.ndarray]:
+        """The user's memories, oldest first, and a copy of their stored vectors."""
+        part = self._parts.get(user)
+        if part is None:
+            return [], np.empty((0, self.dim), dtype=np.float32)
+        return list(part.records), part.active.copy()
 
     def count(self, user: int) -> int:
         """Number of memories the user has."""

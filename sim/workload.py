@@ -215,6 +215,9 @@ class _UserGenerator:
     def session_starts(self, days: int) -> list[float]:
         cfg, rng = self.cfg, self.rng
         mean_gap = SECONDS_PER_DAY / cfg.sessions_per_user_per_day
+        if cfg.activity_sigma:  # drawn only when asked for: other scenarios draw as before
+            sigma = cfg.activity_sigma
+            mean_gap /= math.exp(rng.gauss(-sigma * sigma / 2, sigma))  # mean factor 1
         shape = cfg.session_gap_shape
         # Start in equilibrium: the first visit is the forward recurrence time of the
         # gap distribution (uniform share of a length-biased gap, Gamma(k+1)), so

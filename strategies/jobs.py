@@ -47,6 +47,11 @@ class ConsolidationConfig(BaseModel):
     """A memory older than ``hit_window_days`` with fewer hits than this is pruned."""
     hit_window_days: Annotated[float, Field(gt=0)] = 30.0
     max_memories_per_user: Annotated[int, Field(ge=1)] = 500
+    reembed: bool = True
+    """Re-embed every memory in each pass (one embedding call per user), as
+    consolidation jobs that compare fresh embeddings do — the cost behind
+    ``cron-saturation``. Off: compare the vectors already in the store (one store
+    read, no embedding tokens)."""
 
     @property
     def period_s(self) -> float:
@@ -96,7 +101,8 @@ def consolidate(ctx: TurnContext, cfg: ConsolidationConfig) -> None:
     """One consolidation pass over the user's memories.
 
     Re-embeds every memory (one embedding call, as consolidation jobs that
-    compare memories do), then deletes in one write: expired memories (unused
+    compare memories do; with ``reembed`` off it reads the stored vectors
+    instead), then deletes in one write: expired memories (unused
     for ``ttl_days``), rarely used ones (older than ``hit_window_days`` with
     fewer than ``min_hits`` hits), near-duplicates (each merge confirmed by an
     update call unless ``llm_merge`` is off), and the least important (then
@@ -104,8 +110,13 @@ def consolidate(ctx: TurnContext, cfg: ConsolidationConfig) -> None:
     """
     if not ctx.store.count():
         return
-    memories = ctx.store.memories()
-    vectors = ctx.embedder.embed([m.text for m in memories])
+    if cfg.reembed:
+        memories = ctx.store.memories()
+        vectors = ctx.embedder.embed([m.text for m in memories])
+    else:
+        memories, vectors = ctx.store.memories_with_vectors()
+    if not memories:  # the store is down: nothing to consolidate this time
+        return
     now, ttl, window = (
         ctx.now,
         cfg.ttl_days * SECONDS_PER_DAY,

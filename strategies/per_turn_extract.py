@@ -3,15 +3,64 @@
 The design behind the classic token-leak incident: no deduplication and no
 budget, so every restatement becomes another memory and every memory is sent
 with every request.
+
+Defaults: ``inject_format = "lines"`` (one ``- text`` line per memory, as every
+other strategy injects). ``"records"`` injects each memory as the JSON record a
+memory API returns for it (id, text, category, importance, creation time), as
+bots that paste their memory layer's search results into the prompt do: a 15-token line becomes a
+64-token record.
 """
 
 from __future__ import annotations
 
-from sim.store import hit_all
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from sim.store import Memory, hit_all
+from sim.tokens import TokenCounter
 from sim.workload import Message
-from strategies.base import Prompt, Strategy, TurnContext
+from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
 from strategies.history import SessionHistories
 from strategies.registry import register
+
+RECORD_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+"""Simulated time 0 as the ``created_at`` of injected memory records."""
+
+
+class PerTurnExtractConfig(StrategyConfig):
+    """Settings of ``per-turn-extract``."""
+
+    inject_format: Literal["lines", "records"] = "lines"
+    """How each memory is written into the prompt: ``lines`` (``- text``) or
+    ``records`` (``- {"id": …, "memory": text, "category": …, "importance": …,
+    "created_at": …}``, the memory API's JSON record)."""
+
+
+@dataclass(slots=True)
+class MemoryRecord:
+    """A memory injected as its JSON record; ground truth passes through."""
+
+    text: str
+    line_tokens: int
+    facts: tuple[tuple[str, int], ...]
+    owner: int
+
+
+def memory_record(tokens: TokenCounter, memory: Memory) -> MemoryRecord:
+    """``memory`` as the JSON record a memory API returns for it, and its line's tokens."""
+    created = RECORD_EPOCH + timedelta(seconds=round(memory.created_at))
+    text = json.dumps(
+        {
+            "id": f"mem-{memory.owner}-{memory.id}",
+            "memory": memory.text,
+            "category": memory.category,
+            "importance": memory.importance,
+            "created_at": created.isoformat(timespec="seconds"),
+        }
+    )
+    return MemoryRecord(text, tokens.count(f"- {text}\n"), memory.facts, memory.owner)
 
 
 @register
@@ -19,17 +68,29 @@ class PerTurnExtract(Strategy):
     """One extraction call per user message; all stored memories in every prompt."""
 
     name = "per-turn-extract"
+    Config = PerTurnExtractConfig
 
-    def __init__(self, config=None) -> None:
+    def __init__(self, config: PerTurnExtractConfig | None = None) -> None:
         super().__init__(config)
         self._sessions = SessionHistories()
+        self._records: dict[tuple[int, int], MemoryRecord] = {}  # by (user, memory id)
 
     def build_prompt(self, ctx: TurnContext, msg: Message) -> Prompt:
         """System prompt + every stored memory + this session's messages + the new one."""
         history = self._sessions.of(ctx.user, msg.session)
         memories = ctx.store.memories() if ctx.store.count() else []
         hit_all(memories, ctx.now)
+        if self.config.inject_format == "records":
+            memories = [self._record(ctx, m) for m in memories]
         return history.prompt(msg, memories)
+
+    def _record(self, ctx: TurnContext, memory: Memory) -> MemoryRecord:
+        """The memory's record, rendered and counted once (memory ids are per user)."""
+        key = (ctx.user, memory.id)
+        record = self._records.get(key)
+        if record is None:
+            record = self._records[key] = memory_record(ctx.tokens, memory)
+        return record
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Extract facts from the user's message and store every one of them."""

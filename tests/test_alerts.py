@@ -12,7 +12,7 @@ from reports.output import summarize
 from reports.summary import strategy_summary
 from sim.runner import run_scenario
 from sim.workload import SECONDS_PER_DAY
-from strategies.base import Prompt, StrategyConfig
+from strategies.base import Prompt
 from strategies.per_turn_extract import PerTurnExtract
 
 DAY = SECONDS_PER_DAY
@@ -159,7 +159,7 @@ def test_invariants_pass_for_good_run(good):
     assert all(i.passed for i in check_invariants(block, config, run.turns))
 
 
-class _OverBudgetConfig(StrategyConfig):
+class _OverBudgetConfig(PerTurnExtract.Config):
     budget_tokens: int = 40
     max_memories_per_user: int = 3
 

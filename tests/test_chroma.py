@@ -100,6 +100,11 @@ def assert_same_store(store: ChromaStore, ref: NumpyStore, users: list[int]) -> 
         assert store.count(user) == ref.count(user)
         assert store.duplicates(user) == ref.duplicates(user)
         assert [id(m) for m in store.memories(user)] == [id(m) for m in ref.memories(user)]
+        got, got_vectors = store.memories_with_vectors(user)
+        want, want_vectors = ref.memories_with_vectors(user)
+        assert [id(m) for m in got] == [id(m) for m in want]
+        assert got_vectors.shape == want_vectors.shape == (len(want), DIM)
+        np.testing.assert_allclose(got_vectors, want_vectors, atol=1e-6)  # row i is memory i's
     assert store.users() == ref.users()
 
 

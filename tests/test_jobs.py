@@ -49,7 +49,8 @@ def texts(d: Driver) -> list[str]:
     return sorted(m.text for m in d.store.memories(0))
 
 
-def test_consolidation_expires_prunes_merges_and_caps():
+@pytest.mark.parametrize("reembed", [True, False])
+def test_consolidation_expires_prunes_merges_and_caps(reembed: bool):
     d = Driver(BatchedDedupBudget())
     d.ctx.now = 40 * DAY
     city = d.catalog.memory_text
@@ -65,11 +66,13 @@ def test_consolidation_expires_prunes_merges_and_caps():
     remember(d, twin, 4, created_days_ago=1, facts=(("company", 0),))  # a rewording: merged
     remember(d, "User likes short answers.", 2, created_days_ago=0)  # least important: capped
     d.ctx.take_spans()
-    consolidate(d.ctx, ConsolidationConfig(max_memories_per_user=3, merge_threshold=0.85))
+    cfg = ConsolidationConfig(max_memories_per_user=3, merge_threshold=0.85, reembed=reembed)
+    consolidate(d.ctx, cfg)
     kept = ["User opened the app on a Tuesday.", keep.text, "User likes short answers."]
-    assert texts(d) == sorted(kept)
+    assert texts(d) == sorted(kept)  # the stored vectors are the ones a re-embed computes
     purposes = [s.purpose for s in d.ctx.take_spans()]
-    assert purposes == ["store_query", "embed", "update", "store_delete"]  # update: the merge
+    read = ["store_query", "embed"] if reembed else ["store_query"]
+    assert purposes == [*read, "update", "store_delete"]  # update: the merge
     consolidate(d.ctx, ConsolidationConfig(max_memories_per_user=2))  # the cap alone
     assert texts(d) == sorted(kept[:2])
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -195,3 +197,24 @@ def test_a_failed_reply_is_not_remembered(cls):
     d.strategy.after_turn(d.ctx, msg, None)
     prompt = d.strategy.build_prompt(d.ctx, d.message("Again."))
     assert all(m.role == "user" for m in prompt.history)
+
+
+def test_per_turn_extract_records_inject_the_same_facts_in_more_tokens():
+    lines = Driver(PerTurnExtract())
+    records = Driver(PerTurnExtract(PerTurnExtract.Config(inject_format="records")))
+    prompts = []
+    for d in (lines, records):
+        d.say(d.message("I live in Lisbon.", [CITY]))
+        d.say(d.message("I'm on the Pro plan.", [PLAN]))
+        prompts.append(d.strategy.build_prompt(d.ctx, d.message("Any news?")))
+    plain, rich = prompts
+    assert rich.facts() == plain.facts() and len(rich.memories) == len(plain.memories) == 2
+    for line, record in zip(plain.memories, rich.memories, strict=True):
+        fields = json.loads(record.text)
+        assert fields["memory"] == line.text and fields["id"] == f"mem-0-{line.id}"
+        assert record.line_tokens == records.tokens.count(f"- {record.text}\n")
+        assert record.line_tokens > 3 * line.line_tokens
+    assert rich.tokens(records.tokens).memories > plain.tokens(lines.tokens).memories
+    # The stored memories count their uses alike, whatever the format.
+    hits = [[m.hit_count for m in d.store.memories(0)] for d in (lines, records)]
+    assert hits[0] == hits[1] == [2, 1]

@@ -322,3 +322,17 @@ def test_every_message_text_is_in_the_catalog(big):
                 assert style == "statement"
                 template = slot.updates[i - 100] if i >= 100 else slot.statements[i]
                 assert template.format(v=value) in msg.text
+
+
+def test_activity_sigma_spreads_visit_rates_and_keeps_their_mean(counter):
+    def sessions(sigma: float) -> np.ndarray:
+        wl = {"sessions_per_user_per_day": 0.3, "activity_sigma": sigma}
+        w = generate_workload(scenario(users=400, days=30, seed=3, workload=wl), counter)
+        return np.array([len(u.sessions) for u in w.users])
+
+    even, spread = sessions(0.0), sessions(0.8)
+    # The mean factor is 1: the same traffic in total (within sampling noise) ...
+    assert spread.mean() == pytest.approx(even.mean(), rel=0.1)
+    # ... but some users write far more often than others.
+    assert spread.std() > 2 * even.std()
+    assert spread.max() > 1.8 * even.max()
