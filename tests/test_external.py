@@ -118,3 +118,14 @@ def test_a_copy_carries_settings_only(runs):
     _, _, real = runs
     clone = copy.deepcopy(real)
     assert clone.config == real.config and clone._run is None
+
+
+def test_report_shows_memory_work_per_turn_for_both(runs):
+    from reports.markdown import render
+
+    _, result, _ = runs
+    text = render(summarize(result), result.runs, result.resolved, "")
+    section = text.split("## Memory work per turn", 1)[1].split("\n## ", 1)[0]
+    assert "| measurement | mem0-like | external-mem0 |" in section
+    assert "| extraction calls/turn | 1.00 | 1.00 |" in section
+    assert "memory tokens/turn" in section and "memories/user mean / max" in section
