@@ -112,3 +112,43 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
             ),
         )
     return rows
+
+
+def memory_work_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Row]:
+    """Memory work per turn: the calls and tokens each strategy spends to remember.
+
+    For a real library (an external strategy) these are the requests and store calls
+    it made; with one ``add`` (or ingestion) per turn they are its figures per add.
+    """
+    per_turn = {}
+    for run in runs:
+        calls, turns = run.calls, max(len(run.turns), 1)
+        llm = calls[(calls["endpoint"] == "llm") & (calls["purpose"] != "chat")]
+        embed = calls[calls["purpose"] == "embed"]
+        store = calls[calls["endpoint"] == "store"]
+        extract = llm[llm["purpose"] == "extract"]
+        per_turn[run.strategy] = (
+            len(extract) / turns,
+            (len(llm) - len(extract)) / turns,
+            len(embed) / turns,
+            len(store) / turns,
+            float((llm["tokens_in"] + llm["tokens_out"]).sum() + embed["tokens_in"].sum()) / turns,
+            float(extract["tokens_in"].mean()) if len(extract) else 0.0,
+        )
+
+    def row(label: str, i: int, fmt: str) -> Row:
+        return Row(label, [format(per_turn[r.strategy][i], fmt) for r in runs])
+
+    blocks = [summary["strategies"][r.strategy] for r in runs]
+    return [
+        row("extraction calls/turn", 0, ".2f"),
+        row("other memory LLM calls/turn (update, summarize)", 1, ".2f"),
+        row("embedding calls/turn", 2, ".2f"),
+        row("store calls/turn", 3, ".2f"),
+        row("memory tokens/turn (LLM + embeddings)", 4, ",.0f"),
+        row("input tokens per extraction call", 5, ",.0f"),
+        Row(
+            "memories/user mean / max",
+            [f"{b['memories_per_user_mean']:.1f} / {b['memories_per_user_max']}" for b in blocks],
+        ),
+    ]

@@ -7,8 +7,15 @@ from typing import Any
 import numpy as np
 
 from reports.alerts import fired_lines
-from reports.compare import DAYS_PER_MONTH, comparison_rows, growth, part_means
+from reports.compare import (
+    DAYS_PER_MONTH,
+    comparison_rows,
+    growth,
+    memory_work_rows,
+    part_means,
+)
 from sim.engine import StrategyRun
+from strategies.registry import external_strategies
 
 # Definitions for the reader, one Markdown bullet each (shared with ``report.html``).
 NOTES = (
@@ -170,6 +177,18 @@ def render(
             for p in ("system", "memory", "history", "user")
         ],
     )
+    real = [n for n in names if n in external_strategies()]
+    if real:
+        out += ["", "## Memory work per turn (real libraries measured through serve-mock)", ""]
+        out += [
+            f"{', '.join(f'**{n}**' for n in real)} ran a real memory library against "
+            "`memsim serve-mock`: its figures are the requests and store calls the library "
+            "made. One `add` per turn, so per turn is per add.",
+            "",
+        ]
+        out += _table(
+            ["measurement", *names], [[r.label, *r.cells] for r in memory_work_rows(summary, runs)]
+        )
     out += ["", "## Memories per user over time (mean / p99 / max at the end of the day)", ""]
     out += _table(["day", *names], _memory_rows(runs, summary["days"]))
     out += ["", "## Tokens per simulated day", ""]

@@ -587,6 +587,58 @@ def _sweep_callbacks(progress: Progress, describe: Callable[[int, int], str]) ->
     return {"on_start": on_start, "on_run": lambda: progress.advance(task[0])}
 
 
+@app.command("serve-mock")
+def serve_mock(
+    scenario: Annotated[
+        str, typer.Argument(help="A scenario file or shipped name: its mock LLM and embedder.")
+    ] = "support-bot",
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port (0: a free one).")] = 8000,
+    simulate_latency: Annotated[
+        bool,
+        typer.Option(
+            "--simulate-latency",
+            help="Sleep each request's modelled latency (default: only report it, in the "
+            "x-memsim-latency-s header and the record).",
+        ),
+    ] = False,
+    record: Annotated[
+        Path | None, typer.Option(help="Append one JSON line per request to this file.")
+    ] = None,
+) -> None:
+    """Serve the scenario's mock LLM and embedder as an OpenAI-compatible API until Ctrl-C.
+
+    Endpoints: /v1/chat/completions, /v1/embeddings, /v1/models. Point a client at
+    http://HOST:PORT/v1 with any API key. Answers are deterministic; `usage` holds real
+    cl100k token counts. Stop with Ctrl-C (or SIGTERM): exit code 0.
+    """
+    from sim.serve import MockBackend, MockServer
+
+    try:
+        scn, _ = _load(scenario)
+        if record is not None:
+            prepare_out_dir(record.parent if str(record.parent) else Path("."))
+        server = MockServer(MockBackend.from_scenario(scn, record), host, port, simulate_latency)
+        try:
+            server.start()
+        except (RuntimeError, OSError) as err:
+            raise ConfigError(f"--port: cannot serve on {host}:{port} ({err})") from None
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    typer.echo(
+        f"memsim serve-mock: {scn.name} on {server.base_url} "
+        f"(models: {', '.join(server.backend.models)}); Ctrl-C to stop",
+    )
+    try:
+        while server.running:
+            time.sleep(0.2)
+    except Interrupted:
+        pass
+    finally:
+        server.stop()
+    typer.echo(f"memsim serve-mock: stopped after {len(server.backend.records):,} requests")
+
+
 class Interrupted(BaseException):
     """Raised by the SIGINT and SIGTERM handlers of :func:`main`.
 

@@ -302,7 +302,25 @@ class MockLLM:
         overflow = self._overflow("extract", tokens_in)
         if overflow is not None:
             return overflow
-        cfg, rng = self.cfg, self.stream(user, "extract")
+        rng = self.stream(user, "extract")
+        found = self.find_factoids(rng, messages)
+        tokens_out = self._factoid_array_tokens(found)
+        return LLMResult(
+            "extract",
+            tokens_in,
+            tokens_out,
+            self.latency(rng, tokens_in, tokens_out),
+            factoids=found,
+        )
+
+    def find_factoids(self, rng: random.Random, messages: Sequence[Message]) -> list[Factoid]:
+        """What an extraction of ``messages`` finds, drawing its noise from ``rng``.
+
+        The oracle behind :meth:`extract` (which draws from the user's extraction
+        stream and bills the call); ``memsim serve-mock`` draws from a generator
+        seeded by the request instead.
+        """
+        cfg = self.cfg
         factoids: dict[tuple[str, int], Factoid] = {}
         for msg in messages:
             for fact in msg.facts:
@@ -318,14 +336,21 @@ class MockLLM:
             found.append(Factoid(text, rng.randint(2, 5), "other"))
         if messages and cfg.extract_derived_facts_max:
             found.extend(self._derived(rng))
-        tokens_out = self._factoid_array_tokens(found)
-        return LLMResult(
-            "extract",
-            tokens_in,
-            tokens_out,
-            self.latency(rng, tokens_in, tokens_out),
-            factoids=found,
-        )
+        return found
+
+    def draw_reply(self, rng: random.Random) -> Message:
+        """A chat reply drawn from ``rng`` as :meth:`chat` draws one (length, then sentences)."""
+        cfg = self.cfg
+        target = cfg.reply_tokens_mean * math.exp(rng.gauss(self._reply_mu, cfg.reply_tokens_sigma))
+        target = min(max(int(target), 8), cfg.max_output_tokens)
+        reply = self._reply(rng, target)
+        if reply.tokens > cfg.max_output_tokens:
+            reply = self._truncate(reply, cfg.max_output_tokens)
+        return reply
+
+    def overflow(self, purpose: str, prompt_tokens: int) -> LLMResult | None:
+        """The API's ``context_length_exceeded`` failure of a request, or None if it fits."""
+        return self._overflow(purpose, prompt_tokens)
 
     def _derived(self, rng: random.Random) -> list[Factoid]:
         """Between ``extract_derived_facts_min`` and ``..._max`` made-up derived facts.

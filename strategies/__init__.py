@@ -10,7 +10,7 @@ import importlib
 import pkgutil
 
 from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
-from strategies.registry import available, builtins, register, resolve
+from strategies.registry import available, builtins, external_strategies, register, resolve
 
 _SUPPORT = {"base", "registry", "history", "jobs"}  # modules that define no strategy
 
@@ -25,6 +25,7 @@ __all__ = [
     "TurnContext",
     "available",
     "builtins",
+    "external_strategies",
     "register",
     "resolve",
 ]

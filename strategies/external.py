@@ -1,0 +1,543 @@
+"""External strategies: a real memory library, in-process, against ``memsim serve-mock``.
+
+:class:`ExternalStrategy` is the generic adapter. For each run it starts a
+:class:`~sim.serve.MockServer` in-process (a free port on 127.0.0.1) on the run's own
+mock LLM, embedder and token counter, opens the library against it (its LLM and
+embedder are the server, its vector store a real embedded ChromaDB in a temporary
+folder), and then, per turn:
+
+* ``build_prompt`` asks the library for the user's memories about the message
+  (``search``) and injects them, in the library's order, while they fit
+  ``budget_tokens`` (like ``mem0-like``; the library itself has no budget);
+* ``after_turn`` hands the exchange to the library (``add``), in the foreground
+  (after the reply, before the user's next message: Mem0's ``add`` is synchronous)
+  or, with ``background = true``, on a background worker.
+
+**Metering.** Every HTTP request the server recorded during a library call becomes a
+span — an LLM call priced at the scenario's chat rates (purpose from the server's
+classification: extract, update, summarize, chat) or an embedding call at the
+embedding rate — and every call the library makes on its vector store becomes a
+store span (``store_query``, ``store_write``, ``store_delete``; latency modelled
+from the scenario, or the call's wall time with ``[vector_store] latency =
+"measured"``), in the order they happened. The engine then replays them like any
+strategy's, so summary.json, the reports and the rate limits account for them.
+
+**Ground truth and the store.** Before each ``add`` the adapter tells the server
+which workload messages it is about to send (with their hidden facts) and which
+memories the user already has, so the mock extractor answers with the facts'
+canonical memory texts and the memories the library stores map back to facts:
+recall is measured for the real library too. The library's store stays the
+source of truth; the adapter mirrors it, after every ``add``, into the run's
+store (``ctx.services.store``, not metered: the real store calls were), which is
+what the per-user memory counts, duplicates and "never retrieved" figures read.
+
+**Runs and processes.** All state belongs to one strategy instance and one run
+(it starts again when the run's services change); a pickled or copied instance
+carries its settings only. Each shard of a sharded run therefore starts its own
+server and store, in whichever process runs it, and results do not depend on
+the number of workers. Nothing is downloaded: the server is local, ChromaDB's and
+the library's telemetry are off.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import logging
+import os
+import sys
+import tempfile
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import Field
+
+from sim.context import EMBEDDING, LLM, STORE, Services, Span
+from sim.llm import Factoid
+from sim.store import Memory
+from sim.workload import SECONDS_PER_DAY, Message
+from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext, fill_budget, memory_room
+from strategies.history import SessionHistories
+from strategies.registry import register_external
+
+if TYPE_CHECKING:  # the server (FastAPI) loads when a run starts, not with the registry
+    from sim.serve import MockServer, RequestRecord
+
+
+class ExternalConfig(StrategyConfig):
+    """Retrieval, budget and where ingestion runs (sources in the module docstring)."""
+
+    search_limit: Annotated[int, Field(ge=1)] = 100
+    budget_tokens: Annotated[int, Field(ge=0)] = 1_500
+    background: bool = False
+
+
+@dataclass(slots=True)
+class StoreOp:
+    """One call the library made on its vector store."""
+
+    purpose: str  # store_query, store_write, store_delete
+    items: int  # records returned or written
+    wall_s: float
+
+
+class MeteredVectorStore:
+    """A library's vector store, with every call recorded as a :class:`StoreOp`.
+
+    Wraps the object the library holds (attribute access passes through), so the
+    library runs unchanged; only the methods that reach the store are timed.
+    """
+
+    _CALLS: ClassVar[dict[str, str]] = {
+        "search": "store_query",
+        "search_batch": "store_query",
+        "keyword_search": "store_query",
+        "list": "store_query",
+        "get": "store_query",
+        "insert": "store_write",
+        "update": "store_write",
+        "delete": "store_delete",
+    }
+
+    def __init__(self, inner: Any, events: list) -> None:
+        self._inner, self._events = inner, events
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        purpose = self._CALLS.get(name)
+        if purpose is None or not callable(attr):
+            return attr
+
+        def metered(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            result = attr(*args, **kwargs)
+            wall = time.perf_counter() - start
+            if result is None and name == "keyword_search":
+                return None  # not supported by this store: no call was made
+            self._events.append(StoreOp(purpose, _items(name, result, kwargs), wall))
+            return result
+
+        return metered
+
+
+def _items(name: str, result: Any, kwargs: dict) -> int:
+    """Records a store call returned (queries) or wrote (writes)."""
+    if name == "insert":
+        return len(kwargs.get("ids") or kwargs.get("vectors") or [])
+    if name in ("update", "delete", "get"):
+        return 1
+    if name == "list" and result and isinstance(result[0], list):
+        return len(result[0])
+    return len(result) if isinstance(result, list) else 0
+
+
+class _Run:
+    """One run's server, library and mirror: built on the run's services, closed after."""
+
+    def __init__(self, services: Services, strategy: ExternalStrategy) -> None:
+        from sim.serve import MockBackend, MockServer
+
+        self.services = services
+        self.events: list = []
+        scn = services.scenario
+        self.backend = MockBackend(
+            services.tokens, services.llm, services.embedder, scn.embedding, scn.seed
+        )
+        self.backend.sink = self.events
+        self.server = MockServer(self.backend).start()
+        self._tmp = tempfile.TemporaryDirectory(prefix=f"memsim-{strategy.name}-")
+        self.folder = Path(self._tmp.name)
+        self.uuids = 0
+        self.today = date.fromisoformat(scn.pricing.price_date)
+        self.ids: dict[int, dict[str, Memory]] = {}  # user → library id → mirrored memory
+        self.user_ids: dict[int, str] = {}  # user → the id the library knows them by
+        self.client = strategy.open_library(self)
+        self._finalizer = weakref.finalize(self, _shutdown, self.server, self._tmp)
+
+    def close(self) -> None:
+        """Stop the server and delete the temporary store."""
+        self._finalizer()
+
+    def mirror(self, user: int) -> dict[str, Memory]:
+        """The user's memories as the library holds them, by library id."""
+        return self.ids.setdefault(user, {})
+
+    def next_uuid(self) -> uuid.UUID:
+        """A deterministic version-4 UUID (the n-th the library asked for in this run)."""
+        self.uuids += 1
+        return uuid.UUID(int=(0x4D454D53 << 96) | self.uuids, version=4)
+
+
+def _shutdown(server: MockServer, folder: tempfile.TemporaryDirectory) -> None:
+    server.stop()
+    with contextlib.suppress(OSError):
+        folder.cleanup()
+
+
+class ExternalStrategy(Strategy):
+    """A real memory library behind the generic adapter (see the module docstring).
+
+    Subclasses name the library and implement :meth:`open_library`, :meth:`search`
+    and :meth:`add`.
+    """
+
+    Config = ExternalConfig
+    config: ExternalConfig
+    library: ClassVar[str] = ""
+    """The distribution the adapter drives, e.g. ``mem0ai``."""
+
+    def __init__(self, config: ExternalConfig | None = None) -> None:
+        super().__init__(config)
+        self._sessions = SessionHistories()
+        self._run: _Run | None = None
+
+    # A copy (a shard's, a worker's) carries the settings only: state is per run.
+    def __getstate__(self) -> dict[str, Any]:
+        return {"config": self.config}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"])  # type: ignore[misc]
+
+    # -- the library --------------------------------------------------------------------
+    @abc.abstractmethod
+    def open_library(self, run: _Run) -> Any:
+        """The library's client, talking to ``run.server.base_url``, storing in ``run.folder``."""
+
+    @abc.abstractmethod
+    def search(self, run: _Run, ctx: TurnContext, query: str) -> list[str]:
+        """Library ids of the user's memories about ``query``, best first."""
+
+    @abc.abstractmethod
+    def add(self, run: _Run, ctx: TurnContext, messages: list[Message]) -> list[dict[str, str]]:
+        """Hand an exchange to the library: its events ``{"id", "memory", "event"}``."""
+
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """Exceptions by which the library reports a failed call (the turn goes on)."""
+        return ()
+
+    def stored_ids(self, run: _Run, user_id: str) -> list[str]:
+        """Ids of every memory the library holds for ``user_id`` (asked of the library)."""
+        raise NotImplementedError
+
+    def store_sizes(self) -> dict[int, tuple[int, int]]:
+        """Per user of the last run: memories the library holds, and the mirror's count."""
+        run = self._run
+        if run is None:
+            return {}
+        return {
+            user: (len(self.stored_ids(run, uid)), len(run.mirror(user)))
+            for user, uid in sorted(run.user_ids.items())
+        }
+
+    # -- the run --------------------------------------------------------------------------
+    def bound(self, ctx: TurnContext) -> _Run:
+        """This run's server and library, started on first use."""
+        run = self._run
+        if run is None or run.services is not ctx.services:
+            if run is not None:
+                run.close()
+            run = self._run = _Run(ctx.services, self)
+        return run
+
+    def close(self) -> None:
+        """Stop the server and delete the store now (otherwise when the instance goes)."""
+        if self._run is not None:
+            self._run.close()
+            self._run = None
+
+    @contextlib.contextmanager
+    def metered(self, ctx: TurnContext, run: _Run) -> Iterator[None]:
+        """Turn what the library did inside the block into spans on ``ctx``, in order."""
+        run.events.clear()
+        run.today = date.fromisoformat(ctx.services.scenario.pricing.price_date) + timedelta(
+            days=int(ctx.now // SECONDS_PER_DAY)
+        )
+        try:
+            yield
+        finally:
+            for event in run.events:
+                ctx.record(self._span(ctx, run, event))
+            run.events.clear()
+
+    @staticmethod
+    def _span(ctx: TurnContext, run: _Run, event: RequestRecord | StoreOp) -> Span:
+        services = ctx.services
+        if isinstance(event, StoreOp):
+            if services.scenario.vector_store.latency == "measured":
+                latency = event.wall_s
+            elif event.purpose == "store_query":
+                latency = services.store_latency.query(len(run.mirror(ctx.user)))
+            else:
+                latency = services.store_latency.write_s
+            return Span(event.purpose, STORE, 0, 0, latency, 0.0, "", event.items)
+        if event.purpose == "embed":
+            usd = services.embedding_rates.usd(event.tokens_in, 0)
+            return Span(
+                "embed",
+                EMBEDDING,
+                event.tokens_in,
+                0,
+                event.latency_s,
+                usd,
+                event.error,
+                event.items,
+            )
+        usd = services.chat_rates.usd(event.tokens_in, event.tokens_out)
+        return Span(
+            event.purpose,
+            LLM,
+            event.tokens_in,
+            event.tokens_out,
+            event.latency_s,
+            usd,
+            event.error,
+            event.items,
+        )
+
+    # -- the strategy API ------------------------------------------------------------------
+    def build_prompt(self, ctx: TurnContext, msg: Message) -> Prompt:
+        """System prompt + the library's memories about the message within budget + session."""
+        run = self.bound(ctx)
+        run.user_ids.setdefault(ctx.user, ctx.user_id)
+        history = self._sessions.of(ctx.user, msg.session)
+        room = memory_room(ctx.tokens, self.config.budget_tokens)
+        found: list[str] = []
+        if room > 0:
+            with self.metered(ctx, run), contextlib.suppress(*self.errors()):
+                found = self.search(run, ctx, msg.text)[: self.config.search_limit]
+        mirror = run.mirror(ctx.user)
+        chosen = fill_budget([mirror[i] for i in found if i in mirror], room)
+        for memory in chosen:
+            memory.hit(ctx.now)
+        return history.prompt(msg, chosen)
+
+    def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
+        """Hand the exchange to the library now or on a background worker."""
+        self._sessions.of(ctx.user, msg.session).exchange(ctx.tokens, msg, reply)
+        batch = [msg] if reply is None else [msg, reply]
+        if self.config.background:
+            ctx.defer(lambda job_ctx: self._ingest(job_ctx, batch))
+        else:
+            self._ingest(ctx, batch)
+
+    def _ingest(self, ctx: TurnContext, batch: list[Message]) -> None:
+        run = self.bound(ctx)
+        mirror = run.mirror(ctx.user)
+        known = {m.text: m.facts for m in mirror.values()}
+        events: list[dict[str, str]] = []
+        with (
+            self.metered(ctx, run),
+            run.backend.expect(batch, known) as answers,
+            contextlib.suppress(*self.errors()),
+        ):
+            events = self.add(run, ctx, batch)
+        self._mirror_events(ctx, run, events, answers)
+
+    def _mirror_events(
+        self,
+        ctx: TurnContext,
+        run: _Run,
+        events: list[dict[str, str]],
+        answers: dict[str, Factoid],
+    ) -> None:
+        """Apply the library's ADD / UPDATE / DELETE events to the mirror and the run's store."""
+        mirror, store, embed = run.mirror(ctx.user), ctx.services.store, ctx.services.embedder
+        for event in events:
+            kind, library_id, text = event.get("event"), event.get("id"), event.get("memory", "")
+            old = mirror.pop(library_id, None) if library_id else None
+            if old is not None:
+                store.delete(ctx.user, [old.id])
+            if kind in ("ADD", "UPDATE") and library_id and text:
+                factoid = answers.get(text) or Factoid(text, 3, "other")
+                memory = ctx.new_memory(factoid)
+                store.add(ctx.user, [memory], embed.embed([text]))
+                mirror[library_id] = memory
+
+
+# -- Mem0 --------------------------------------------------------------------------------------
+_ACTIVE: list[_Run] = []  # the run whose library call is in progress (one at a time)
+
+
+class _DeterministicUuid:
+    """Stands in for the ``uuid`` module inside Mem0: ``uuid4()`` counts per run."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(uuid, name)
+
+    @staticmethod
+    def uuid4() -> uuid.UUID:
+        return _ACTIVE[-1].next_uuid() if _ACTIVE else uuid.uuid4()
+
+
+def _dated(prompt_builder: Callable[..., str]) -> Callable[..., str]:
+    """Mem0's extraction prompt builder, dated by the simulated clock instead of today."""
+
+    def build(*args: Any, **kwargs: Any) -> str:
+        if _ACTIVE and kwargs.get("current_date") is None:
+            kwargs["current_date"] = _ACTIVE[-1].today.isoformat()
+        return prompt_builder(*args, **kwargs)
+
+    return build
+
+
+def import_mem0() -> Any:
+    """``mem0.Memory``, imported offline, quiet and deterministic (once per process).
+
+    Before the import: ``MEM0_TELEMETRY=False`` (no PostHog events, no remote notice
+    configuration) and ``MEM0_DIR`` (Mem0 writes a config file with a random id
+    there) in the temporary folder, unless set already. After it, three changes
+    inside Mem0, none of which changes what it sends or stores for a given input:
+
+    * ``uuid4`` (memory and message ids) counts per run, so a run stores the same
+      ids every time (ids never reach a prompt: Mem0 shows the model "0", "1", …);
+    * the extraction prompt's "Current Date" and "Observation Date" are the
+      simulated day (``[pricing] price_date`` + the day of the turn), not today's;
+    * spaCy stays off: Mem0 2.x uses it, when installed, for BM25 lemmas and entity
+      linking and downloads ``en_core_web_sm`` if it is missing. memsim does not
+      install it, and marks it unavailable so that no download is ever tried; Mem0
+      then searches by vector similarity alone and links no entities.
+    """
+    os.environ.setdefault("MEM0_TELEMETRY", "False")
+    os.environ.setdefault("MEM0_DIR", str(Path(tempfile.gettempdir()) / "memsim-mem0-home"))
+    try:
+        from mem0 import Memory
+        from mem0.memory import main as mem0_main
+        from mem0.memory import storage as mem0_storage
+        from mem0.utils import spacy_models
+    except ImportError as err:  # pragma: no cover - depends on the install
+        from sim.config import ConfigError
+
+        raise ConfigError(
+            f"strategy 'external-mem0' needs mem0ai ({err}); run `make setup`"
+        ) from None
+    _telemetry_off()
+    if not getattr(mem0_main, "_memsim_patched", False):
+        spacy_models._load_failed_full = spacy_models._load_failed_lemma = True
+        mem0_main.uuid = mem0_storage.uuid = _DeterministicUuid()
+        mem0_main.generate_additive_extraction_prompt = _dated(
+            mem0_main.generate_additive_extraction_prompt
+        )
+        mem0_main._memsim_patched = True
+        logging.getLogger("mem0").setLevel(logging.ERROR)
+    return Memory
+
+
+def _telemetry_off() -> None:
+    """Telemetry off even if Mem0 was imported before ``MEM0_TELEMETRY`` was set.
+
+    Mem0 reads the variable once, at import, into module globals; its PostHog
+    clients may then exist already. Every copy of the flag is cleared and the
+    clients are dropped without a flush, so no event is ever sent.
+    """
+    for name, module in list(sys.modules.items()):
+        if name.startswith("mem0") and hasattr(module, "MEM0_TELEMETRY"):
+            module.MEM0_TELEMETRY = False
+    telemetry = sys.modules.get("mem0.memory.telemetry")
+    for holder in (
+        getattr(telemetry, "client_telemetry", None),
+        getattr(telemetry, "_oss_telemetry_instance", None),
+    ):
+        client = getattr(holder, "posthog", None)
+        if client is not None:
+            with contextlib.suppress(Exception):
+                client.disabled = True
+            holder.posthog = None
+
+
+@register_external
+class Mem0External(ExternalStrategy):
+    """Real Mem0 OSS (mem0ai 2.2.1): its own extraction, dedup, store and search, metered."""
+
+    name = "external-mem0"
+    library = "mem0ai"
+    COLLECTION = "memsim-mem0"
+
+    def open_library(self, run: _Run) -> Any:
+        """``Memory.from_config``: OpenAI LLM and embedder = the server; embedded Chroma."""
+        memory_class = import_mem0()
+        scn, base_url = run.services.scenario, run.server.base_url
+        memory = memory_class.from_config(
+            {
+                "llm": {
+                    "provider": "openai",
+                    "config": {
+                        "model": scn.llm.model,
+                        "api_key": "memsim",
+                        "openai_base_url": base_url,
+                    },
+                },
+                "embedder": {
+                    "provider": "openai",
+                    "config": {
+                        "model": scn.embedding.model,
+                        "api_key": "memsim",
+                        "openai_base_url": base_url,
+                        "embedding_dims": run.services.embedder.dim,
+                    },
+                },
+                "vector_store": {
+                    "provider": "chroma",
+                    "config": {
+                        "collection_name": self.COLLECTION,
+                        "path": str(run.folder / "chroma"),
+                    },
+                },
+                "history_db_path": str(run.folder / "history.db"),
+            }
+        )
+        memory.vector_store = MeteredVectorStore(memory.vector_store, run.events)
+        return memory
+
+    def errors(self) -> tuple[type[BaseException], ...]:
+        """Mem0's own errors, and the OpenAI client's (a refused or failed request)."""
+        import openai
+        from mem0.exceptions import MemoryError as Mem0Error
+
+        return (Mem0Error, openai.APIError)
+
+    @contextlib.contextmanager
+    def _active(self, run: _Run) -> Iterator[None]:
+        _ACTIVE.append(run)
+        try:
+            yield
+        finally:
+            _ACTIVE.pop()
+
+    def search(self, run: _Run, ctx: TurnContext, query: str) -> list[str]:
+        """``memory.search(query, filters={"user_id": …}, top_k=search_limit)``."""
+        with self._active(run):
+            found = run.client.search(
+                query, filters={"user_id": ctx.user_id}, top_k=self.config.search_limit
+            )
+        return [item["id"] for item in found["results"]]
+
+    def add(self, run: _Run, ctx: TurnContext, messages: list[Message]) -> list[dict[str, str]]:
+        """``memory.add([{"role", "content"}, …], user_id=…)`` (Mem0 extracts and dedups).
+
+        Mem0 embeds the exchange as one text (``role: content`` lines, newlines made
+        spaces) to find the existing memories it shows the extractor. The latent
+        embedder learns that text as what its user message is about (its topics),
+        as a real embedder would place it near the facts it states; without that it
+        would give it a direction of its own, and the memories Mem0 shows for dedup
+        would be a random ten of the user's.
+        """
+        transcript = "".join(f"{m.role}: {m.text}\n" for m in messages).replace("\n", " ")
+        topics = run.services.llm.catalog.topics.get(messages[0].text)
+        if topics:
+            run.services.llm.catalog.register(transcript, topics)
+        payload = [{"role": m.role, "content": m.text} for m in messages]
+        with self._active(run):
+            result = run.client.add(payload, user_id=ctx.user_id)
+        return result["results"]
+
+    def stored_ids(self, run: _Run, user_id: str) -> list[str]:
+        """``memory.get_all(filters={"user_id": …})``: every memory Mem0 holds for the user."""
+        with self._active(run):
+            found = run.client.get_all(filters={"user_id": user_id}, top_k=100_000)
+        return [item["id"] for item in found["results"]]
