@@ -114,6 +114,18 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
     return rows
 
 
+MEMORY_WORK_TITLE = "Memory work per turn (real libraries measured through serve-mock)"
+
+
+def memory_work_lead(real: list[str]) -> str:
+    """The Markdown sentence above the memory-work table (``report.md`` and ``report.html``)."""
+    return (
+        f"{', '.join(f'**{n}**' for n in real)} ran a real memory library against "
+        "`memsim serve-mock`: its figures are the requests and store calls the library "
+        "made. One `add` per turn, so per turn is per add."
+    )
+
+
 def memory_work_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Row]:
     """Memory work per turn: the calls and tokens each strategy spends to remember.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from reports.alerts import fired_rows
 from reports.charts import Chart
-from reports.compare import Row
+from reports.compare import MEMORY_WORK_TITLE, Row, memory_work_lead
 from reports.markdown import ALERTS_LEAD, NOTES
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -163,14 +163,30 @@ def _figure(chart: Chart) -> str:
     )
 
 
+def _memory_work(names: list[str], memory_work: tuple[list[str], list[Row]] | None) -> str:
+    """The section on real libraries' memory work, or ``""`` when none ran."""
+    if memory_work is None:
+        return ""
+    real, rows = memory_work
+    return (
+        f'<section id="memory-work">\n<h2>{escape(MEMORY_WORK_TITLE)}</h2>\n'
+        f"<p>{inline_markdown(memory_work_lead(real))}</p>\n{_table(names, rows)}\n</section>"
+    )
+
+
 def render(
     summary: dict[str, Any],
     config: dict[str, Any],
     rows: list[Row],
     findings: list[str],
     charts: list[Chart],
+    memory_work: tuple[list[str], list[Row]] | None = None,
 ) -> str:
-    """The whole page: scenario and findings, the comparison table, charts, config."""
+    """The whole page: scenario and findings, the comparison table, charts, config.
+
+    ``memory_work``: the real libraries that ran and the rows of their memory-work
+    table (:func:`~reports.compare.memory_work_rows`), or ``None`` for no such section.
+    """
     names = list(summary["strategies"])
     title = f"memsim report: {summary['scenario']}"
     lede = config.get("description") or ""
@@ -198,6 +214,7 @@ def render(
         "<h2>Comparison</h2>",
         _table(names, rows),
         "</section>",
+        _memory_work(names, memory_work),
         '<section id="charts">',
         "<h2>Charts</h2>",
         '<div class="charts">',

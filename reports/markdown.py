@@ -9,8 +9,10 @@ import numpy as np
 from reports.alerts import fired_lines
 from reports.compare import (
     DAYS_PER_MONTH,
+    MEMORY_WORK_TITLE,
     comparison_rows,
     growth,
+    memory_work_lead,
     memory_work_rows,
     part_means,
 )
@@ -179,13 +181,7 @@ def render(
     )
     real = [n for n in names if n in external_strategies()]
     if real:
-        out += ["", "## Memory work per turn (real libraries measured through serve-mock)", ""]
-        out += [
-            f"{', '.join(f'**{n}**' for n in real)} ran a real memory library against "
-            "`memsim serve-mock`: its figures are the requests and store calls the library "
-            "made. One `add` per turn, so per turn is per add.",
-            "",
-        ]
+        out += ["", f"## {MEMORY_WORK_TITLE}", "", memory_work_lead(real), ""]
         out += _table(
             ["measurement", *names], [[r.label, *r.cells] for r in memory_work_rows(summary, runs)]
         )

@@ -13,11 +13,12 @@ from pathlib import Path
 import pandas as pd
 
 from reports import markdown, prometheus
-from reports.compare import comparison_rows
+from reports.compare import comparison_rows, memory_work_rows
 from reports.results import Results
 from reports.summary import build_summary, dumps
 from sim.config import ConfigError, canonical_json
 from sim.runner import RunResult
+from strategies.registry import external_strategies
 
 FILES = (
     "summary.json",
@@ -109,12 +110,14 @@ def write_reports(results: Results) -> None:
     drawn = charts.render(
         chartdata.chart_data(summary, results.turns, results.store), results.strategies
     )
+    real = [n for n in results.strategies if n in external_strategies()]
     page = html.render(
         summary,
         results.config,
         comparison_rows(summary, runs),
         markdown.findings(summary, results.strategies),
         drawn,
+        (real, memory_work_rows(summary, runs)) if real else None,
     )
     try:
         (out / "charts").mkdir(exist_ok=True)

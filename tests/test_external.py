@@ -129,3 +129,18 @@ def test_report_shows_memory_work_per_turn_for_both(runs):
     assert "| measurement | mem0-like | external-mem0 |" in section
     assert "| extraction calls/turn | 1.00 | 1.00 |" in section
     assert "memory tokens/turn" in section and "memories/user mean / max" in section
+
+
+def test_html_report_has_the_memory_work_section_only_when_a_library_ran(runs):
+    from reports import html
+    from reports.compare import comparison_rows, memory_work_rows
+
+    _, result, _ = runs
+    summary = summarize(result)
+    rows = comparison_rows(summary, result.runs)
+    work = (["external-mem0"], memory_work_rows(summary, result.runs))
+    page = html.render(summary, result.resolved, rows, [], [], work)
+    section = page.split('<section id="memory-work">', 1)[1].split("</section>", 1)[0]
+    assert "<strong>external-mem0</strong> ran a real memory library" in section
+    assert "extraction calls/turn" in section and "memories/user mean / max" in section
+    assert 'id="memory-work"' not in html.render(summary, result.resolved, rows, [], [])
