@@ -113,7 +113,7 @@ def write_reports(results: Results) -> None:
         summary,
         results.config,
         comparison_rows(summary, runs),
-        markdown.findings(summary, results.strategies),
+        markdown.findings(summary, results.strategies, results.config),
         drawn,
     )
     try:
