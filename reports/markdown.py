@@ -121,7 +121,7 @@ def trace_finding(trace: dict[str, Any]) -> str:
     kind = "LoCoMo conversations" if trace["format"] == "locomo" else "users of a chat log"
     line = (
         f"- Replayed a real trace: {trace['users']:,} {kind}, {trace['sessions']:,} sessions, "
-        f"{trace['turns']:,} user turns, {trace['probes']:,} probe questions"
+        f"{trace['turns']:,} user turns of which {trace['probes']:,} probe questions"
     )
     skipped = trace.get("skipped") or {}
     if trace.get("questions"):

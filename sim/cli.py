@@ -483,7 +483,7 @@ def validate(scenario: ScenarioArg, trace: TraceOpt = None) -> None:
         rates_for(scn, source)
     except ConfigError as err:
         raise _fail(str(err)) from None
-    replayed = f"; trace: {info.turns:,} turns, {info.probes:,} probes" if info else ""
+    replayed = f"; trace: {info.turns:,} user turns, {info.probes:,} of them probes" if info else ""
     typer.echo(
         f"{source}: ok ({scn.users:,} users × {scn.days} days; strategies: "
         f"{', '.join(s.name for s in built)}{replayed})"

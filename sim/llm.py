@@ -20,6 +20,12 @@ is Mem0's memory-update call: given one new fact and the stored memories most
 similar to it, it answers ADD, UPDATE, DELETE or NONE as Mem0's prompt asks
 (``{"memory": [{"id", "text", "event", "old_memory"?}]}``), decided from ground
 truth and wrong at a configurable rate.
+
+Messages replayed from a real trace (kind ``trace``, :mod:`sim.traces`) carry no
+annotation except the facts of the turns a benchmark annotated: ``extract``
+returns those with the same noise, and for any other trace text falls back to
+:func:`sim.heuristic.heuristic_facts`; ``chat`` answers with the reply the trace
+recorded when there is one.
 """
 
 from __future__ import annotations
@@ -461,7 +467,9 @@ class MockLLM:
 
         Each fact of the previous summary survives with probability
         ``1 - summarize_drift``; facts stated in ``messages`` are added, and a
-        newer version of a slot replaces the older one.
+        newer version of a slot replaces the older one. Trace messages without
+        ground truth add their heuristic facts (the latest
+        :data:`SUMMARY_HEURISTIC_MAX` are kept).
         """
         cfg, rng = self.cfg, self.stream(user, "summarize")
         kept: dict[str, Fact] = {}

@@ -131,9 +131,11 @@ class TraceUser:
 class TraceInfo:
     """What a trace held and what was left out; saved in ``config.json`` (``resolved.trace``).
 
-    ``skipped`` counts, by reason, LoCoMo questions not turned into probes;
-    ``ignored`` counts JSONL lines not replayed (``system`` lines, assistant
-    lines before a session's first user line).
+    ``sessions`` and ``turns`` count what is replayed, LoCoMo's final session of
+    questions and its ``probes`` included; ``questions`` counts LoCoMo's QA items,
+    and ``skipped``, by reason, those not asked; ``ignored`` counts JSONL lines
+    not replayed (``system`` lines, assistant lines before a session's first
+    user line).
     """
 
     format: str
