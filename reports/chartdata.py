@@ -122,10 +122,11 @@ def pareto_front(cost: list[float], recall: list[float]) -> list[bool]:
 def recall_vs_cost(summary: dict[str, Any]) -> pd.DataFrame:
     """One point per strategy: monthly USD (``usd_total / days × 30``) against recall.
 
-    Columns: ``strategy, usd_per_month, recall, pareto``.
+    Columns: ``strategy, usd_per_month, recall, pareto``. Strategies whose run asked
+    no probe question (``probes`` = 0: recall unavailable) have no point.
     """
     days = summary["days"]
-    names = _names(summary)
+    names = [n for n in _names(summary) if summary["strategies"][n].get("probes", 1)]
     monthly = [summary["strategies"][n]["usd_total"] / days * DAYS_PER_MONTH for n in names]
     recall = [summary["strategies"][n]["recall"] for n in names]
     frame = pd.DataFrame({"strategy": names, "usd_per_month": monthly, "recall": recall})

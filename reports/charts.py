@@ -168,10 +168,17 @@ def injected_tokens_histogram(frame: pd.DataFrame, palette: dict[str, str]) -> F
     return fig
 
 
+RECALL_UNAVAILABLE = "recall unavailable: no probe questions\n(a trace without ground truth)"
+
+
 def recall_vs_cost(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
     """One point per strategy; the Pareto front (nothing cheaper recalls more) joined."""
     fig = Figure(figsize=FIGSIZE, layout="constrained")
     ax = fig.subplots()
+    if frame.empty:
+        ax.text(0.5, 0.5, RECALL_UNAVAILABLE, ha="center", va="center", transform=ax.transAxes)
+        ax.set(title="Recall against monthly cost", xticks=[], yticks=[])
+        return fig
     front = frame[frame["pareto"]].sort_values(["usd_per_month", "recall"])
     ax.plot(front["usd_per_month"], front["recall"] * 100, color="#888888", lw=1, ls=":", zorder=1)
     for row in frame.itertuples():

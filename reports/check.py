@@ -10,6 +10,8 @@ and ``check`` says what that did to cost, latency, memory growth and recall.
 A metric regresses when it moves in its bad direction by more than its
 tolerance (relative to the baseline value; 5% unless ``--tolerance`` says
 otherwise). ``recall`` is worse when lower; every other metric when higher.
+Recall and stale share are not compared when neither run asked a probe question
+(``probes`` = 0: a trace without ground truth).
 """
 
 from __future__ import annotations
@@ -43,8 +45,14 @@ METRICS: dict[str, int] = {  # metric -> direction: +1 higher is worse, -1 lower
 
 
 def scenario_sha256(resolved: dict[str, Any]) -> str:
-    """Hash of a resolved configuration without the strategies and their settings."""
+    """Hash of a resolved configuration without the strategies and their settings.
+
+    A trace counts by its content (``resolved.trace.sha256``), not by where it was
+    read: a baseline written on one machine checks on another.
+    """
     scenario = {k: v for k, v in resolved.items() if k not in ("strategy", "strategies")}
+    if isinstance(scenario.get("trace"), dict):
+        scenario["trace"] = {k: v for k, v in scenario["trace"].items() if k != "path"}
     return hashlib.sha256(canonical_json(scenario).encode()).hexdigest()
 
 
@@ -143,7 +151,20 @@ def compare(
         )
         for name, block in baseline["strategies"].items()
         for metric in METRICS
+        if metric not in RECALL_METRICS or _measured(block, summary["strategies"][name])
     ]
+
+
+RECALL_METRICS = ("recall", "stale_share")
+
+
+def _measured(baseline: dict[str, Any], now: dict[str, Any]) -> bool:
+    """Whether recall was measured in the baseline or now.
+
+    A trace without ground truth asks no probe: its recall is unavailable, not 0,
+    and is not compared.
+    """
+    return baseline.get("probes", 1) > 0 or now.get("probes", 1) > 0
 
 
 def check_scenario(baseline: dict[str, Any], resolved: dict[str, Any], source: str) -> None:

@@ -42,6 +42,21 @@ def part_means(turns: pd.DataFrame) -> dict[str, float]:
     return {c.removesuffix("_tokens"): float(turns[c].mean()) if len(turns) else 0.0 for c in cols}
 
 
+RECALL_UNAVAILABLE = "unavailable (no probes)"
+"""The recall cell of a run without probe questions (a trace without ground truth)."""
+
+
+def recall_available(block: dict[str, Any]) -> bool:
+    """Whether a summary block measured recall (runs saved before ``probes`` existed did)."""
+    return block.get("probes", 1) > 0
+
+
+def _recall_cell(block: dict[str, Any], run: StrategyRun) -> str:
+    if not recall_available(block):
+        return RECALL_UNAVAILABLE
+    return f"{block['recall']:.1%} ({block['stale_share']:.1%})"
+
+
 def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Row]:
     """The rows of the comparison table, in display order."""
     users, days = summary["users"], summary["days"]
@@ -98,7 +113,7 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
                 f"{b['injected_tokens_max']}"
             ),
         ),
-        row("recall (stale)", lambda b, r: f"{b['recall']:.1%} ({b['stale_share']:.1%})"),
+        row("recall (stale)", _recall_cell),
     ]
     if any(b.get("degraded_turns") or b.get("retries") for b in blocks):  # faults injected
         rows.insert(

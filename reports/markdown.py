@@ -15,6 +15,7 @@ from reports.compare import (
     memory_work_lead,
     memory_work_rows,
     part_means,
+    recall_available,
 )
 from sim.engine import StrategyRun
 from strategies.registry import external_strategies
@@ -47,10 +48,14 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     return lines
 
 
-def findings(summary: dict[str, Any], names: list[str]) -> list[str]:
+def findings(
+    summary: dict[str, Any], names: list[str], config: dict[str, Any] | None = None
+) -> list[str]:
     """What stands out in a run, one Markdown bullet each (shared with ``report.html``).
 
-    Strategy names are in ``**bold**``; nothing else is marked up.
+    Strategy names are in ``**bold**``; nothing else is marked up. ``config`` (the
+    resolved configuration) tells a replayed trace: its skipped questions, and
+    why recall is unavailable when it has no probe.
     """
     blocks = {name: summary["strategies"][name] for name in names}
     cheapest = min(blocks, key=lambda n: blocks[n]["usd_total"])
@@ -101,11 +106,36 @@ def findings(summary: dict[str, Any], names: list[str]) -> list[str]:
                 f"({block['injected_instructions']:,} injected in all); "
                 "the strategy setting instruction_guard = true blocks them at write time."
             )
-    lines.append(
-        f"- Best recall: **{best_recall}** ({blocks[best_recall]['recall']:.1%} of probe questions "
-        "had the latest fact in the prompt)."
-    )
+    trace = ((config or {}).get("resolved") or {}).get("trace")
+    if not all(recall_available(b) for b in blocks.values()):
+        why = "the trace has no ground truth" if trace else "the run asked no probe question"
+        lines.append(f"- Recall unavailable: {why} (0 probes), so no recall figure is shown.")
+    else:
+        lines.append(
+            f"- Best recall: **{best_recall}** ({blocks[best_recall]['recall']:.1%} of probe "
+            "questions had the latest fact in the prompt)."
+        )
+    if trace:
+        lines.append(trace_finding(trace))
     return lines
+
+
+def trace_finding(trace: dict[str, Any]) -> str:
+    """One bullet on the replayed trace: what it held and what was left out."""
+    kind = "LoCoMo conversations" if trace["format"] == "locomo" else "users of a chat log"
+    line = (
+        f"- Replayed a real trace: {trace['users']:,} {kind}, {trace['sessions']:,} sessions, "
+        f"{trace['turns']:,} user turns of which {trace['probes']:,} probe questions"
+    )
+    skipped = trace.get("skipped") or {}
+    if trace.get("questions"):
+        line += f" of {trace['questions']:,} QA items"
+    if skipped:
+        line += " (skipped: " + ", ".join(f"{n:,} {why}" for why, n in skipped.items()) + ")"
+    ignored = trace.get("ignored") or {}
+    if ignored:
+        line += "; lines not replayed: " + ", ".join(f"{n:,} {why}" for why, n in ignored.items())
+    return line + "."
 
 
 UNUSED_MEMORY_SHARE = 0.9
@@ -160,7 +190,7 @@ def render(
         "",
         "## Findings",
         "",
-        *findings(summary, names),
+        *findings(summary, names, resolved),
         "",
         "## Comparison",
         "",

@@ -115,7 +115,7 @@ def write_reports(results: Results) -> None:
         summary,
         results.config,
         comparison_rows(summary, runs),
-        markdown.findings(summary, results.strategies),
+        markdown.findings(summary, results.strategies, results.config),
         drawn,
         (real, memory_work_rows(summary, runs)) if real else None,
     )

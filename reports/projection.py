@@ -300,6 +300,11 @@ def project(
     """
     if sim_users < 1:
         raise ConfigError(f"--sim-users: {sim_users}: expected a positive number")
+    if scenario.trace is not None:
+        raise ConfigError(
+            f"{source}: field 'trace': a projection scales synthetic users; "
+            "a trace has a fixed set of users (use `memsim run`)"
+        )
     rates = model_rates(scenario, models or [scenario.llm.model])
     base = build_strategies(scenario, source)
     embedding = scenario_rates(scenario)[1]

@@ -84,7 +84,8 @@ class _SummaryCollector:
             for purpose in TOKEN_PURPOSES:
                 tokens.add_metric([*who, purpose], b["tokens_by_purpose"].get(purpose, 0))
             usd.add_metric(who, b["usd_total"])
-            recall.add_metric(who, b["recall"])
+            if b.get("probes", 1):  # no probes: recall unavailable, no sample
+                recall.add_metric(who, b["recall"])
             for rule, alert in (b.get("alerts") or {}).items():
                 alerts.add_metric([*who, rule], 1.0 if alert["fired"] else 0.0)
         yield from (store, extraction, inject, retrieval, tokens, usd, recall, alerts)

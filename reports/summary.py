@@ -28,7 +28,9 @@ Definitions:
   the end that no prompt ever held.
 * ``recall`` is the share of probe questions whose prompt held the latest version
   of the fact asked about (in memories or verbatim history); ``stale_share`` the
-  share whose prompt held an outdated version of it.
+  share whose prompt held an outdated version of it. ``probes`` counts the probe
+  questions; with none (a trace without ground truth) recall and stale share are
+  unavailable: both stay 0.0 in the file, and the reports say so.
 * ``alerts`` holds, per rule of :mod:`reports.alerts`, whether it fired on the
   simulated timeline, when it first fired (``first_fired_s``, 0-based
   ``first_fired_day``) and the USD spent by then (``null`` when it did not fire).
@@ -123,6 +125,7 @@ def strategy_summary(
         "memories_written": written,
         "dedup_rate": _r(max(1 - written / extracted, 0.0)) if extracted else 0.0,
         "recall": _r(probes["recall"].mean()) if len(probes) else 0.0,
+        "probes": len(probes),
         "stale_share": _r(probes["stale"].mean()) if len(probes) else 0.0,
         **_memory_use_keys(calls, final, total_memories),
         **_instruction_keys(turns),

@@ -28,9 +28,20 @@ def locate(spec: str) -> Path:
 
 
 def load(spec: str) -> tuple[Scenario, Path]:
-    """Load and validate a scenario by path or shipped name."""
+    """Load and validate a scenario by path or shipped name.
+
+    A relative ``[trace] path`` is read from the scenario file's folder: the
+    returned scenario holds it as an absolute path.
+    """
     path = locate(spec)
-    return load_scenario_file(path), path
+    scenario = load_scenario_file(path)
+    trace = scenario.trace
+    if trace is not None and not Path(trace.path).expanduser().is_absolute():
+        absolute = (path.parent / Path(trace.path).expanduser()).resolve()
+        scenario = scenario.model_copy(
+            update={"trace": trace.model_copy(update={"path": str(absolute)})}
+        )
+    return scenario, path
 
 
 def description(path: Path) -> str:

@@ -37,6 +37,7 @@ from reports.terminal import print_calibration, print_check, print_comparison
 from sim import __version__
 from sim.config import ConfigError, Scenario, format_validation_error
 from sim.runner import RunResult, build_strategies, rates_for, resolve_config, run_scenario
+from sim.traces import bind_trace
 
 app = typer.Typer(
     name="memsim",
@@ -69,9 +70,47 @@ def _root(
     """memsim: cost and token-leak simulation for LLM chatbot memory."""
 
 
-def _load(spec: str, **overrides: object) -> tuple[Scenario, str]:
+TRACE_FORMATS = {".json": "locomo", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+"""The trace format ``--trace`` assumes from the file's suffix, when the scenario has none."""
+
+
+def _with_trace(scenario: Scenario, trace: Path | None, overrides: dict) -> Scenario:
+    """The scenario with ``--trace`` (read from the current folder) and ``--users``.
+
+    The trace's format comes from its suffix, else from the scenario's ``[trace]``.
+    With a trace, ``--users N`` replays its first N users (``max_users``), and
+    ``--days`` is refused: a trace sets the days itself.
+    """
+    if trace is not None:
+        fmt = TRACE_FORMATS.get(trace.suffix.lower()) or (
+            scenario.trace.format if scenario.trace else None
+        )
+        if fmt is None:
+            raise ConfigError(
+                f"--trace: {trace}: cannot tell the format from the suffix (.json: LoCoMo, "
+                ".jsonl: chat log); set [trace] format in the scenario"
+            )
+        settings = scenario.trace.model_dump() if scenario.trace else {}
+        settings |= {"format": fmt, "path": str(trace.expanduser().resolve())}
+        data = scenario.model_dump() | {"trace": settings}
+        if "embedder" not in scenario.model_fields_set:
+            del data["embedder"]  # a trace's default embedder (see Scenario.embedder)
+        scenario = Scenario.model_validate(data)
+    if scenario.trace is None:
+        return scenario
+    if overrides.get("days") is not None:
+        raise ConfigError("--days: a trace sets the simulated days itself")
+    users = overrides.pop("users", None)
+    if users is not None:
+        settings = scenario.trace.model_dump() | {"max_users": users}
+        scenario = Scenario.model_validate(scenario.model_dump() | {"trace": settings})
+    return scenario
+
+
+def _load(spec: str, trace: Path | None = None, **overrides: object) -> tuple[Scenario, str]:
     scenario, path = scenarios.load(spec)
     try:
+        scenario = _with_trace(scenario, trace, overrides)
         scenario = scenario.with_overrides(**overrides)
     except ValidationError as err:
         raise ConfigError(
@@ -132,6 +171,13 @@ AddressOpt = Annotated[
 ScenarioArg = Annotated[
     str, typer.Argument(help="A scenario file, or the name of a shipped scenario.")
 ]
+TraceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Replay this trace instead of synthetic users: a LoCoMo file (.json) or a chat "
+        "log (.jsonl); with it, --users N replays the first N users.",
+    ),
+]
 
 
 @app.command()
@@ -146,6 +192,7 @@ def run(
     users: Annotated[int | None, typer.Option(min=1, help="Override the number of users.")] = None,
     days: Annotated[int | None, typer.Option(min=1, help="Override the simulated days.")] = None,
     seed: Annotated[int | None, typer.Option(min=0, help="Override the random seed.")] = None,
+    trace: TraceOpt = None,
     shard_users: Annotated[
         int | None, typer.Option(min=1, help="Override the users per shard (shard_users).")
     ] = None,
@@ -175,6 +222,7 @@ def run(
             _check_strategy_flag(spec)
         scn, source = _load(
             scenario,
+            trace,
             users=users,
             days=days,
             seed=seed,
@@ -293,7 +341,10 @@ def check(
         tolerances = ci.parse_tolerances(tolerance or [])
         scn, source = _load(scenario)
         out_dir = out if out is not None else Path("out") / f"{scn.name}-check"
-        resolved = resolve_config(scn, build_strategies(scn, source), rates_for(scn, source))
+        bound, trace = bind_trace(scn, source)
+        resolved = resolve_config(
+            bound, build_strategies(bound, source), rates_for(bound, source), trace
+        )
         ci.check_scenario(reference, resolved, str(baseline_file))
         with tempfile.TemporaryDirectory(prefix="memsim-check-") as scratch:
             parallel = Parallel(workers, executor, address)
@@ -423,17 +474,19 @@ def list_() -> None:
 
 
 @app.command()
-def validate(scenario: ScenarioArg) -> None:
-    """Check a scenario file (fields, values, strategies) without running it."""
+def validate(scenario: ScenarioArg, trace: TraceOpt = None) -> None:
+    """Check a scenario file (fields, values, strategies, its trace) without running it."""
     try:
-        scn, source = _load(scenario)
+        scn, source = _load(scenario, trace)
+        scn, info = bind_trace(scn, source)
         built = build_strategies(scn, source)
         rates_for(scn, source)
     except ConfigError as err:
         raise _fail(str(err)) from None
+    replayed = f"; trace: {info.turns:,} user turns, {info.probes:,} of them probes" if info else ""
     typer.echo(
         f"{source}: ok ({scn.users:,} users × {scn.days} days; strategies: "
-        f"{', '.join(s.name for s in built)})"
+        f"{', '.join(s.name for s in built)}{replayed})"
     )
 
 

@@ -312,6 +312,32 @@ class FaultsConfig(_Model):
         return self.llm_faults or self.store_faults
 
 
+class TraceConfig(_Model):
+    """A real conversation trace replayed instead of the synthetic workload (``[trace]``).
+
+    With a trace, users, sessions, messages and times come from the file (see
+    :mod:`sim.traces`): the scenario's ``users`` and ``days`` are replaced by the
+    trace's number of users and the days it spans, and ``[workload]`` is not used
+    except ``think_time_s_mean`` (the gap between LoCoMo turns, which have no times).
+    """
+
+    format: Literal["locomo", "jsonl"]
+    """``locomo``: the LoCoMo benchmark file (``locomo10.json``); ``jsonl``: one chat
+    line per JSON object (``user_id``, ``session_id``, ``timestamp``, ``role``, ``content``)."""
+    path: Annotated[str, Field(min_length=1)]
+    """The trace file. In a scenario file a relative path is read from the scenario
+    file's folder; on the command line (``--trace``) from the current folder."""
+    max_users: Annotated[int, Field(ge=1)] | None = None
+    """Replay only the trace's first ``max_users`` users (``None``: all of them)."""
+    max_sessions: Annotated[int, Field(ge=1)] | None = None
+    """Replay only each user's first ``max_sessions`` sessions (``None``: all). LoCoMo
+    questions citing a turn of a later session are skipped; the final session of
+    questions is asked after the last session replayed."""
+    categories: Annotated[list[Literal[1, 2, 3, 4, 5]], Field(min_length=1)] = [1, 2, 3, 4]
+    """LoCoMo only: the QA categories whose questions become probes (5, adversarial,
+    is off by default: its questions have no answer in the conversation)."""
+
+
 class Scenario(_Model):
     """A complete scenario: who talks, how much, to which model, with which strategies."""
 
@@ -339,7 +365,11 @@ class Scenario(_Model):
     written by ``memsim calibrate``, or ``none`` to use the scalar parameters of
     ``[embedding]`` and ``[vector_store]`` instead."""
     embedder: Literal["latent", "minilm"] = "latent"
-    """``latent``: the fast calibrated mock; ``minilm``: all-MiniLM-L6-v2 (real, CPU)."""
+    """``latent``: the fast calibrated mock; ``minilm``: all-MiniLM-L6-v2 (real, CPU).
+
+    A scenario with a ``[trace]`` defaults to ``minilm``: the latent embedder knows
+    the topics of generated texts only, and gives every real text a random
+    direction of its own, so retrieval on a trace would be chance."""
     store: Literal["numpy", "chroma", "chroma-http"] = "numpy"
     """``numpy``: exact, in memory; ``chroma``: embedded ChromaDB; ``chroma-http``: a
     ChromaDB server at ``vector_store.host:port``."""
@@ -353,6 +383,16 @@ class Scenario(_Model):
     """Injected provider and store faults (see the README, "Fault injection")."""
     strategy: dict[str, dict[str, Any]] = {}
     """Per-strategy overrides, e.g. ``[strategy.batched-dedup-budget] budget_tokens = 800``."""
+    trace: TraceConfig | None = None
+    """A real trace to replay instead of the synthetic workload (``None``: synthetic)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _trace_embedder(cls, data: Any) -> Any:
+        """A trace without an ``embedder`` setting gets the real one (see ``embedder``)."""
+        if isinstance(data, dict) and data.get("trace") is not None and "embedder" not in data:
+            return {**data, "embedder": "minilm"}
+        return data
 
     def with_overrides(self, **changes: Any) -> Scenario:
         """A copy with top-level fields replaced (``None`` values are ignored), re-validated."""

@@ -94,9 +94,13 @@ class LLMClient:
         )
         return result
 
-    def chat(self, prompt_tokens: int) -> LLMResult:
-        """A chat completion for a prompt of ``prompt_tokens``."""
-        return self._meter(self._ctx.services.llm.chat(self._ctx.user, prompt_tokens))
+    def chat(self, prompt_tokens: int, scripted: Message | None = None) -> LLMResult:
+        """A chat completion for a prompt of ``prompt_tokens``.
+
+        ``scripted``: the reply a replayed trace recorded, returned instead of a
+        generated one (see :meth:`sim.llm.MockLLM.chat`).
+        """
+        return self._meter(self._ctx.services.llm.chat(self._ctx.user, prompt_tokens, scripted))
 
     def extract(
         self, messages: Sequence[Message], system_prompt: str | None = None

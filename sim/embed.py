@@ -217,7 +217,7 @@ class MiniLMEmbedder:
 
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
-        self._model = SentenceTransformer(str(package.get_model_path()), device="cpu")
+        self._model = _sentence_transformer(SentenceTransformer, str(package.get_model_path()))
         self._cache: dict[str, np.ndarray] = {}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -235,6 +235,22 @@ class MiniLMEmbedder:
                 vec.flags.writeable = False
                 self._cache[text] = vec
         return np.stack([self._cache[t] for t in texts])
+
+
+_LOADED: dict[str, object] = {}
+
+
+def _sentence_transformer(loader: type, path: str) -> object:
+    """The model at ``path``, loaded once per process.
+
+    Loading takes seconds, and every run in a process (each point of a sweep, each
+    test) would load it again; inference does not change it, so runs sharing it
+    get the same vectors.
+    """
+    model = _LOADED.get(path)
+    if model is None:
+        model = _LOADED[path] = loader(path, device="cpu")
+    return model
 
 
 class SwitchingEmbedder:

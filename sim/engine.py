@@ -134,6 +134,9 @@ class Engine:
         for session in script.sessions:
             if session.start_s > env.now:
                 yield env.timeout(session.start_s - env.now)
+            if session.replies is not None:  # a real trace: the recorded replies
+                yield from self._replayed_session(ctx, session.messages, session.replies)
+                continue
             for msg in session.messages:
                 if msg.gap_s:
                     yield env.timeout(msg.gap_s)
@@ -141,7 +144,16 @@ class Engine:
         if self.on_user_done is not None:
             self.on_user_done(script.turns)
 
-    def _turn(self, ctx: TurnContext, msg: Message) -> Generator:
+    def _replayed_session(
+        self, ctx: TurnContext, messages: list[Message], replies: list[Message | None]
+    ) -> Generator:
+        """A trace's session: each message answered with the reply the trace recorded."""
+        for msg, scripted in zip(messages, replies, strict=True):
+            if msg.gap_s:
+                yield self.env.timeout(msg.gap_s)
+            yield from self._turn(ctx, msg, scripted)
+
+    def _turn(self, ctx: TurnContext, msg: Message, scripted: Message | None = None) -> Generator:
         env, strategy, user = self.env, self.strategy, ctx.user
         start = ctx.now = env.now
         ctx.session = msg.session
@@ -153,7 +165,7 @@ class Engine:
         parts = prompt.tokens(self.services.tokens)
         prompt_tokens = parts.total
         recall, stale = _probe_outcome(prompt, msg.probe)
-        result = ctx.llm.chat(prompt_tokens)
+        result = ctx.llm.chat(prompt_tokens, scripted)
         chat = ctx.take_spans()
         error, queued = "", 0.0
         if planning:  # no spans, no replay: nothing would be scheduled or recorded
@@ -403,15 +415,22 @@ class Engine:
         return sum(1 for memory in store.memories(user) if memory.hit_count == 0)
 
 
-def _probe_outcome(prompt, probe: tuple[str, int] | None) -> tuple[int, int]:
+def _probe_outcome(prompt, probe) -> tuple[int, int]:
     """``(recall, stale)`` of a probe: the fact's latest version in the prompt, an older one.
 
-    Both are -1 when the message is not a probe.
+    Both are -1 when the message is not a probe. A probe that needs several facts
+    (a tuple of ``(slot, version)`` pairs) is recalled when all of them are in the
+    prompt, and stale when an older version of any of them is.
     """
     if probe is None:
         return -1, -1
-    slot, version = probe
     present = prompt.facts()
+    if not isinstance(probe[0], str):  # several facts: all are needed
+        recalled = all(pair in present for pair in probe)
+        needed = dict(probe)
+        stale = any(s in needed and v < needed[s] for s, v in present)
+        return int(recalled), int(stale)
+    slot, version = probe
     return int((slot, version) in present), int(any(s == slot and v < version for s, v in present))
 
 

@@ -20,6 +20,12 @@ is Mem0's memory-update call: given one new fact and the stored memories most
 similar to it, it answers ADD, UPDATE, DELETE or NONE as Mem0's prompt asks
 (``{"memory": [{"id", "text", "event", "old_memory"?}]}``), decided from ground
 truth and wrong at a configurable rate.
+
+Messages replayed from a real trace (kind ``trace``, :mod:`sim.traces`) carry no
+annotation except the facts of the turns a benchmark annotated: ``extract``
+returns those with the same noise, and for any other trace text falls back to
+:func:`sim.heuristic.heuristic_facts`; ``chat`` answers with the reply the trace
+recorded when there is one.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Protocol
 import numpy as np
 
 from sim.config import LLMConfig
+from sim.heuristic import heuristic_facts
 from sim.textbank import (
     DERIVED_FACTS,
     EXTRACT_SYSTEM_PROMPT,
@@ -49,7 +56,7 @@ from sim.textbank import (
     Slot,
 )
 from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter, encoding
-from sim.workload import TRANSCRIPT_PREFIX, Fact, Message, TextCatalog
+from sim.workload import TRACE_KIND, TRANSCRIPT_PREFIX, Fact, Message, TextCatalog
 
 LLM_STREAM = 3  # first spawn-key word of every mock-LLM generator
 PURPOSES = ("chat", "extract", "summarize", "update")
@@ -207,8 +214,14 @@ class MockLLM:
         return total
 
     # -- chat -----------------------------------------------------------------
-    def chat(self, user: int, prompt_tokens: int) -> LLMResult:
-        """Answer a chat request of ``prompt_tokens`` (overhead included)."""
+    def chat(self, user: int, prompt_tokens: int, scripted: Message | None = None) -> LLMResult:
+        """Answer a chat request of ``prompt_tokens`` (overhead included).
+
+        ``scripted`` is the reply a replayed trace recorded: it is returned as it
+        is (cut at ``max_output_tokens`` as the API would), with its real token
+        count, and only the latency jitter is drawn; without one, a reply is
+        generated from the sentence bank.
+        """
         cfg = self.cfg
         rng = self._streams["chat"].get(user) or self.stream(user, "chat")
         max_output_tokens = cfg.max_output_tokens
@@ -221,6 +234,8 @@ class MockLLM:
                 "messages or completion."
             )
             return LLMResult("chat", 0, 0, cfg.ttft_base_s, CONTEXT_LENGTH_EXCEEDED, message)
+        if scripted is not None:
+            return self._scripted(rng, user, prompt_tokens, scripted)
         target = cfg.reply_tokens_mean * math.exp(rng.gauss(self._reply_mu, cfg.reply_tokens_sigma))
         target = min(max(int(target), 8), max_output_tokens)
         reply = self._reply(rng, target)
@@ -230,6 +245,17 @@ class MockLLM:
         tokens_out = reply.tokens
         latency_s = self.latency(rng, prompt_tokens, tokens_out)
         return LLMResult("chat", prompt_tokens, tokens_out, latency_s, "", "", reply)
+
+    def _scripted(
+        self, rng: random.Random, user: int, prompt_tokens: int, reply: Message
+    ) -> LLMResult:
+        """The chat result that answers with a trace's recorded ``reply``."""
+        if reply.tokens > self.cfg.max_output_tokens:
+            reply = self._truncate(reply, self.cfg.max_output_tokens)
+            reply.kind = TRACE_KIND
+        reply.user = user
+        latency_s = self.latency(rng, prompt_tokens, reply.tokens)
+        return LLMResult("chat", prompt_tokens, reply.tokens, latency_s, "", "", reply)
 
     def _reply(self, rng: random.Random, target: int) -> Message:
         """A reply of about ``target`` tokens (at least 1), assembled from the sentence bank.
@@ -321,8 +347,11 @@ class MockLLM:
         seeded by the request instead.
         """
         cfg = self.cfg
-        factoids: dict[tuple[str, int], Factoid] = {}
+        factoids: dict[tuple, Factoid] = {}
         for msg in messages:
+            if msg.kind == TRACE_KIND:
+                self._trace_factoids(rng, msg, factoids)
+                continue
             for fact in msg.facts:
                 if rng.random() < cfg.extract_miss_rate:
                     continue
@@ -351,6 +380,34 @@ class MockLLM:
     def overflow(self, purpose: str, prompt_tokens: int) -> LLMResult | None:
         """The API's ``context_length_exceeded`` failure of a request, or None if it fits."""
         return self._overflow(purpose, prompt_tokens)
+
+    def _trace_factoids(
+        self, rng: random.Random, msg: Message, factoids: dict[tuple, Factoid]
+    ) -> None:
+        """Add what extraction returns for one message of a real trace to ``factoids``.
+
+        A message with ground truth (a LoCoMo evidence turn) returns its facts, each
+        missed and reworded at the scenario's rates: a fact's value is its memory
+        text, and a reworded one is phrased ``<value> (as the user said)``, which
+        is enough to defeat exact-text dedup as a model's rewording does. Any
+        other message returns the facts of :func:`sim.heuristic.heuristic_facts`,
+        which draws no random number, without ground truth.
+        """
+        if not msg.facts:
+            for found in heuristic_facts(msg.text):
+                key = ("heuristic", found.content)
+                factoids.setdefault(key, Factoid(found.content, found.importance, "other"))
+            return
+        cfg = self.cfg
+        for fact in msg.facts:
+            if rng.random() < cfg.extract_miss_rate:
+                continue
+            reworded = rng.random() < cfg.extract_reword_rate
+            text = f"{fact.value} (as the user said)" if reworded else fact.value
+            importance = 4 if any(f.importance >= 4 for f in heuristic_facts(fact.value)) else 3
+            factoids[(fact.slot, fact.version)] = Factoid(
+                text, importance, "background", ((fact.slot, fact.version),)
+            )
 
     def _derived(self, rng: random.Random) -> list[Factoid]:
         """Between ``extract_derived_facts_min`` and ``..._max`` made-up derived facts.
@@ -435,7 +492,9 @@ class MockLLM:
 
         Each fact of the previous summary survives with probability
         ``1 - summarize_drift``; facts stated in ``messages`` are added, and a
-        newer version of a slot replaces the older one.
+        newer version of a slot replaces the older one. Trace messages without
+        ground truth add their heuristic facts (the latest
+        :data:`SUMMARY_HEURISTIC_MAX` are kept).
         """
         cfg, rng = self.cfg, self.stream(user, "summarize")
         kept: dict[str, Fact] = {}
@@ -444,10 +503,13 @@ class MockLLM:
                 if rng.random() >= cfg.summarize_drift:
                     kept[slot] = fact
         for msg in messages:
+            if msg.kind == TRACE_KIND and not msg.facts:
+                _keep_heuristic(kept, msg.text)
+                continue
             for fact in msg.facts:
                 kept[fact.slot] = fact
         ordered = sorted(kept.values(), key=lambda f: f.slot)
-        text = " ".join(SLOT_BY_KEY[f.slot].memories[0].format(v=f.value) for f in ordered)
+        text = " ".join(_summary_sentence(f) for f in ordered)
         text = text or "No durable facts about the user yet."
         prev_tokens = self.tokens.count(previous.text) if previous else 0
         tokens_in = (
@@ -504,6 +566,37 @@ class MockLLM:
             self.latency(rng, tokens_in, tokens_out),
             decision=decision,
         )
+
+
+HEURISTIC_SLOT = "heuristic:"
+"""Slot prefix of a summary's facts found by :mod:`sim.heuristic` (no ground truth)."""
+SUMMARY_HEURISTIC_MAX = 30
+"""Most heuristic facts a summary keeps (the latest): a summary stays a summary."""
+
+
+def _keep_heuristic(kept: dict[str, Fact], text: str) -> None:
+    """Add the heuristic facts of a trace message without ground truth to a summary's.
+
+    They count as facts of their own (slot ``heuristic:<text>``): they drift like
+    the others, and only the latest :data:`SUMMARY_HEURISTIC_MAX` are kept.
+    """
+    for found in heuristic_facts(text):
+        slot = HEURISTIC_SLOT + found.content
+        kept.pop(slot, None)  # a repeat is the latest again
+        kept[slot] = Fact(slot, 0, found.content)
+    heuristic = [slot for slot in kept if slot.startswith(HEURISTIC_SLOT)]
+    for slot in heuristic[: max(len(heuristic) - SUMMARY_HEURISTIC_MAX, 0)]:
+        del kept[slot]
+
+
+def _summary_sentence(fact: Fact) -> str:
+    """How a summary states one fact: the slot's first memory phrasing.
+
+    A fact of a real trace (its slot is not in the bank) is stated by its value:
+    its memory text, or the sentence the heuristic kept.
+    """
+    slot = SLOT_BY_KEY.get(fact.slot)
+    return slot.memories[0].format(v=fact.value) if slot is not None else fact.value
 
 
 def _ground_truth(

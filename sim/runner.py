@@ -33,6 +33,7 @@ from sim.pricing import Rates, scenario_rates
 from sim.shards import Shard, plan, shard_scenario
 from sim.store import NumpyStore, VectorStore
 from sim.tokens import ENCODING_NAME, TokenCounter
+from sim.traces import TraceInfo, bind_trace, read_trace, trace_workload
 from sim.workload import Workload, generate_workload
 from strategies import resolve
 from strategies.base import Strategy
@@ -87,10 +88,19 @@ def rates_for(scenario: Scenario, source: str) -> tuple[Rates, Rates]:
 
 
 def resolve_config(
-    scenario: Scenario, strategies: list[Strategy], rates: tuple[Rates, Rates]
+    scenario: Scenario,
+    strategies: list[Strategy],
+    rates: tuple[Rates, Rates],
+    trace: TraceInfo | None = None,
 ) -> dict:
-    """The fully resolved configuration: every default spelled out (hashed, and saved)."""
+    """The fully resolved configuration: every default spelled out (hashed, and saved).
+
+    ``trace``: what the scenario's trace held (its SHA-256, users, probes, what
+    was skipped), saved as ``resolved.trace``: a changed trace file changes the hash.
+    """
     data = scenario.model_dump(mode="json")
+    if data["trace"] is None:
+        del data["trace"]  # synthetic runs resolve (and hash) as they did before traces
     data["strategy"] = {s.name: s.config.model_dump(mode="json") for s in strategies}
     data["strategies"] = [s.name for s in strategies]
     data["resolved"] = {
@@ -102,6 +112,8 @@ def resolve_config(
         },
         "embedding_usd_per_million_tokens": rates[1].input_usd_per_token * 1e6,
     }
+    if trace is not None:
+        data["resolved"]["trace"] = trace.as_dict()
     return data
 
 
@@ -197,7 +209,11 @@ def prepare(
         except ConfigError as err:
             raise ConfigError(f"{source}: field 'calibration': {err}") from None
     tokens = TokenCounter()
-    workload = generate_workload(scenario, tokens, users)
+    if scenario.trace is not None:
+        trace = read_trace(scenario.trace, scenario.workload.think_time_s_mean)
+        workload = trace_workload(trace, tokens, users)
+    else:
+        workload = generate_workload(scenario, tokens, users)
     embedder = build_embedder(scenario, workload, profile)
     switch_to = None
     if scenario.embedding.switch_at_day is not None:
@@ -243,15 +259,19 @@ def run_scenario(
     ``workdir`` holds the embedded ChromaDB (``store = "chroma"``) when the
     scenario names no ``vector_store.path``; without it a temporary folder is used.
 
+    A scenario with a ``[trace]`` replays it (:mod:`sim.traces`): its ``users`` and
+    ``days`` become the trace's, in the returned result too.
+
     A scenario with more users than ``shard_users`` is simulated shard by shard
     (:mod:`sim.shards`) on ``workers`` processes of ``executor`` (``address``: an
     existing Ray cluster); the shards' records are joined in shard order, so the
     result does not depend on ``workers`` or ``executor``.
     """
+    scenario, trace = bind_trace(scenario, source)
     if strategies is None:
         strategies = build_strategies(scenario, source)
     rates = rates_for(scenario, source)
-    resolved = resolve_config(scenario, strategies, rates)
+    resolved = resolve_config(scenario, strategies, rates, trace)
     config_hash = config_sha256(resolved)
     shards = plan(scenario)
     with tempfile.TemporaryDirectory(prefix="memsim-") as scratch:

@@ -47,6 +47,7 @@ from sim.config import (
 )
 from sim.executors import ExecutorName, run_tasks
 from sim.runner import build_strategies, rates_for, resolve_config, run_scenario
+from sim.traces import bind_trace
 
 RESERVED = {"seed": "seeds", "strategies": "strategies"}  # swept by their own fields
 Warn = Callable[[str], None]
@@ -445,8 +446,9 @@ def _plan_runs(
         for seed in seeds:
             for name in names:
                 scenario = point.scenario.with_overrides(seed=seed, strategies=[name])
-                built = build_strategies(scenario, source)
-                key = run_key(resolve_config(scenario, built, rates_for(scenario, source)))
+                bound, trace = bind_trace(scenario, source)  # a trace's content is in the key
+                built = build_strategies(bound, source)
+                key = run_key(resolve_config(bound, built, rates_for(bound, source), trace))
                 runs.append(Run(point.index, seed, name, key))
                 payloads.setdefault(key, (scenario.model_dump(mode="json"), source))
     return runs, payloads

@@ -39,6 +39,11 @@ from sim.tokens import TokenCounter
 SECONDS_PER_DAY = 86_400.0
 WORKLOAD_STREAM = 1  # first spawn-key word of every workload generator
 KINDS = ("state", "restate", "update", "probe", "filler", "instruction")
+TRACE_KIND = "trace"
+"""The kind of a message replayed from a real trace (:mod:`sim.traces`), either role.
+
+Its text carries no hidden annotations beyond ``facts`` (ground truth where the
+trace has some): extraction falls back to :mod:`sim.heuristic` for the rest."""
 TRANSCRIPT_PREFIX = {"user": "User: ", "assistant": "Assistant: "}
 """How a message starts as one transcript line (``User: text`` + newline)."""
 _USER_LINE_HEAD = TRANSCRIPT_PREFIX["user"][:-1]  # the prefix is this head and one space
@@ -61,9 +66,12 @@ class Message:
         text: The message text.
         tokens: Token count of ``text`` (content only, without chat overhead).
         kind: ``state``, ``restate``, ``update``, ``probe``, ``filler``,
-            ``instruction`` or ``reply``.
+            ``instruction``, ``reply`` or ``trace`` (:data:`TRACE_KIND`).
         facts: Facts this message states.
         probe: The fact (slot, latest version) a probe question needs, else ``None``.
+            A question that needs several facts (a LoCoMo question with several
+            evidence turns) holds a tuple of such pairs instead, all of which
+            must be in the prompt for it to count as recalled.
         user: Index of the user the message belongs to.
         session: Index of the session within the user's script.
         turn: Index of the turn within the session.
@@ -79,7 +87,7 @@ class Message:
     tokens: int
     kind: str = "reply"
     facts: tuple[Fact, ...] = ()
-    probe: tuple[str, int] | None = None
+    probe: tuple[str, int] | tuple[tuple[str, int], ...] | None = None
     user: int = 0
     session: int = 0
     turn: int = 0
@@ -90,10 +98,18 @@ class Message:
 
 @dataclass(slots=True)
 class Session:
-    """A user's visit: a start time and the user messages sent in it."""
+    """A user's visit: a start time and the user messages sent in it.
+
+    ``replies`` (real traces only) holds, for each message, the assistant's reply
+    the trace recorded (``None`` where it has none): the mock LLM answers with it
+    instead of a generated reply. ``None`` (synthetic sessions): every reply is
+    generated. Kept here rather than on each message, so synthetic messages stay
+    as small as they were.
+    """
 
     start_s: float
     messages: list[Message]
+    replies: list[Message | None] | None = None
 
 
 @dataclass(slots=True)
