@@ -114,7 +114,9 @@ def _run_pool(
     with context.Manager() as manager:
         channel = manager.Queue() if on_progress and _takes_report(fn) else None
         extra = {"report": _QueueReport(channel)} if channel is not None else {}
-        pool = ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context)
+        pool = ProcessPoolExecutor(
+            min(workers, len(tasks)), mp_context=context, initializer=_one_compute_thread
+        )
         try:
             pending = {pool.submit(fn, *task, **extra): i for i, task in enumerate(tasks)}
             while pending:
@@ -131,6 +133,17 @@ def _run_pool(
             raise
         pool.shutdown()
     return results
+
+
+def _one_compute_thread() -> None:
+    """Worker set-up: one OpenMP/PyTorch thread per worker process (unless set already).
+
+    The workers already use every core between them; the real embedder's own
+    thread pool on top would oversubscribe them, and PyTorch's spinning threads
+    slow down many times over when they share a core (Ray sets the same default
+    for its workers).
+    """
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 def _stop(pool: ProcessPoolExecutor) -> None:

@@ -292,6 +292,15 @@ class MockBackend:
                     fh.write(json.dumps(asdict(record)) + "\n")
         return record
 
+    def refused(
+        self, endpoint: str, purpose: str, model: str, err: RequestError, arrived: float
+    ) -> None:
+        """Record a request answered with an error: nothing billed, no latency."""
+        code = err.code or "invalid_request"
+        self.record(
+            RequestRecord(0, endpoint, purpose, model, 0, 0, 0.0, 0, err.status, code, "", arrived)
+        )
+
     def _rng(self, *key: object) -> random.Random:
         words = np.random.SeedSequence([self.seed, SERVE_STREAM, *_seed_words(*key)])
         return random.Random(int.from_bytes(words.generate_state(4).tobytes(), "little"))
@@ -324,22 +333,7 @@ class MockBackend:
             if overflow is not None:
                 raise RequestError(400, overflow.error_message, overflow.error, "messages")
         except RequestError as err:
-            self.record(
-                RequestRecord(
-                    0,
-                    CHAT,
-                    "chat",
-                    model,
-                    0,
-                    0,
-                    0.0,
-                    0,
-                    err.status,
-                    err.code or "invalid_request",
-                    "",
-                    arrived,
-                )
-            )
+            self.refused(CHAT, "chat", model, err, arrived)
             raise
         text, items = self._answer(kind, pairs)
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
@@ -556,22 +550,7 @@ class MockBackend:
                     400, f"Invalid 'encoding_format': {encoding!r}.", param="encoding_format"
                 )
         except RequestError as err:
-            self.record(
-                RequestRecord(
-                    0,
-                    EMBEDDINGS,
-                    "embed",
-                    model,
-                    0,
-                    0,
-                    0.0,
-                    0,
-                    err.status,
-                    err.code or "invalid_request",
-                    "",
-                    arrived,
-                )
-            )
+            self.refused(EMBEDDINGS, "embed", model, err, arrived)
             raise
         tokens = sum(self.tokens.count_split(t) if isinstance(t, str) else len(t) for t in texts)
         strings = [t if isinstance(t, str) else self._decode(t) for t in texts]
