@@ -314,8 +314,10 @@ def simulate_shard(
     for strategy in strategies:
         factory = _reporting_factory(report, shard.index) if report else None
         runs.append(simulate(parts, strategy, factory))
+    large = parts.workload.turns >= LARGE_RUN_TURNS
     del parts
-    _return_freed_memory()
+    if large:
+        _return_freed_memory()
     return runs
 
 
@@ -408,12 +410,18 @@ def simulate(
         parts.store_latency,
     )
     advance = progress(strategy.name, workload.turns) if progress else None
-    with _rare_full_collections():
+    with _rare_full_collections(collect=workload.turns >= LARGE_RUN_TURNS):
         return Engine(scn, workload, strategy, services, advance).run()
 
 
+LARGE_RUN_TURNS = 20_000
+"""From this many turns a finished engine or shard is freed at once (a full
+collection, a heap trim); smaller ones are left to the collector's next pass, as
+a full collection in a big process takes longer than the whole run."""
+
+
 @contextmanager
-def _rare_full_collections() -> Iterator[None]:
+def _rare_full_collections(collect: bool) -> Iterator[None]:
     """Keep Python's cyclic garbage collector off the simulation's hot path.
 
     With the default thresholds the collector runs every 700 allocations and
@@ -435,4 +443,5 @@ def _rare_full_collections() -> Iterator[None]:
         gc.unfreeze()
         # The finished engine is one big reference cycle (contexts hold its defer
         # hook): free it now, or every shard's state would stay until the run ends.
-        gc.collect()
+        if collect:
+            gc.collect()
