@@ -144,3 +144,24 @@ def test_html_report_has_the_memory_work_section_only_when_a_library_ran(runs):
     assert "<strong>external-mem0</strong> ran a real memory library" in section
     assert "extraction calls/turn" in section and "memories/user mean / max" in section
     assert 'id="memory-work"' not in html.render(summary, result.resolved, rows, [], [])
+
+
+def test_background_ingestion_moves_mem0_work_off_the_turn():
+    scenario = small_scenario().with_overrides(strategies=["external-mem0"])
+    foreground = run_scenario(scenario).runs[0]
+    background = run_scenario(
+        scenario, strategies=[Mem0External(Mem0External.Config(background=True))]
+    ).runs[0]
+    for run, deferred in ((foreground, False), (background, True)):
+        extract = run.calls[run.calls["purpose"] == "extract"]
+        assert len(extract) == len(run.turns)  # one add per turn either way
+        assert extract["background"].eq(deferred).all()
+    # The user no longer waits for the add after the reply.
+    assert foreground.turns["post_reply_s"].sum() > 0
+    assert background.turns["post_reply_s"].sum() < foreground.turns["post_reply_s"].sum()
+
+
+def test_two_workers_give_the_same_summary():
+    scenario = small_scenario().with_overrides(users=4, days=2, shard_users=2)
+    one, two = run_scenario(scenario), run_scenario(scenario, workers=2)
+    assert dumps(summarize(one)) == dumps(summarize(two))
