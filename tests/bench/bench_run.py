@@ -7,9 +7,10 @@ Used by ``tests/bench/test_bench.py``; run alone with
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
+
+from rss import peak_rss_mib
 
 import scenarios
 from sim.runner import build_strategies, prepare, simulate
@@ -36,7 +37,7 @@ def main() -> None:
                 "calls": len(run.calls),
                 "workload_s": t1 - t0,
                 "simulate_s": t2 - t1,
-                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "peak_rss_mib": peak_rss_mib(),
             }
         )
     )

@@ -9,9 +9,10 @@ and joining the shards' records.
 from __future__ import annotations
 
 import json
-import resource
 import sys
 import time
+
+from rss import ChildPeak, peak_rss_mib
 
 import scenarios
 from sim.runner import run_scenario
@@ -24,7 +25,8 @@ def main() -> None:
     scenario, _ = scenarios.load(name)
     scenario = scenario.with_overrides(users=users, days=days, strategies=[strategy])
     started = time.perf_counter()
-    (run,) = run_scenario(scenario, name, workers=workers).runs
+    with ChildPeak() as children:
+        (run,) = run_scenario(scenario, name, workers=workers).runs
     wall = time.perf_counter() - started
     frames = sum(
         f.memory_usage(deep=True).sum()
@@ -41,9 +43,8 @@ def main() -> None:
                 "calls": len(run.calls),
                 "wall_s": wall,
                 "records_mib": frames / 2**20,
-                "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                "worker_peak_rss_mib": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-                / 1024,
+                "peak_rss_mib": peak_rss_mib(),
+                "worker_peak_rss_mib": children.mib if workers > 1 else 0.0,
             }
         )
     )
