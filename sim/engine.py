@@ -218,7 +218,7 @@ class Engine:
         if self.faults is not None:
             return (yield from self._replay_faulty(spans, user, background))
         queued = 0.0
-        env, endpoints, record = self.env, self.endpoints, self.calls.add
+        env, endpoints, record = self.env, self.endpoints, self._record_call
         for span in spans:
             start = env.now
             endpoint = endpoints[span.endpoint]
@@ -231,22 +231,7 @@ class Engine:
                 outcome = yield from endpoint.call(latency_s, span.tokens_in + span.tokens_out)
                 queue_s, served, error = outcome.queue_s, outcome.served, failed or outcome.error
             queued += queue_s
-            billed = served and not failed
-            record(
-                user,
-                start,
-                span.purpose,
-                span.endpoint,
-                background,
-                span.tokens_in if billed else 0,
-                span.tokens_out if billed else 0,
-                latency_s,
-                queue_s,
-                span.usd if billed else 0.0,
-                error,
-                span.items,
-                0,
-            )
+            record(span, user, start, background, served, queue_s, error, 0)
             if error:
                 return error, queued
         return "", queued
@@ -303,6 +288,26 @@ class Engine:
         else:
             outcome = yield from endpoint.call(latency_s, tokens)
             queue_s, served, error = outcome.queue_s, outcome.served, span.error or outcome.error
+        self._record_call(span, user, start, background, served, queue_s, error, attempt)
+        return error, queue_s
+
+    def _record_call(
+        self,
+        span: Span,
+        user: int,
+        start: float,
+        background: bool,
+        served: bool,
+        queue_s: float,
+        error: str,
+        attempt: int,
+    ) -> None:
+        """One call row for ``span``, sent at ``start``; billed when served without error.
+
+        A call that failed inside the model (``span.error``, e.g. over the context
+        window) or was never served (a timeout, a queue past its deadline) bills
+        nothing; its row keeps the modelled latency and the wait.
+        """
         billed = served and not span.error
         self.calls.add(
             user,
@@ -319,7 +324,6 @@ class Engine:
             span.items,
             attempt,
         )
-        return error, queue_s
 
     def _failed_fast(
         self, span: Span, user: int, background: bool, error: str, attempt: int

@@ -222,25 +222,13 @@ class MockLLM:
         count, and only the latency jitter is drawn; without one, a reply is
         generated from the sentence bank.
         """
-        cfg = self.cfg
         rng = self._streams["chat"].get(user) or self.stream(user, "chat")
-        max_output_tokens = cfg.max_output_tokens
-        requested = prompt_tokens + max_output_tokens
-        if requested > cfg.context_window:
-            message = (
-                f"This model's maximum context length is {cfg.context_window} tokens. "
-                f"However, you requested {requested} tokens ({prompt_tokens} in the messages, "
-                f"{cfg.max_output_tokens} in the completion). Please reduce the length of the "
-                "messages or completion."
-            )
-            return LLMResult("chat", 0, 0, cfg.ttft_base_s, CONTEXT_LENGTH_EXCEEDED, message)
+        overflow = self.overflow("chat", prompt_tokens)
+        if overflow is not None:
+            return overflow
         if scripted is not None:
             return self._scripted(rng, user, prompt_tokens, scripted)
-        target = cfg.reply_tokens_mean * math.exp(rng.gauss(self._reply_mu, cfg.reply_tokens_sigma))
-        target = min(max(int(target), 8), max_output_tokens)
-        reply = self._reply(rng, target)
-        if reply.tokens > max_output_tokens:
-            reply = self._truncate(reply, max_output_tokens)
+        reply = self.draw_reply(rng)
         reply.user = user
         tokens_out = reply.tokens
         latency_s = self.latency(rng, prompt_tokens, tokens_out)
@@ -286,7 +274,7 @@ class MockLLM:
         line = self.tokens.count(TRANSCRIPT_PREFIX["assistant"] + text + "\n")
         return Message("assistant", text, self.tokens.count(text), transcript_tokens=line)
 
-    def _overflow(self, purpose: str, prompt_tokens: int) -> LLMResult | None:
+    def overflow(self, purpose: str, prompt_tokens: int) -> LLMResult | None:
         """The API's ``context_length_exceeded`` failure if the request does not fit, else None.
 
         A request asks for ``prompt_tokens`` plus ``max_output_tokens``; a failed
@@ -325,7 +313,7 @@ class MockLLM:
             + system
             + self.tokens.message("user", self.transcript_tokens(messages))
         )
-        overflow = self._overflow("extract", tokens_in)
+        overflow = self.overflow("extract", tokens_in)
         if overflow is not None:
             return overflow
         rng = self.stream(user, "extract")
@@ -376,10 +364,6 @@ class MockLLM:
         if reply.tokens > cfg.max_output_tokens:
             reply = self._truncate(reply, cfg.max_output_tokens)
         return reply
-
-    def overflow(self, purpose: str, prompt_tokens: int) -> LLMResult | None:
-        """The API's ``context_length_exceeded`` failure of a request, or None if it fits."""
-        return self._overflow(purpose, prompt_tokens)
 
     def _trace_factoids(
         self, rng: random.Random, msg: Message, factoids: dict[tuple, Factoid]
