@@ -159,6 +159,23 @@ def prompt_parts(summary: dict[str, Any], turns: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["strategy", "part", "tokens"])
 
 
+def prompt_cache_per_day(summary: dict[str, Any]) -> pd.DataFrame:
+    """LLM input tokens per simulated day, cached and not, by strategy.
+
+    Columns: ``strategy, day, cached, uncached`` (the summary's per-day lists; a
+    summary written before memsim modelled caching reads as all uncached).
+    """
+    rows = []
+    for name, block in summary["strategies"].items():
+        inputs = block.get("llm_input_tokens_per_day") or [0] * len(block["tokens_per_day"])
+        cached = block.get("cached_input_tokens_per_day") or [0] * len(inputs)
+        rows += [
+            (name, day + 1, hit, total - hit)
+            for day, (hit, total) in enumerate(zip(cached, inputs, strict=True))
+        ]
+    return pd.DataFrame(rows, columns=["strategy", "day", "cached", "uncached"])
+
+
 def chart_data(
     summary: dict[str, Any], turns: pd.DataFrame, store: pd.DataFrame
 ) -> dict[str, pd.DataFrame]:
@@ -171,4 +188,5 @@ def chart_data(
         "injected_tokens_histogram": injected_tokens_histogram(summary, turns),
         "tokens_by_purpose": tokens_by_purpose(summary),
         "prompt_parts": prompt_parts(summary, turns),
+        "prompt_cache_per_day": prompt_cache_per_day(summary),
     }

@@ -109,6 +109,27 @@ def cost_per_day(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
     return fig
 
 
+def prompt_cache_per_day(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
+    """LLM input tokens per day: uncached (solid) and served from the cache (dashed)."""
+    fig = Figure(figsize=FIGSIZE, layout="constrained")
+    ax = fig.subplots()
+    for name, color in palette.items():
+        own = frame[frame["strategy"] == name]
+        ax.plot(own["day"], own["uncached"], color=color, lw=1.8)
+        ax.plot(own["day"], own["cached"], color=color, lw=1.4, ls="--")
+    ax.set(title="Input tokens per day, cached and not", ylabel="LLM input tokens")
+    ax.yaxis.set_major_formatter(FuncFormatter(_compact))
+    _days_axis(ax)
+    ax.set_ylim(bottom=0)
+    key = [
+        Line2D([], [], color="#444444", lw=1.8),
+        Line2D([], [], color="#444444", lw=1.4, ls="--"),
+    ]
+    ax.legend(key, ["billed at the input price", "read from the prompt cache"], loc="upper left")
+    _legend_below(fig, _strategy_handles(palette, lw=1.8), list(palette))
+    return fig
+
+
 def memories_over_time(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
     """Memories per user at the end of each day: mean (solid) and p99 (dashed)."""
     fig = Figure(figsize=FIGSIZE, layout="constrained")
@@ -258,6 +279,14 @@ SPECS = (
         "Billed tokens (input + output, every call) and USD per simulated day, by strategy. "
         "A line that climbs is a strategy that leaks tokens.",
         lambda d, p: cost_per_day(d["cost_per_day"], p),
+    ),
+    _Spec(
+        "prompt-cache",
+        "Prompt cache: input tokens per day",
+        "Input tokens of every LLM call per simulated day, by strategy: billed at the full "
+        "input price (solid) and read from the provider's prompt cache at its discount "
+        "(dashed). A strategy whose prompts keep a stable prefix reads most of its input.",
+        lambda d, p: prompt_cache_per_day(d["prompt_cache_per_day"], p),
     ),
     _Spec(
         "recall-vs-cost",

@@ -11,7 +11,10 @@ A metric regresses when it moves in its bad direction by more than its
 tolerance (relative to the baseline value; 5% unless ``--tolerance`` says
 otherwise). ``recall`` is worse when lower; every other metric when higher.
 Recall and stale share are not compared when neither run asked a probe question
-(``probes`` = 0: a trace without ground truth).
+(``probes`` = 0: a trace without ground truth). ``cache_hit_share`` (lower is
+worse: prompts lost their cacheable prefix) and ``cache_write_tokens`` (tokens
+paid at the cache-write premium) watch the prompt cache; a baseline written
+before they existed is compared on the rest.
 """
 
 from __future__ import annotations
@@ -41,6 +44,8 @@ METRICS: dict[str, int] = {  # metric -> direction: +1 higher is worse, -1 lower
     "error_turns": 1,
     "recall": -1,
     "stale_share": 1,
+    "cache_hit_share": -1,
+    "cache_write_tokens": 1,
 }
 
 
@@ -151,7 +156,8 @@ def compare(
         )
         for name, block in baseline["strategies"].items()
         for metric in METRICS
-        if metric not in RECALL_METRICS or _measured(block, summary["strategies"][name])
+        if metric in block  # a baseline written before the metric existed does not have it
+        and (metric not in RECALL_METRICS or _measured(block, summary["strategies"][name]))
     ]
 
 

@@ -115,6 +115,18 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
         ),
         row("recall (stale)", _recall_cell),
     ]
+    if any(b.get("cached_input_tokens") or b.get("cache_write_tokens") for b in blocks):
+        at = next(i for i, r in enumerate(rows) if r.label == "USD/user/month") + 1
+        rows[at:at] = [
+            row("prompt cache hit share (chat input)", lambda b, r: f"{b['cache_hit_share']:.1%}"),
+            row(
+                "USD/month without cache (saved)",
+                lambda b, r: (
+                    f"${b['usd_total_uncached'] / days * DAYS_PER_MONTH:,.2f} "
+                    f"(${b['usd_saved_by_cache'] / days * DAYS_PER_MONTH:,.2f})"
+                ),
+            ),
+        ]
     if any(b.get("degraded_turns") or b.get("retries") for b in blocks):  # faults injected
         rows.insert(
             1,

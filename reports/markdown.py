@@ -106,6 +106,7 @@ def findings(
                 f"({block['injected_instructions']:,} injected in all); "
                 "the strategy setting instruction_guard = true blocks them at write time."
             )
+    lines += cache_findings(blocks, days)
     trace = ((config or {}).get("resolved") or {}).get("trace")
     if not all(recall_available(b) for b in blocks.values()):
         why = "the trace has no ground truth" if trace else "the run asked no probe question"
@@ -117,6 +118,57 @@ def findings(
         )
     if trace:
         lines.append(trace_finding(trace))
+    return lines
+
+
+def cache_findings(blocks: dict[str, dict[str, Any]], days: int) -> list[str]:
+    """What the provider's prompt cache did to the bill: the ranking, the savings, waste.
+
+    Nothing when no call touched the cache (``[llm.cache] mode = "none"``, or prompts
+    all under the provider's minimum).
+    """
+    touched = ("cached_input_tokens", "cache_write_tokens")
+    if not any(b.get(key) for b in blocks.values() for key in touched):
+        return []
+
+    def month(usd: float) -> str:
+        return f"${usd / days * DAYS_PER_MONTH:,.2f}"
+
+    with_cache = sorted(blocks, key=lambda n: blocks[n]["usd_total"])
+    without = sorted(blocks, key=lambda n: blocks[n]["usd_total_uncached"])
+    lines = []
+    if with_cache[0] != without[0]:
+        cheap, plain = with_cache[0], without[0]
+        lines.append(
+            f"- The prompt cache changes which strategy is cheapest: **{cheap}** "
+            f"({month(blocks[cheap]['usd_total'])} a month, "
+            f"{blocks[cheap]['cache_hit_share']:.0%} of its chat input cached), where billed "
+            f"without a cache **{plain}** would be ({month(blocks[plain]['usd_total_uncached'])} "
+            f"vs {month(blocks[cheap]['usd_total_uncached'])})."
+        )
+    elif with_cache != without:
+        lines.append(
+            "- The prompt cache changes the ranking by cost: "
+            + " < ".join(f"**{n}**" for n in with_cache)
+            + " with it, "
+            + " < ".join(f"**{n}**" for n in without)
+            + " without."
+        )
+    saver = max(blocks, key=lambda n: blocks[n]["usd_saved_by_cache"])
+    saved = blocks[saver]["usd_saved_by_cache"]
+    if saved > 0:
+        share = saved / blocks[saver]["usd_total_uncached"]
+        lines.append(
+            f"- The prompt cache saves **{saver}** {month(saved)} a month ({share:.0%} of its "
+            f"bill): {blocks[saver]['cache_hit_share']:.0%} of its chat input is read from it."
+        )
+    for name, block in blocks.items():
+        if block["usd_saved_by_cache"] < 0:
+            lines.append(
+                f"- **{name}** pays {month(-block['usd_saved_by_cache'])} a month more with "
+                "prompt caching than without: it writes prefixes to the cache (at the write "
+                "price) that later requests do not read."
+            )
     return lines
 
 

@@ -36,6 +36,11 @@ Assumptions, stated in ``projection.md`` too:
   store latency is taken at N users (from the calibration profile).
 * A month is 30 days at the mean daily rate of the simulated days; for
   strategies whose cost grows with history, simulate a full month.
+* The prompt cache follows the scenario's ``[llm.cache]`` (by default the rule
+  of its model's provider). The tokens it read and wrote are priced at each
+  model's cache prices (``usd_per_month``; ``usd_per_month_uncached`` bills them
+  all at the input price); a model whose minimum cacheable prompt differs from
+  the scenario model's (Anthropic, Gemini) would cache somewhat more or less.
 """
 
 from __future__ import annotations
@@ -215,6 +220,8 @@ def _usage(run: StrategyRun) -> dict[str, Any]:
     return {
         "llm_in": int(llm["tokens_in"].sum()),
         "llm_out": int(llm["tokens_out"].sum()),
+        "llm_cached": int(llm["cached_tokens"].sum()),
+        "llm_written": int(llm["cache_write_tokens"].sum()),
         "embedding_tokens": int(emb["tokens_in"].sum() + emb["tokens_out"].sum()),
         "embedding_usd": math.fsum(emb["usd"]),
         "turns": len(turns),
@@ -232,11 +239,18 @@ def _row(
 ) -> dict[str, Any]:
     """One projected row: the sample's monthly figures per user, times ``users``."""
     per_user_month = DAYS_PER_MONTH / days / n
-    usd = (
+    # Priced at the base tier: the run's totals, not its calls (no model's tier
+    # threshold is near a memory chatbot's prompt).
+    uncached = (
         usage["llm_in"] * rates.input_usd_per_token
         + usage["llm_out"] * rates.output_usd_per_token
         + usage["embedding_usd"]
     )
+    usd = uncached
+    if usage["llm_cached"] or usage["llm_written"]:
+        read, write = rates.cache_read_usd_per_token, rates.cache_write_usd_per_token
+        usd += usage["llm_cached"] * (read - rates.input_usd_per_token)  # type: ignore[operator]
+        usd += usage["llm_written"] * (write - rates.input_usd_per_token)  # type: ignore[operator]
     tokens = usage["llm_in"] + usage["llm_out"] + usage["embedding_tokens"]
     turns = max(usage["turns"], 1)
     return {
@@ -246,6 +260,8 @@ def _row(
         "simulated_users": n,
         "usd_per_month": _r(usd * per_user_month * users),
         "usd_per_user_per_month": _r(usd * per_user_month),
+        "usd_per_month_uncached": _r(uncached * per_user_month * users),
+        "cached_tokens_per_month": round(usage["llm_cached"] * per_user_month * users),
         "tokens_per_month": round(tokens * per_user_month * users),
         "tokens_per_user_per_month": _r(tokens * per_user_month),
         "chat_tokens_in_per_month": round(usage["llm_in"] * per_user_month * users),

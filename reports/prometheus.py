@@ -25,6 +25,9 @@ FAMILIES = (
     "tokens",
     "usd",
     "recall",
+    "prompt_cache_tokens",
+    "prompt_cache_hit_share",
+    "prompt_cache_saved_usd",
     "alerts_fired",
 )
 """Family names as the text parser reports them (counters lose their ``_total``)."""
@@ -68,6 +71,21 @@ class _SummaryCollector:
         recall = GaugeMetricFamily(
             "recall", "Share of probe questions whose prompt held the latest fact.", labels=_LABELS
         )
+        cache_tokens = CounterMetricFamily(
+            "prompt_cache_tokens",
+            "LLM input tokens read from (kind=read) or written to (kind=write) the prompt cache.",
+            labels=[*_LABELS, "kind"],
+        )
+        hit_share = GaugeMetricFamily(
+            "prompt_cache_hit_share",
+            "Share of chat calls' input tokens read from the provider's prompt cache.",
+            labels=_LABELS,
+        )
+        saved = GaugeMetricFamily(
+            "prompt_cache_saved_usd",
+            "US dollars the prompt cache saved over the run (negative: write premiums cost more).",
+            labels=_LABELS,
+        )
         alerts = GaugeMetricFamily(
             "alerts_fired",
             "1 if the alert rule fired on the simulated timeline, else 0.",
@@ -86,9 +104,14 @@ class _SummaryCollector:
             usd.add_metric(who, b["usd_total"])
             if b.get("probes", 1):  # no probes: recall unavailable, no sample
                 recall.add_metric(who, b["recall"])
+            cache_tokens.add_metric([*who, "read"], b.get("cached_input_tokens", 0))
+            cache_tokens.add_metric([*who, "write"], b.get("cache_write_tokens", 0))
+            hit_share.add_metric(who, b.get("cache_hit_share", 0.0))
+            saved.add_metric(who, b.get("usd_saved_by_cache", 0.0))
             for rule, alert in (b.get("alerts") or {}).items():
                 alerts.add_metric([*who, rule], 1.0 if alert["fired"] else 0.0)
-        yield from (store, extraction, inject, retrieval, tokens, usd, recall, alerts)
+        yield from (store, extraction, inject, retrieval, tokens, usd, recall)
+        yield from (cache_tokens, hit_share, saved, alerts)
 
 
 def render(summary: dict[str, Any]) -> str:

@@ -31,6 +31,14 @@ Definitions:
   share whose prompt held an outdated version of it. ``probes`` counts the probe
   questions; with none (a trace without ground truth) recall and stale share are
   unavailable: both stay 0.0 in the file, and the reports say so.
+* ``cached_input_tokens`` counts the input tokens of LLM calls (chat and memory
+  work) served from the provider's prompt cache, ``cache_write_tokens`` those
+  written to it at the write price (Anthropic); ``cache_hit_share`` is the share of
+  chat calls' input tokens that were cached; ``usd_saved_by_cache`` is what the
+  same calls would have cost billed without a cache, less ``usd_total`` (negative
+  when write premiums outweigh the reads), and ``usd_total_uncached`` that bill.
+  ``cached_input_tokens_per_day`` and ``llm_input_tokens_per_day`` split them by
+  day. All are 0 with ``[llm.cache] mode = "none"``.
 * ``alerts`` holds, per rule of :mod:`reports.alerts`, whether it fired on the
   simulated timeline, when it first fired (``first_fired_s``, 0-based
   ``first_fired_day``) and the USD spent by then (``null`` when it did not fire).
@@ -129,6 +137,7 @@ def strategy_summary(
         "stale_share": _r(probes["stale"].mean()) if len(probes) else 0.0,
         **_memory_use_keys(calls, final, total_memories),
         **_instruction_keys(turns),
+        **_cache_keys(calls, day, days),
         "alerts": alerts.summary_block(alerts.evaluate(run, scenario or {}, days)),
     }
 
@@ -148,6 +157,34 @@ def _memory_use_keys(
     return {
         "memory_usd_total": _r(memory_usd),
         "memories_never_retrieved_share": _r(never / total_memories) if total_memories else 0.0,
+    }
+
+
+def _cache_keys(calls: pd.DataFrame, day: np.ndarray, days: int) -> dict[str, Any]:
+    """What the provider's prompt cache served, wrote and saved (see the module docstring).
+
+    Runs saved before the cache columns existed read as uncached.
+    """
+    llm = (calls["endpoint"] == "llm").to_numpy()
+    tokens_in = calls["tokens_in"].to_numpy()
+    if "cached_tokens" in calls:
+        cached, written = calls["cached_tokens"].to_numpy(), calls["cache_write_tokens"].to_numpy()
+        saved = math.fsum(calls["usd_saved"])
+    else:
+        cached = written = np.zeros(len(calls), dtype=np.int64)
+        saved = 0.0
+    chat = (calls["purpose"] == "chat").to_numpy() & llm
+    chat_in = int(tokens_in[chat].sum())
+    per_day = np.bincount(day[llm], weights=cached[llm], minlength=days)
+    input_per_day = np.bincount(day[llm], weights=tokens_in[llm], minlength=days)
+    return {
+        "cached_input_tokens": int(cached.sum()),
+        "cache_write_tokens": int(written.sum()),
+        "cache_hit_share": _r(cached[chat].sum() / chat_in) if chat_in else 0.0,
+        "usd_saved_by_cache": _r(saved),
+        "usd_total_uncached": _r(math.fsum(calls["usd"]) + saved),
+        "cached_input_tokens_per_day": [int(t) for t in per_day],
+        "llm_input_tokens_per_day": [int(t) for t in input_per_day],
     }
 
 

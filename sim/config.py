@@ -103,6 +103,49 @@ class WorkloadConfig(_Model):
         return slot
 
 
+class CacheConfig(_Model):
+    """Prompt caching (``[llm.cache]``): which provider's rule bills and times the calls.
+
+    ``auto`` picks the rule of the chat model's provider (``openai``, ``anthropic``,
+    ``google``/``gemini``; any other provider: ``none``). ``none`` bills every
+    input token at the full price, as memsim did before it modelled caching. The
+    rules, their defaults and their sources are in :mod:`sim.prompt_cache` and
+    ``docs/caching.md``.
+    """
+
+    mode: Literal["auto", "openai", "anthropic", "gemini", "none"] = "auto"
+    ttl_s: PositiveFloat | None = None
+    """Seconds an unused cache entry lives; ``None``: the provider's default (OpenAI
+    in-memory 300, Anthropic 300, Gemini 300; extended retention: OpenAI 86,400,
+    Anthropic 3,600)."""
+    retention: Literal["default", "extended"] = "default"
+    """``extended``: OpenAI's ``prompt_cache_retention = "24h"`` (same price), or
+    Anthropic's ``"ttl": "1h"`` breakpoints (writes billed at the 1-hour write price).
+    Gemini's implicit cache has no such option."""
+    min_tokens: Annotated[int, Field(ge=1)] | None = None
+    """Shortest cacheable prefix; ``None``: the provider's figure for the model."""
+    breakpoints: Annotated[
+        list[Literal["system", "memories", "history", "user"]], Field(max_length=4)
+    ] = [
+        "system",
+        "memories",
+        "user",
+    ]
+    """Anthropic only: the prompt parts a ``cache_control`` breakpoint closes (at most
+    4, as the API allows): by default the system prompt, the memory block and the
+    last message, as Anthropic's guide places them for a multi-turn conversation."""
+    share_across_users: bool = True
+    """Requests of different users that start with the same system prompt share its
+    cache entry (one organization's API key serves them all)."""
+
+    @field_validator("breakpoints")
+    @classmethod
+    def _distinct_parts(cls, parts: list[str]) -> list[str]:
+        if len(set(parts)) != len(parts):
+            raise ValueError("a part is listed twice")
+        return parts
+
+
 class LLMConfig(_Model):
     """The mock chat model: pricing key, context window, latency and noise.
 
@@ -140,6 +183,8 @@ class LLMConfig(_Model):
     summarize_drift: Share = 0.05
     update_error_rate: Share = 0.05
     """Share of Mem0-style update calls that answer a wrong ADD/UPDATE/DELETE/NONE event."""
+    cache: CacheConfig = CacheConfig()
+    """Prompt caching (``[llm.cache]``, see :class:`CacheConfig`)."""
 
     @model_validator(mode="after")
     def _jitter_band(self) -> LLMConfig:

@@ -19,6 +19,7 @@ from sim.embed import Embedder
 from sim.faults import STORE_DOWN, FaultModel
 from sim.llm import Candidate, Factoid, LLMResult, MockLLM, Summary, UpdateDecision
 from sim.pricing import Rates
+from sim.prompt_cache import Layout
 from sim.store import Memory, VectorStore, normalized_hash
 from sim.tokens import TokenCounter
 from sim.workload import Message
@@ -38,6 +39,9 @@ class Span:
     usd: float
     error: str = ""
     items: int = 0  # factoids extracted, update events, texts embedded, memories read/written
+    cached_tokens: int = 0  # input tokens read from the prompt cache
+    cache_write_tokens: int = 0  # input tokens written to the prompt cache
+    usd_saved: float = 0.0  # the call billed with no prompt cache, less ``usd``
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,28 +83,42 @@ class LLMClient:
 
     def _meter(self, result: LLMResult) -> LLMResult:
         ctx = self._ctx
-        usd = ctx.services.chat_rates.usd(result.tokens_in, result.tokens_out)
+        rates = ctx.services.chat_rates
+        tokens_in, tokens_out = result.tokens_in, result.tokens_out
+        cached, written = result.cached_tokens, result.cache_write_tokens
+        usd = rates.usd(tokens_in, tokens_out, cached, written)
+        saved = rates.usd(tokens_in, tokens_out) - usd if cached or written else 0.0  # rare
         ctx.record(
             Span(
                 result.purpose,
                 LLM,
-                result.tokens_in,
-                result.tokens_out,
+                tokens_in,
+                tokens_out,
                 result.latency_s,
                 usd,
                 result.error,
                 len(result.decision.events) if result.decision else len(result.factoids),
+                cached,
+                written,
+                saved,
             )
         )
         return result
 
-    def chat(self, prompt_tokens: int, scripted: Message | None = None) -> LLMResult:
+    def chat(
+        self, prompt_tokens: int, scripted: Message | None = None, layout: Layout | None = None
+    ) -> LLMResult:
         """A chat completion for a prompt of ``prompt_tokens``.
 
         ``scripted``: the reply a replayed trace recorded, returned instead of a
-        generated one (see :meth:`sim.llm.MockLLM.chat`).
+        generated one (see :meth:`sim.llm.MockLLM.chat`). ``layout``: the prompt as
+        the provider's cache sees it (``Prompt.cache_layout``); without one nothing
+        is read from the cache.
         """
-        return self._meter(self._ctx.services.llm.chat(self._ctx.user, prompt_tokens, scripted))
+        ctx = self._ctx
+        return self._meter(
+            ctx.services.llm.chat(ctx.user, prompt_tokens, scripted, layout, ctx.now)
+        )
 
     def extract(
         self, messages: Sequence[Message], system_prompt: str | None = None
@@ -109,17 +127,20 @@ class LLMClient:
 
         ``system_prompt`` bills the call with another extraction prompt than the default.
         """
-        result = self._ctx.services.llm.extract(self._ctx.user, messages, system_prompt)
+        ctx = self._ctx
+        result = ctx.services.llm.extract(ctx.user, messages, system_prompt, ctx.now)
         return self._meter(result).factoids
 
     def update(self, fact: Factoid, candidates: Sequence[Candidate]) -> UpdateDecision:
         """Mem0's ADD/UPDATE/DELETE/NONE decision for ``fact`` (one update call)."""
-        result = self._ctx.services.llm.update(self._ctx.user, fact, candidates)
+        ctx = self._ctx
+        result = ctx.services.llm.update(ctx.user, fact, candidates, ctx.now)
         return self._meter(result).decision  # type: ignore[return-value]
 
     def summarize(self, messages: Sequence[Message], previous: Summary | None = None) -> Summary:
         """A new running summary (one summarization call)."""
-        result = self._ctx.services.llm.summarize(self._ctx.user, messages, previous)
+        ctx = self._ctx
+        result = ctx.services.llm.summarize(ctx.user, messages, previous, ctx.now)
         return self._meter(result).summary  # type: ignore[return-value]
 
 

@@ -96,6 +96,9 @@ class Engine:
         self.jobs = simpy.Store(env)
         self.contexts: dict[int, TurnContext] = {}
         self.horizon_s = scenario.days * SECONDS_PER_DAY
+        self.cache = services.llm.cache  # the provider's prompt cache; None: nothing cached
+        # Shorter prompts can neither read nor leave anything readable (PromptCache.reaches).
+        self.cache_from_tokens = self.cache.from_tokens if self.cache is not None else 0
         # Only a workload with instruction messages can plant any: skip the scan otherwise.
         self.count_instructions = scenario.workload.mix.instruction > 0
 
@@ -165,7 +168,13 @@ class Engine:
         parts = prompt.tokens(self.services.tokens)
         prompt_tokens = parts.total
         recall, stale = _probe_outcome(prompt, msg.probe)
-        result = ctx.llm.chat(prompt_tokens, scripted)
+        cache = self.cache
+        layout = (
+            prompt.cache_layout(cache, self.services.tokens)
+            if cache is not None and prompt_tokens >= self.cache_from_tokens
+            else None
+        )
+        result = ctx.llm.chat(prompt_tokens, scripted, layout)
         chat = ctx.take_spans()
         error, queued = "", 0.0
         if planning:  # no spans, no replay: nothing would be scheduled or recorded
@@ -323,6 +332,9 @@ class Engine:
             error,
             span.items,
             attempt,
+            span.cached_tokens if billed else 0,
+            span.cache_write_tokens if billed else 0,
+            span.usd_saved if billed else 0.0,
         )
 
     def _failed_fast(
@@ -345,6 +357,9 @@ class Engine:
             error,
             0,
             attempt,
+            0,
+            0,
+            0.0,
         )
 
     def _after_outages(self) -> Generator:

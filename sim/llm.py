@@ -42,6 +42,7 @@ import numpy as np
 
 from sim.config import LLMConfig
 from sim.heuristic import heuristic_facts
+from sim.prompt_cache import CLOSE, NO_USE, CacheUse, Layout, PromptCache
 from sim.textbank import (
     DERIVED_FACTS,
     EXTRACT_SYSTEM_PROMPT,
@@ -55,7 +56,7 @@ from sim.textbank import (
     SUMMARY_SYSTEM_PROMPT,
     Slot,
 )
-from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter, encoding
+from sim.tokens import REPLY_PRIMING_TOKENS, ROLE_TOKENS, TOKENS_PER_MESSAGE, TokenCounter, encoding
 from sim.workload import TRACE_KIND, TRANSCRIPT_PREFIX, Fact, Message, TextCatalog
 
 LLM_STREAM = 3  # first spawn-key word of every mock-LLM generator
@@ -148,6 +149,10 @@ class LLMResult:
     factoids: list[Factoid] = field(default_factory=list)
     summary: Summary | None = None
     decision: UpdateDecision | None = None
+    cached_tokens: int = 0
+    """Input tokens read from the provider's prompt cache (billed at its read price)."""
+    cache_write_tokens: int = 0
+    """Input tokens written to the prompt cache (billed at its write price; Anthropic)."""
 
 
 @lru_cache(maxsize=1 << 17)
@@ -158,10 +163,24 @@ def _stream_seed(seed: int, user: int, purpose: str) -> int:
 
 
 class MockLLM:
-    """Deterministic chat / extract / summarize / update with real token counts."""
+    """Deterministic chat / extract / summarize / update with real token counts.
 
-    def __init__(self, cfg: LLMConfig, tokens: TokenCounter, catalog: TextCatalog, seed: int):
+    With a :class:`~sim.prompt_cache.PromptCache`, each call first asks the cache
+    which of its input tokens are cached at ``now`` (the simulated time the call
+    is made); those skip prefill, so time to first token grows with the uncached
+    tokens only. Without one (``[llm.cache] mode = "none"``) nothing is cached.
+    """
+
+    def __init__(
+        self,
+        cfg: LLMConfig,
+        tokens: TokenCounter,
+        catalog: TextCatalog,
+        seed: int,
+        cache: PromptCache | None = None,
+    ):
         self.cfg, self.tokens, self.catalog, self.seed = cfg, tokens, catalog, seed
+        self.cache = cache
         self._streams: dict[str, dict[int, random.Random]] = {p: {} for p in PURPOSES}
         # The latency and reply-length constants, read once instead of per call.
         self._ttft_base_s, self._prefill_s = cfg.ttft_base_s, cfg.prefill_s_per_token
@@ -171,6 +190,11 @@ class MockLLM:
         self._extract_system = tokens.message("system", tokens.count(EXTRACT_SYSTEM_PROMPT))
         self._summary_system = tokens.message("system", tokens.count(SUMMARY_SYSTEM_PROMPT))
         self._update_prompt = tokens.count(MEM0_UPDATE_PROMPT)
+        # The fixed instruction prefixes of memory-work calls, as the prompt cache keys them.
+        self._user_open = TOKENS_PER_MESSAGE - 1 + ROLE_TOKENS["user"]  # before the content
+        self._extract_key = ("system", EXTRACT_SYSTEM_PROMPT)
+        self._summary_key = ("system", SUMMARY_SYSTEM_PROMPT)
+        self._update_key = ("user", MEM0_UPDATE_PROMPT)  # the user message opens with it
         # Per sentence: tokens alone, after a space, and after a space ending a
         # transcript line. Sentence boundaries are tokenizer chunk boundaries, so a
         # reply's counts are exact sums of these (tests check this).
@@ -214,36 +238,82 @@ class MockLLM:
         return total
 
     # -- chat -----------------------------------------------------------------
-    def chat(self, user: int, prompt_tokens: int, scripted: Message | None = None) -> LLMResult:
+    def chat(
+        self,
+        user: int,
+        prompt_tokens: int,
+        scripted: Message | None = None,
+        layout: Layout | None = None,
+        now: float = 0.0,
+    ) -> LLMResult:
         """Answer a chat request of ``prompt_tokens`` (overhead included).
 
         ``scripted`` is the reply a replayed trace recorded: it is returned as it
         is (cut at ``max_output_tokens`` as the API would), with its real token
         count, and only the latency jitter is drawn; without one, a reply is
-        generated from the sentence bank.
+        generated from the sentence bank. ``layout`` is the request as the prompt
+        cache sees it (its blocks add up to ``prompt_tokens`` less the reply
+        priming); without one, nothing of it is cached.
         """
         rng = self._streams["chat"].get(user) or self.stream(user, "chat")
         overflow = self.overflow("chat", prompt_tokens)
         if overflow is not None:
             return overflow
+        cache = self.cache
+        use = cache.request(user, layout, now) if cache is not None and layout else NO_USE
         if scripted is not None:
-            return self._scripted(rng, user, prompt_tokens, scripted)
-        reply = self.draw_reply(rng)
+            reply = scripted
+            if reply.tokens > self.cfg.max_output_tokens:
+                reply = self._truncate(reply, self.cfg.max_output_tokens)
+                reply.kind = TRACE_KIND
+        else:
+            reply = self.draw_reply(rng)
         reply.user = user
-        tokens_out = reply.tokens
-        latency_s = self.latency(rng, prompt_tokens, tokens_out)
-        return LLMResult("chat", prompt_tokens, tokens_out, latency_s, "", "", reply)
+        return self._result(rng, "chat", prompt_tokens, reply.tokens, use, reply=reply)
 
-    def _scripted(
-        self, rng: random.Random, user: int, prompt_tokens: int, reply: Message
+    def _result(
+        self,
+        rng: random.Random,
+        purpose: str,
+        tokens_in: int,
+        tokens_out: int,
+        use: CacheUse,
+        **answer: object,
     ) -> LLMResult:
-        """The chat result that answers with a trace's recorded ``reply``."""
-        if reply.tokens > self.cfg.max_output_tokens:
-            reply = self._truncate(reply, self.cfg.max_output_tokens)
-            reply.kind = TRACE_KIND
-        reply.user = user
-        latency_s = self.latency(rng, prompt_tokens, reply.tokens)
-        return LLMResult("chat", prompt_tokens, reply.tokens, latency_s, "", "", reply)
+        """A served call: its latency drawn from ``rng``, prefill for the uncached input only."""
+        cached = use.cached_tokens
+        latency_s = self.latency(rng, tokens_in - cached, tokens_out)
+        return LLMResult(
+            purpose,
+            tokens_in,
+            tokens_out,
+            latency_s,
+            cached_tokens=cached,
+            cache_write_tokens=use.written_tokens,
+            **answer,  # type: ignore[arg-type]
+        )
+
+    def _use(
+        self, user: int, now: float, tokens_in: int, system: int, first_key: tuple, lines=()
+    ) -> CacheUse:
+        """Ask the cache about a memory-work call: a fixed instruction prefix, then lines.
+
+        ``system`` tokens of the fixed prefix (keyed ``first_key``), a breakpoint
+        after it (a client caches its instructions); ``lines`` (transcript
+        messages) follow inside one user message, keyed so that a prompt that
+        repeats an earlier one's conversation (a growing buffer) shares its prefix.
+        """
+        cache = self.cache
+        if cache is None or not cache.reaches(tokens_in):
+            return NO_USE
+        layout = cache.layout()
+        layout.add(first_key, system)
+        layout.mark(0)
+        if lines:
+            layout.add(("user",), self._user_open)
+            layout.extend(list(lines), [m.transcript_tokens for m in lines])
+            layout.add(CLOSE, 1)
+        return cache.request(user, layout, now)
 
     def _reply(self, rng: random.Random, target: int) -> Message:
         """A reply of about ``target`` tokens (at least 1), assembled from the sentence bank.
@@ -294,7 +364,11 @@ class MockLLM:
 
     # -- extract --------------------------------------------------------------
     def extract(
-        self, user: int, messages: Sequence[Message], system_prompt: str | None = None
+        self,
+        user: int,
+        messages: Sequence[Message],
+        system_prompt: str | None = None,
+        now: float = 0.0,
     ) -> LLMResult:
         """Facts the user stated in ``messages``, as a noisy extractor returns them.
 
@@ -303,11 +377,11 @@ class MockLLM:
         ``chat`` does (``context_length_exceeded``, nothing billed, no facts) and
         draws nothing from the user's extraction stream.
         """
-        system = (
-            self._extract_system
-            if system_prompt is None
-            else self.tokens.message("system", self.tokens.count(system_prompt))
-        )
+        if system_prompt is None:
+            system, key = self._extract_system, self._extract_key
+        else:
+            system = self.tokens.message("system", self.tokens.count(system_prompt))
+            key = ("system", system_prompt)
         tokens_in = (
             REPLY_PRIMING_TOKENS
             + system
@@ -316,16 +390,11 @@ class MockLLM:
         overflow = self.overflow("extract", tokens_in)
         if overflow is not None:
             return overflow
+        use = self._use(user, now, tokens_in, system, key, messages)
         rng = self.stream(user, "extract")
         found = self.find_factoids(rng, messages)
         tokens_out = self._factoid_array_tokens(found)
-        return LLMResult(
-            "extract",
-            tokens_in,
-            tokens_out,
-            self.latency(rng, tokens_in, tokens_out),
-            factoids=found,
-        )
+        return self._result(rng, "extract", tokens_in, tokens_out, use, factoids=found)
 
     def find_factoids(self, rng: random.Random, messages: Sequence[Message]) -> list[Factoid]:
         """What an extraction of ``messages`` finds, drawing its noise from ``rng``.
@@ -470,7 +539,11 @@ class MockLLM:
 
     # -- summarize ------------------------------------------------------------
     def summarize(
-        self, user: int, messages: Sequence[Message], previous: Summary | None = None
+        self,
+        user: int,
+        messages: Sequence[Message],
+        previous: Summary | None = None,
+        now: float = 0.0,
     ) -> LLMResult:
         """A new running summary of ``previous`` plus ``messages``.
 
@@ -509,16 +582,13 @@ class MockLLM:
             kept,
             owner=user,
         )
-        return LLMResult(
-            "summarize",
-            tokens_in,
-            tokens_out,
-            self.latency(rng, tokens_in, tokens_out),
-            summary=summary,
-        )
+        use = self._use(user, now, tokens_in, self._summary_system, self._summary_key)
+        return self._result(rng, "summarize", tokens_in, tokens_out, use, summary=summary)
 
     # -- update ---------------------------------------------------------------
-    def update(self, user: int, fact: Factoid, candidates: Sequence[Candidate]) -> LLMResult:
+    def update(
+        self, user: int, fact: Factoid, candidates: Sequence[Candidate], now: float = 0.0
+    ) -> LLMResult:
         """Mem0's update call: ADD, UPDATE, DELETE or NONE for ``fact`` against ``candidates``.
 
         The request is one user message: ``MEM0_UPDATE_PROMPT``, then the candidates
@@ -543,13 +613,9 @@ class MockLLM:
         # Requests and answers are one-off texts, but made of a small vocabulary of
         # words: counted per piece, only pieces stay in the counter's cache.
         tokens_out = self.tokens.count_split(answer)
-        return LLMResult(
-            "update",
-            tokens_in,
-            tokens_out,
-            self.latency(rng, tokens_in, tokens_out),
-            decision=decision,
-        )
+        prefix = self._user_open + self._update_prompt
+        use = self._use(user, now, tokens_in, prefix, self._update_key)
+        return self._result(rng, "update", tokens_in, tokens_out, use, decision=decision)
 
 
 HEURISTIC_SLOT = "heuristic:"

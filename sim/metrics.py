@@ -53,6 +53,9 @@ CALL_COLUMNS: dict[str, str] = {
     "error": "category",
     "items": "int32",  # factoids extracted, texts embedded, memories read/written/deleted
     "attempt": "int8",  # 0: first try; n: the n-th retry of an injected fault
+    "cached_tokens": "int32",  # input tokens read from the provider's prompt cache
+    "cache_write_tokens": "int32",  # input tokens written to it (billed at the write price)
+    "usd_saved": "float64",  # what the call would have cost without the cache, less ``usd``
 }
 
 STORE_COLUMNS: dict[str, str] = {

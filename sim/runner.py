@@ -29,7 +29,8 @@ from sim.engine import Engine, StrategyRun
 from sim.executors import ExecutorName, Report, run_tasks
 from sim.llm import MockLLM
 from sim.metrics import CALL_COLUMNS, STORE_COLUMNS, TURN_COLUMNS, concat_frames
-from sim.pricing import Rates, scenario_rates
+from sim.pricing import MILLION, Rates, scenario_rates
+from sim.prompt_cache import cache_rule, new_cache
 from sim.shards import Shard, plan, shard_scenario
 from sim.store import NumpyStore, VectorStore
 from sim.tokens import ENCODING_NAME, TokenCounter
@@ -103,14 +104,21 @@ def resolve_config(
         del data["trace"]  # synthetic runs resolve (and hash) as they did before traces
     data["strategy"] = {s.name: s.config.model_dump(mode="json") for s in strategies}
     data["strategies"] = [s.name for s in strategies]
+    chat = rates[0]
+    rule = cache_rule(scenario.llm)
+    prices = {
+        "input": chat.input_usd_per_token * MILLION,
+        "output": chat.output_usd_per_token * MILLION,
+        "source": chat.source,
+    }
+    if rule is not None:
+        prices["cache_read"] = (chat.cache_read_usd_per_token or 0.0) * MILLION
+        prices["cache_write"] = (chat.cache_write_usd_per_token or 0.0) * MILLION
     data["resolved"] = {
         "token_encoding": ENCODING_NAME,
-        "chat_usd_per_million_tokens": {
-            "input": rates[0].input_usd_per_token * 1e6,
-            "output": rates[0].output_usd_per_token * 1e6,
-            "source": rates[0].source,
-        },
-        "embedding_usd_per_million_tokens": rates[1].input_usd_per_token * 1e6,
+        "chat_usd_per_million_tokens": prices,
+        "embedding_usd_per_million_tokens": rates[1].input_usd_per_token * MILLION,
+        "prompt_cache": rule.as_dict() if rule is not None else {"provider": "none"},
     }
     if trace is not None:
         data["resolved"]["trace"] = trace.as_dict()
@@ -399,7 +407,7 @@ def simulate(
 ) -> StrategyRun:
     """Simulate one strategy on the shared workload with a fresh store and mock LLM."""
     scn, workload = parts.scenario, parts.workload
-    llm = MockLLM(scn.llm, parts.tokens, workload.catalog, scn.seed)
+    llm = MockLLM(scn.llm, parts.tokens, workload.catalog, scn.seed, new_cache(scn.llm))
     services = Services(
         scn,
         parts.tokens,

@@ -2,8 +2,9 @@
 
 A sweep file (TOML) names a scenario, the strategies and seeds to run, fixed
 ``[overrides]`` and a ``[grid]`` of swept parameters, each a dotted path into the
-scenario (``"strategy.batched-dedup-budget.budget_tokens" = [500, 1000]``). The
-grid expands to every combination of its values (the first key varies slowest);
+scenario (``"strategy.batched-dedup-budget.budget_tokens" = [500, 1000]``;
+``"strategy.*.memory_position"`` sets the setting of every strategy of the sweep
+that has it). The grid expands to every combination of its values (the first key varies slowest);
 each combination is a *point*. There is one run per (point, seed, strategy).
 
 Everything is validated before any simulation: the file's fields, every dotted
@@ -124,6 +125,29 @@ def split_path(key: str, strategy_names: list[str]) -> tuple[str, ...]:
             if rest.startswith(f"{name}."):
                 return ("strategy", name, *rest[len(name) + 1 :].split("."))
     return tuple(key.split("."))
+
+
+EVERY_STRATEGY = "*"
+"""``strategy.*.<setting>``: the setting of every strategy of the sweep that has it."""
+
+
+def concrete_paths(path: tuple[str, ...], strategy_names: list[str]) -> list[tuple[str, ...]]:
+    """``path`` itself, or for ``strategy.*.<setting>…`` one path per strategy with the setting."""
+    if len(path) < 3 or path[0] != "strategy" or path[1] != EVERY_STRATEGY:
+        return [path]
+    return [
+        ("strategy", name, *path[2:])
+        for name in strategy_names
+        if path[2] in registry.resolve(name).Config.model_fields
+    ]
+
+
+def set_paths(
+    data: dict[str, Any], path: tuple[str, ...], value: Any, strategy_names: list[str]
+) -> None:
+    """:func:`set_path` for each of :func:`concrete_paths`."""
+    for concrete in concrete_paths(path, strategy_names):
+        set_path(data, concrete, value)
 
 
 def set_path(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
@@ -314,7 +338,13 @@ def _check_keys(spec: SweepFile, names: list[str], source: str) -> None:
             raise ConfigError(
                 f"{source}: {section} '{key}': set it with the sweep's '{RESERVED[path[0]]}' field"
             )
-        if path[0] == "strategy" and len(path) > 1 and path[1] not in names:
+        if path[0] == "strategy" and len(path) > 2 and path[1] == EVERY_STRATEGY:
+            if not concrete_paths(path, names):
+                raise ConfigError(
+                    f"{source}: {section} '{key}': no strategy of this sweep has a setting "
+                    f"'{path[2]}' (strategies: {', '.join(names)})"
+                )
+        elif path[0] == "strategy" and len(path) > 1 and path[1] not in names:
             raise ConfigError(
                 f"{source}: {section} '{key}': strategy '{path[1]}' is not run by this sweep "
                 f"(strategies: {', '.join(names)})"
@@ -332,7 +362,7 @@ def _apply_overrides(
     paths = {key: split_path(key, names) for key in overrides}
     try:
         for key, value in overrides.items():
-            set_path(data, paths[key], value)
+            set_paths(data, paths[key], value, names)
         _check_point(data, names, source)
     except _Invalid as err:
         key = next((k for k, p in paths.items() if _related(p, err.loc)), None)
@@ -348,7 +378,7 @@ def _apply_overrides(
 def _related(path: tuple[str, ...], loc: tuple[str, ...]) -> bool:
     """Whether an error at ``loc`` lies on, under or above ``path``."""
     n = min(len(path), len(loc))
-    return n > 0 and path[:n] == loc[:n]
+    return n > 0 and all(p in (q, EVERY_STRATEGY) for p, q in zip(path[:n], loc[:n], strict=True))
 
 
 def _check_grid_values(
@@ -365,7 +395,7 @@ def _check_grid_values(
             seen.add(text)
             data = json.loads(json.dumps(base))
             try:
-                set_path(data, path, value)
+                set_paths(data, path, value, names)
                 _check_point(data, names, source)
             except _Invalid as err:
                 raise ConfigError(
@@ -384,7 +414,7 @@ def _expand(
         params = {k: grid[k][i] for k, i in zip(keys, coords, strict=True)}
         data = json.loads(json.dumps(base))
         for path, value in zip(paths, params.values(), strict=True):
-            set_path(data, path, value)
+            set_paths(data, path, value, names)
         try:
             scenario = _check_point(data, names, source)
         except _Invalid as err:

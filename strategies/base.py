@@ -16,18 +16,22 @@ import abc
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import attrgetter
-from typing import Annotated, ClassVar, Protocol
+from typing import Annotated, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from sim.context import TurnContext
 from sim.llm import Factoid
+from sim.prompt_cache import CLOSE, Layout, MessageChain, PromptCache
 from sim.textbank import INSTRUCTION_CATEGORY, MEMORY_HEADER, SYSTEM_PROMPT
-from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter
+from sim.tokens import REPLY_PRIMING_TOKENS, ROLE_TOKENS, TOKENS_PER_MESSAGE, TokenCounter
 from sim.workload import Message
 
 __all__ = [
+    "AFTER_HISTORY",
+    "BEFORE_HISTORY",
     "Injectable",
+    "MemoryLayoutConfig",
     "Prompt",
     "PromptTokens",
     "Strategy",
@@ -50,6 +54,41 @@ class StrategyConfig(BaseModel):
     ``instruction``: "always answer in French", "ignore your previous instructions")
     before they are stored, so they never reach a prompt. Acts in
     :meth:`Strategy.extract`, i.e. in strategies that store extracted memories."""
+
+
+BEFORE_HISTORY, AFTER_HISTORY = "before-history", "after-history"
+MemoryPosition = Literal["before-history", "after-history"]
+
+
+class MemoryLayoutConfig(StrategyConfig):
+    """Where a strategy that injects memories puts its memory block, and in what order.
+
+    Both settings change only the order of the prompt, never what is in it: the
+    tokens, the recall and the answer stay the same; what changes is how much of
+    each prompt a provider's prompt cache can serve (a cache serves the longest
+    prefix a recent request shared).
+    """
+
+    memory_position: MemoryPosition = BEFORE_HISTORY
+    """``before-history`` (the default): system prompt, memory block, the session's
+    messages, the new message. ``after-history``: the memory block moves between the
+    history and the new message, so the history stays a cacheable prefix even when
+    the memories change from message to message."""
+    stable_memory_order: bool = False
+    """Write the selected memories in the order they were created instead of in rank
+    order: a turn that selects the same memories as the last one sends the same
+    block, and a memory learned since is appended at its end."""
+
+    def arrange(self, memories: list) -> list:
+        """The memory block's lines in the configured order (creation order if stable)."""
+        if not self.stable_memory_order or len(memories) < 2:
+            return memories
+        return sorted(memories, key=_creation_order)
+
+
+def _creation_order(item: object) -> tuple[float, int]:
+    """When a memory was created (its id breaks ties); items without either keep their place."""
+    return getattr(item, "created_at", 0.0), getattr(item, "id", 0)
 
 
 class Injectable(Protocol):
@@ -104,7 +143,9 @@ class Prompt:
 
     The request is rendered as: the system message; then, if any memories, one
     more system message holding ``MEMORY_HEADER`` and a ``- text`` line per
-    memory; then the history messages; then the user's message.
+    memory; then the history messages; then the user's message. With
+    ``memory_position = "after-history"`` the memory message comes after the
+    history instead, just before the user's message.
 
     Attributes:
         user: The message being answered.
@@ -113,6 +154,9 @@ class Prompt:
         history_tokens: The history's tokens with chat overhead, when the
             strategy keeps a running total (saves re-summing long histories).
         system: The system prompt text.
+        memory_position: ``before-history`` or ``after-history``.
+        history_chain: The prompt-cache keys of the history, kept by the
+            conversation the history is a snapshot of (``None``: computed here).
     """
 
     user: Message
@@ -120,6 +164,8 @@ class Prompt:
     history: list[Message] = field(default_factory=list)
     history_tokens: int | None = None
     system: str = SYSTEM_PROMPT
+    memory_position: MemoryPosition = BEFORE_HISTORY
+    history_chain: MessageChain | None = None
 
     def tokens(self, counter: TokenCounter) -> PromptTokens:
         """Tokens of each part."""
@@ -135,13 +181,52 @@ class Prompt:
 
     def render(self) -> list[tuple[str, str]]:
         """The request as ``(role, content)`` messages, exactly as it is billed."""
-        messages = [("system", self.system)]
+        memory = []
         if self.memories:
             block = MEMORY_HEADER + "".join("- " + m.text + "\n" for m in self.memories)
-            messages.append(("system", block))
-        messages += [(m.role, m.text) for m in self.history]
-        messages.append(("user", self.user.text))
-        return messages
+            memory.append(("system", block))
+        history = [(m.role, m.text) for m in self.history]
+        if self.memory_position == AFTER_HISTORY:
+            return [("system", self.system), *history, *memory, ("user", self.user.text)]
+        return [("system", self.system), *memory, *history, ("user", self.user.text)]
+
+    def cache_layout(self, cache: PromptCache, counter: TokenCounter) -> Layout:
+        """The request as ``cache`` sees it: its blocks in order, and where each part ends.
+
+        Blocks: the system message; the memory message cut into its header, one
+        block per line and its closing token; each history message; the user's
+        message. The history is the conversation's own
+        :class:`~sim.prompt_cache.MessageChain` (kept by :class:`History`), so the
+        next turn's request, whose history holds this turn's message, finds this
+        one as its prefix without re-keying the conversation.
+        """
+        layout = cache.layout()
+        layout.add(*cache.message_block("system", self.system, counter))
+        layout.mark(0)
+        after = self.memory_position == AFTER_HISTORY
+        if self.memories and not after:
+            self._memory_blocks(layout, cache, counter)
+        history = self.history
+        chain = self.history_chain or MessageChain()
+        chain.extend(history, len(history))
+        layout.attach(history, chain)
+        if history:
+            layout.mark(2)
+        if self.memories and after:
+            self._memory_blocks(layout, cache, counter)
+        user = self.user
+        layout.add(user, counter.message("user", user.tokens))
+        layout.mark(3)
+        return layout
+
+    def _memory_blocks(self, layout: Layout, cache: PromptCache, counter: TokenCounter) -> None:
+        """The memory message as blocks: header (with the message's opening), lines, close."""
+        opening = TOKENS_PER_MESSAGE - 1 + ROLE_TOKENS["system"] + counter.count(MEMORY_HEADER)
+        layout.add(("memory", MEMORY_HEADER), opening)
+        items = self.memories
+        layout.extend(list(map(_text_of, items)), list(map(_line_tokens_of, items)))
+        layout.add(CLOSE, 1)
+        layout.mark(1)
 
     def facts(self) -> set[tuple[str, int]]:
         """Ground-truth facts present in the memories and history (for recall)."""
@@ -154,6 +239,7 @@ class Prompt:
 _facts_of = attrgetter("facts")
 _slot_version = attrgetter("slot", "version")  # a Fact as (slot, version)
 _line_tokens_of = attrgetter("line_tokens")
+_text_of = attrgetter("text")
 
 
 class TickContext(Protocol):

@@ -29,9 +29,9 @@ from sim.store import Memory, hit_all, normalized_hash
 from sim.tokens import TokenCounter
 from sim.workload import Message
 from strategies.base import (
+    MemoryLayoutConfig,
     Prompt,
     Strategy,
-    StrategyConfig,
     TickContext,
     TurnContext,
     fill_budget,
@@ -42,7 +42,7 @@ from strategies.jobs import ConsolidationConfig, schedule_consolidation
 from strategies.registry import register
 
 
-class BatchedDedupBudgetConfig(StrategyConfig):
+class BatchedDedupBudgetConfig(MemoryLayoutConfig):
     """Defaults follow common production guidance for extraction-based memory."""
 
     extract_every_messages: Annotated[int, Field(ge=1)] = 5
@@ -122,7 +122,8 @@ class BatchedDedupBudget(Strategy):
         """System prompt + the best memories within budget + this session + the message."""
         history = self._sessions.of(ctx.user, msg.session)
         memories = self._select(ctx, msg) if ctx.store.count() else []
-        return history.prompt(msg, memories)
+        cfg = self.config
+        return history.prompt(msg, cfg.arrange(memories), cfg.memory_position)
 
     def _select(
         self, ctx: TurnContext, msg: Message, query: np.ndarray | None = None

@@ -62,7 +62,14 @@ from sim.context import EMBEDDING, LLM, STORE, Services, Span
 from sim.llm import Factoid
 from sim.store import Memory
 from sim.workload import SECONDS_PER_DAY, Message
-from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext, fill_budget, memory_room
+from strategies.base import (
+    MemoryLayoutConfig,
+    Prompt,
+    Strategy,
+    TurnContext,
+    fill_budget,
+    memory_room,
+)
 from strategies.history import SessionHistories
 from strategies.registry import register_external
 
@@ -70,7 +77,7 @@ if TYPE_CHECKING:  # the server (FastAPI) loads when a run starts, not with the 
     from sim.serve import MockServer, RequestRecord
 
 
-class ExternalConfig(StrategyConfig):
+class ExternalConfig(MemoryLayoutConfig):
     """Retrieval, budget and where ingestion runs (sources in the module docstring)."""
 
     search_limit: Annotated[int, Field(ge=1)] = 100
@@ -315,7 +322,8 @@ class ExternalStrategy(Strategy):
         chosen = fill_budget([mirror[i] for i in found if i in mirror], room)
         for memory in chosen:
             memory.hit(ctx.now)
-        return history.prompt(msg, chosen)
+        cfg = self.config
+        return history.prompt(msg, cfg.arrange(chosen), cfg.memory_position)
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Hand the exchange to the library now or on a background worker."""

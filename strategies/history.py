@@ -2,26 +2,48 @@
 
 from __future__ import annotations
 
+from sim.prompt_cache import MessageChain
 from sim.tokens import TokenCounter
 from sim.workload import Message
-from strategies.base import Prompt
+from strategies.base import BEFORE_HISTORY, MemoryPosition, Prompt
 
 
 class History:
-    """Messages in order, and their tokens with chat overhead, kept incrementally."""
+    """Messages in order, and their tokens with chat overhead, kept incrementally.
 
-    __slots__ = ("messages", "session", "tokens")
+    It only grows, so a prompt's snapshot of its first ``n`` messages can share its
+    :class:`~sim.prompt_cache.MessageChain` (the prompt-cache keys, made on demand).
+    """
+
+    __slots__ = ("chain", "messages", "session", "tokens")
 
     def __init__(self, session: int = -1) -> None:
         self.messages: list[Message] = []
         self.tokens = 0
         self.session = session
+        self.chain = MessageChain()
 
-    def prompt(self, msg: Message, memories: list | None = None) -> Prompt:
+    def prompt(
+        self,
+        msg: Message,
+        memories: list | None = None,
+        memory_position: MemoryPosition = BEFORE_HISTORY,
+    ) -> Prompt:
         """A prompt answering ``msg`` with this history (a snapshot) and ``memories``."""
         return Prompt(
-            msg, memories=memories or [], history=list(self.messages), history_tokens=self.tokens
+            msg,
+            memories=memories or [],
+            history=list(self.messages),
+            history_tokens=self.tokens,
+            memory_position=memory_position,
+            history_chain=self.chain,
         )
+
+    def drop_oldest(self, count: int, tokens: int) -> None:
+        """Forget the first ``count`` messages, of ``tokens`` tokens: a new prefix, a new chain."""
+        self.messages = self.messages[count:]
+        self.tokens -= tokens
+        self.chain = MessageChain()
 
     def exchange(self, counter: TokenCounter, msg: Message, reply: Message | None) -> None:
         """Append a user message and its reply (skipped when the chat call failed)."""

@@ -64,9 +64,9 @@ from sim.store import Memory, normalized_hash
 from sim.textbank import MEM0_EXTRACT_SYSTEM_PROMPT
 from sim.workload import Message
 from strategies.base import (
+    MemoryLayoutConfig,
     Prompt,
     Strategy,
-    StrategyConfig,
     TurnContext,
     fill_budget,
     memory_room,
@@ -75,7 +75,7 @@ from strategies.history import SessionHistories
 from strategies.registry import register
 
 
-class Mem0AddOnlyConfig(StrategyConfig):
+class Mem0AddOnlyConfig(MemoryLayoutConfig):
     """Batching, retrieval and budget (sources in the module docstring)."""
 
     add_every_turns: Annotated[int, Field(ge=1)] = 1
@@ -115,7 +115,8 @@ class _Mem0Base(Strategy):
         """System prompt + the most similar memories within budget + this session + the message."""
         history = self._sessions.of(ctx.user, msg.session)
         memories = self._search(ctx, msg) if ctx.store.count() else []
-        return history.prompt(msg, memories)
+        cfg = self.config
+        return history.prompt(msg, cfg.arrange(memories), cfg.memory_position)
 
     def _search(self, ctx: TurnContext, msg: Message) -> list[Memory]:
         """The ``search_limit`` most similar memories, in order, while they fit the budget."""

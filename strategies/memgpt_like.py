@@ -95,14 +95,14 @@ from pydantic import Field
 from sim.llm import Factoid, Summary
 from sim.store import Memory, normalized_hash
 from sim.workload import Message
-from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
+from strategies.base import MemoryLayoutConfig, Prompt, Strategy, TurnContext
 from strategies.history import History
 from strategies.registry import register
 
 RECALLED_PREFIX = "User said earlier: "
 
 
-class MemGPTLikeConfig(StrategyConfig):
+class MemGPTLikeConfig(MemoryLayoutConfig):
     """MemGPT's defaults where it has one (see the module docstring for sources)."""
 
     context_window_tokens: Annotated[int, Field(ge=256)] = 8_192
@@ -263,7 +263,9 @@ class MemGPTLike(Strategy):
 
     def _prompt(self, ctx: TurnContext, agent: _Agent, msg: Message, found: list) -> Prompt:
         memories: list = [agent.summary] if agent.summary else []
-        return agent.queue.prompt(msg, memories + agent.core.lines + found)
+        cfg = self.config
+        blocks = cfg.arrange(memories + agent.core.lines + found)
+        return agent.queue.prompt(msg, blocks, cfg.memory_position)
 
     def _search(self, ctx: TurnContext, agent: _Agent, msg: Message) -> list:
         """The agent's searches for a question its core block does not answer."""
@@ -313,8 +315,7 @@ class MemGPTLike(Strategy):
             return False
         evicted = queue.messages[:count]
         agent.summary = ctx.llm.summarize(evicted, agent.summary)
-        queue.messages = queue.messages[count:]
-        queue.tokens -= evicted_tokens
+        queue.drop_oldest(count, evicted_tokens)
         said = [m for m in evicted if m.role == "user"]
         if cfg.recall_top_k and said:
             agent.recall.add(said, ctx.embedder.embed([m.text for m in said]))

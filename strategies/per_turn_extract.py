@@ -21,7 +21,7 @@ from typing import Literal
 from sim.store import Memory, hit_all
 from sim.tokens import TokenCounter
 from sim.workload import Message
-from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
+from strategies.base import MemoryLayoutConfig, Prompt, Strategy, TurnContext
 from strategies.history import SessionHistories
 from strategies.registry import register
 
@@ -29,7 +29,7 @@ RECORD_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """Simulated time 0 as the ``created_at`` of injected memory records."""
 
 
-class PerTurnExtractConfig(StrategyConfig):
+class PerTurnExtractConfig(MemoryLayoutConfig):
     """Settings of ``per-turn-extract``."""
 
     inject_format: Literal["lines", "records"] = "lines"
@@ -82,7 +82,7 @@ class PerTurnExtract(Strategy):
         hit_all(memories, ctx.now)
         if self.config.inject_format == "records":
             memories = [self._record(ctx, m) for m in memories]
-        return history.prompt(msg, memories)
+        return history.prompt(msg, memories, self.config.memory_position)
 
     def _record(self, ctx: TurnContext, memory: Memory) -> MemoryRecord:
         """The memory's record, rendered and counted once (memory ids are per user)."""

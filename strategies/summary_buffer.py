@@ -47,12 +47,12 @@ from pydantic import Field
 
 from sim.llm import Summary
 from sim.workload import Message
-from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
+from strategies.base import MemoryLayoutConfig, Prompt, Strategy, TurnContext
 from strategies.history import History
 from strategies.registry import register
 
 
-class SummaryBufferConfig(StrategyConfig):
+class SummaryBufferConfig(MemoryLayoutConfig):
     """LangChain's buffer limit; the triggers are our choice (see the module docstring)."""
 
     buffer_token_limit: Annotated[int, Field(ge=1)] = 2_000
@@ -87,7 +87,8 @@ class SummaryBuffer(Strategy):
     def build_prompt(self, ctx: TurnContext, msg: Message) -> Prompt:
         """System prompt + the summary as memory + the buffered messages + the new one."""
         memory = self._users.setdefault(ctx.user, _UserMemory())
-        return memory.buffer.prompt(msg, [memory.line] if memory.line else None)
+        line = [memory.line] if memory.line else None
+        return memory.buffer.prompt(msg, line, self.config.memory_position)
 
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
         """Buffer the exchange; fold the buffer into the summary when a trigger fires."""

@@ -31,3 +31,10 @@ def tiny_run(tiny: Scenario) -> RunResult:
 @pytest.fixture(scope="session")
 def tiny_summary(tiny_run: RunResult) -> dict:
     return summarize(tiny_run)
+
+
+@pytest.fixture(scope="session")
+def tiny_uncached_summary(tiny: Scenario) -> dict:
+    """tiny.toml with ``[llm.cache] mode = "none"``: every input token at the full price."""
+    llm = tiny.llm.model_copy(update={"cache": tiny.llm.cache.model_copy(update={"mode": "none"})})
+    return summarize(run_scenario(tiny.model_copy(update={"llm": llm})))

@@ -3,6 +3,11 @@
     MEMSIM_UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden.py
 
 and explain the change in the commit message.
+
+``tiny_summary.json`` pins the run billed without a prompt cache (``[llm.cache]
+mode = "none"``): the figures memsim printed before it modelled caching, which
+that mode must keep to the byte. ``tiny_cached_summary.json`` pins the default
+run (``auto``: gpt-4o-mini, OpenAI's automatic prefix caching).
 """
 
 import json
@@ -10,24 +15,37 @@ import os
 from pathlib import Path
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_summary.json"
-ADDED_KEYS = {"probes": 18}
+CACHED_GOLDEN = Path(__file__).parent / "golden" / "tiny_cached_summary.json"
+ADDED_KEYS = {
+    "probes": 18,
+    "cached_input_tokens": 0,
+    "cache_write_tokens": 0,
+    "cache_hit_share": 0.0,
+    "usd_saved_by_cache": 0.0,
+    "cached_input_tokens_per_day": [0, 0, 0, 0],
+}
 """Per-strategy keys summary.json gained after the golden file was written, and their
-value for tiny.toml (keys may be added, none removed): pinned here, so the golden
-file and every figure in it stay as they were."""
+value for tiny.toml uncached (keys may be added, none removed): pinned here, so the
+golden file and every figure in it stay as they were."""
+DERIVED_KEYS = ("usd_total_uncached", "llm_input_tokens_per_day")
+"""Added keys whose uncached value follows from the pinned figures (checked below)."""
 
 
-def test_tiny_summary_matches_golden(tiny_summary):
-    actual = json.loads(
-        json.dumps({k: v for k, v in tiny_summary.items() if k != "memsim_version"})
-    )
-    if os.environ.get("MEMSIM_UPDATE_GOLDEN"):
-        GOLDEN.write_text(json.dumps(actual, indent=2) + "\n")
+def _without_version(summary: dict) -> dict:
+    return json.loads(json.dumps({k: v for k, v in summary.items() if k != "memsim_version"}))
+
+
+def test_tiny_summary_without_cache_matches_golden(tiny_uncached_summary):
+    actual = _without_version(tiny_uncached_summary)
     expected = json.loads(GOLDEN.read_text())
     for name, block in expected["strategies"].items():
         got = actual["strategies"][name]
         for key, value in ADDED_KEYS.items():
             if key not in block:
                 assert got.pop(key) == value, f"{name}.{key}"
+        assert got.pop("usd_total_uncached") == block["usd_total"]
+        per_day = got.pop("llm_input_tokens_per_day")
+        assert len(per_day) == expected["days"] and 0 < sum(per_day) < block["tokens_total"]
         # The headline figures first, for a readable failure.
         for key in (
             "turns",
@@ -38,6 +56,30 @@ def test_tiny_summary_matches_golden(tiny_summary):
         ):
             assert got[key] == block[key], f"{name}.{key}"
     assert actual == expected
+
+
+def test_tiny_summary_with_the_default_cache_matches_golden(tiny_summary):
+    actual = _without_version(tiny_summary)
+    if os.environ.get("MEMSIM_UPDATE_GOLDEN"):
+        CACHED_GOLDEN.write_text(json.dumps(actual, indent=2) + "\n")
+    expected = json.loads(CACHED_GOLDEN.read_text())
+    for name, block in expected["strategies"].items():
+        for key in ("cached_input_tokens", "usd_total", "usd_saved_by_cache", "latency_p50_s"):
+            assert actual["strategies"][name][key] == block[key], f"{name}.{key}"
+    assert actual == expected
+
+
+def test_caching_changes_only_what_it_should(tiny_summary, tiny_uncached_summary):
+    """Same tokens, calls and recall; cheaper (never dearer) and no slower with the cache."""
+    for name, cached in tiny_summary["strategies"].items():
+        plain = tiny_uncached_summary["strategies"][name]
+        for key in ("tokens_total", "tokens_by_purpose", "llm_calls_by_purpose", "recall"):
+            assert cached[key] == plain[key], f"{name}.{key}"
+        assert cached["usd_total_uncached"] == plain["usd_total"]
+        assert cached["usd_total"] <= plain["usd_total"]
+        assert cached["latency_p50_s"] <= plain["latency_p50_s"]
+    naive = tiny_summary["strategies"]["naive-append"]
+    assert naive["cached_input_tokens"] > 0 and naive["usd_saved_by_cache"] > 0
 
 
 def test_tiny_golden_is_not_trivial():

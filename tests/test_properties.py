@@ -14,11 +14,14 @@ import sim.runner
 import strategies
 from helpers import make_scenario
 from reports.summary import build_summary
+from sim.config import LLMConfig
+from sim.prompt_cache import new_cache
 from sim.store import NumpyStore
-from sim.tokens import TokenCounter
+from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter
 from strategies.base import Strategy
 
 BUDGETED = "batched-dedup-budget"
+CACHE = new_cache(LLMConfig(cache={"mode": "openai"}))  # builds the layouts checked below
 
 
 @st.composite
@@ -38,6 +41,11 @@ def small_scenarios(draw):
             "extract_miss_rate": draw(st.floats(0.0, 0.5)),
             "extract_hallucination_rate": draw(st.floats(0.0, 1.0)),
             "extract_reword_rate": draw(st.floats(0.0, 1.0)),
+            # OpenAI's rule with a low minimum, so that small runs read and write often.
+            "cache": {
+                "mode": draw(st.sampled_from(["none", "openai"])),
+                "min_tokens": draw(st.sampled_from([128, 1024])),
+            },
         },
         strategy={
             BUDGETED: {
@@ -46,6 +54,8 @@ def small_scenarios(draw):
                 "dedup_threshold": draw(st.floats(0.3, 1.0)),
                 "extract_every_messages": draw(st.integers(1, 6)),
                 "extract_buffer_tokens": draw(st.integers(50, 3000)),
+                "memory_position": draw(st.sampled_from(["before-history", "after-history"])),
+                "stable_memory_order": draw(st.booleans()),
             }
         },
     )
@@ -62,8 +72,12 @@ def checked(cls: type[Strategy], violations: list[str]) -> type[Strategy]:
             foreign += [m for m in prompt.history if m.user != ctx.user]
             if foreign:
                 violations.append(f"user {ctx.user} saw {foreign[0]!r}")
-            if counter.chat(prompt.render()) != prompt.tokens(counter).total:
+            total = prompt.tokens(counter).total
+            if counter.chat(prompt.render()) != total:
                 violations.append(f"token accounting differs from the rendered prompt: {prompt!r}")
+            layout = prompt.cache_layout(CACHE, counter)
+            if layout.end + REPLY_PRIMING_TOKENS != total:
+                violations.append(f"the cache's blocks do not add up to the prompt: {prompt!r}")
             return prompt
 
     Checked.name = cls.name
@@ -130,22 +144,25 @@ def test_budget_cap_isolation_and_cost_hold(name, scenario):
     for run in result.runs:
         calls = run.calls
         expected = []
-        for purpose, tin, tout in zip(
-            calls["purpose"], calls["tokens_in"], calls["tokens_out"], strict=True
+        for purpose, tin, tout, read, written in zip(
+            calls["purpose"],
+            calls["tokens_in"],
+            calls["tokens_out"],
+            calls["cached_tokens"],
+            calls["cache_write_tokens"],
+            strict=True,
         ):
             if purpose == "embed":
                 expected.append(tin * scenario.embedding.usd_per_million_tokens / 1e6)
             elif purpose.startswith("store"):
                 expected.append(0.0)
             else:
-                key = (tin, tout)
+                assert written == 0 and read <= tin  # OpenAI: no writes billed
+                key = (tin, tout, read)
                 if key not in rates:
+                    usage = Usage(input_tokens=tin, output_tokens=tout, cache_read_tokens=read)
                     rates[key] = float(
-                        calc_price(
-                            Usage(input_tokens=tin, output_tokens=tout),
-                            scenario.llm.model,
-                            provider_id="openai",
-                        ).total_price
+                        calc_price(usage, scenario.llm.model, provider_id="openai").total_price
                     )
                 expected.append(rates[key])
         assert calls["usd"].to_numpy() == pytest.approx(expected, rel=1e-9, abs=1e-15)

@@ -83,7 +83,10 @@ def test_chart_data_matches_golden(saved):
 def test_chart_golden_is_not_trivial():
     """Guards the golden file: every chart has real, consistent, distinct numbers."""
     g = {name: pd.DataFrame(rows) for name, rows in json.loads(GOLDEN.read_text()).items()}
-    summary = json.loads((Path(__file__).parent / "golden" / "tiny_summary.json").read_text())
+    # The charts are those of `memsim run tiny`: the default, cached run.
+    summary = json.loads(
+        (Path(__file__).parent / "golden" / "tiny_cached_summary.json").read_text()
+    )
     names, days = list(summary["strategies"]), summary["days"]
     cost = g["cost_per_day"]
     assert len(cost) == len(names) * days and (cost["tokens"] > 0).all()
@@ -113,6 +116,13 @@ def test_chart_golden_is_not_trivial():
     ).all()
     points = g["recall_vs_cost"]
     assert points["pareto"].any() and points["usd_per_month"].nunique() == len(names)
+    cache = g["prompt_cache_per_day"]
+    assert len(cache) == len(names) * days
+    for name, block in summary["strategies"].items():
+        own = cache[cache["strategy"] == name]
+        assert own["cached"].sum() == block["cached_input_tokens"]
+        assert (own["cached"] + own["uncached"]).tolist() == block["llm_input_tokens_per_day"]
+    assert cache.loc[cache["strategy"] == "naive-append", "cached"].sum() > 0
     purposes = g["tokens_by_purpose"].set_index(["strategy", "purpose"])["tokens"]
     assert purposes["per-turn-extract", "extract"] > 0 and purposes["naive-append", "extract"] == 0
     parts = g["prompt_parts"].set_index(["strategy", "part"])["tokens"]
