@@ -52,6 +52,7 @@ CSV_METRICS = (
     "memories_per_user_mean",
     "injected_tokens_mean",
     "duplicate_ratio",
+    "cache_hit_share",
 )
 FILES = ("sweep.json", "sweep.csv", "sweep.md")
 # t(0.975, df) for df = 1..30 (scipy.stats.t.ppf, 6 decimals); larger df use an expansion.
@@ -273,7 +274,14 @@ def format_share(block: dict[str, Any]) -> str:
     return f"{block['mean']:.1%} ± {block['ci95_half_width'] * 100:.1f}"
 
 
-TABLE_HEADER = ("strategy", "USD / user / month", "recall", "p99 latency (s)", "memories / user")
+TABLE_HEADER = (
+    "strategy",
+    "USD / user / month",
+    "recall",
+    "p99 latency (s)",
+    "memories / user",
+    "prompt cache hit",
+)
 
 
 def table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
@@ -292,6 +300,7 @@ def table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
                     format_share(m["recall"]),
                     f"{m['latency_p99_s']['mean']:.2f}",
                     f"{m['memories_per_user_mean']['mean']:.1f}",
+                    f"{m['cache_hit_share']['mean']:.1%}",
                 ]
             )
     return [*labels.values(), *TABLE_HEADER], rows

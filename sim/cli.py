@@ -37,6 +37,7 @@ from reports.terminal import print_calibration, print_check, print_comparison
 from sim import __version__
 from sim.config import ConfigError, Scenario, format_validation_error
 from sim.runner import RunResult, build_strategies, rates_for, resolve_config, run_scenario
+from sim.sweep import with_settings
 from sim.traces import bind_trace
 
 app = typer.Typer(
@@ -107,7 +108,9 @@ def _with_trace(scenario: Scenario, trace: Path | None, overrides: dict) -> Scen
     return scenario
 
 
-def _load(spec: str, trace: Path | None = None, **overrides: object) -> tuple[Scenario, str]:
+def _load(
+    spec: str, trace: Path | None = None, settings: list[str] | None = None, **overrides: object
+) -> tuple[Scenario, str]:
     scenario, path = scenarios.load(spec)
     try:
         scenario = _with_trace(scenario, trace, overrides)
@@ -116,7 +119,18 @@ def _load(spec: str, trace: Path | None = None, **overrides: object) -> tuple[Sc
         raise ConfigError(
             format_validation_error(f"{path} (with command-line overrides)", err)
         ) from None
-    return scenario, str(path)
+    return with_settings(scenario, settings or [], str(path)), str(path)
+
+
+SetOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        help="Set any scenario field, KEY=VALUE with a dotted KEY (repeatable): "
+        "llm.cache.mode=none, strategy.batched-dedup-budget.stable_memory_order=true, "
+        "strategy.*.memory_position=after-history (every strategy that has it).",
+    ),
+]
 
 
 def _check_strategy_flag(spec: str) -> None:
@@ -206,6 +220,7 @@ def run(
             help="numpy, chroma (embedded) or chroma-http (a server); default: the scenario's."
         ),
     ] = None,
+    settings: SetOpt = None,
     out: Annotated[
         Path | None, typer.Option(help="Output folder; default: out/<scenario>.")
     ] = None,
@@ -223,6 +238,7 @@ def run(
         scn, source = _load(
             scenario,
             trace,
+            settings,
             users=users,
             days=days,
             seed=seed,
@@ -286,6 +302,7 @@ def _progress(quiet: bool, unit: str = "turns") -> Progress:
 def baseline(
     scenario: ScenarioArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Baseline file to write.")],
+    settings: SetOpt = None,
     workers: WorkersOpt = 1,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -295,7 +312,7 @@ def baseline(
     from reports.check import baseline_document
 
     try:
-        scn, source = _load(scenario)
+        scn, source = _load(scenario, settings=settings)
         prepare_out_dir(output.parent)
         with tempfile.TemporaryDirectory(prefix="memsim-baseline-") as scratch:
             parallel = Parallel(workers, executor, address)
@@ -321,6 +338,7 @@ def check(
         Path | None,
         typer.Option(help="Folder for check.md and junit.xml; default out/<scenario>-check."),
     ] = None,
+    settings: SetOpt = None,
     workers: WorkersOpt = 1,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
@@ -339,7 +357,7 @@ def check(
     try:
         reference = ci.load_baseline(baseline_file)
         tolerances = ci.parse_tolerances(tolerance or [])
-        scn, source = _load(scenario)
+        scn, source = _load(scenario, settings=settings)
         out_dir = out if out is not None else Path("out") / f"{scn.name}-check"
         bound, trace = bind_trace(scn, source)
         resolved = resolve_config(
@@ -474,10 +492,10 @@ def list_() -> None:
 
 
 @app.command()
-def validate(scenario: ScenarioArg, trace: TraceOpt = None) -> None:
+def validate(scenario: ScenarioArg, trace: TraceOpt = None, settings: SetOpt = None) -> None:
     """Check a scenario file (fields, values, strategies, its trace) without running it."""
     try:
-        scn, source = _load(scenario, trace)
+        scn, source = _load(scenario, trace, settings)
         scn, info = bind_trace(scn, source)
         built = build_strategies(scn, source)
         rates_for(scn, source)
@@ -511,6 +529,7 @@ def project(
     out: Annotated[
         Path | None, typer.Option(help="Output folder; default: out/<scenario>-projection.")
     ] = None,
+    settings: SetOpt = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
     ] = False,
@@ -536,7 +555,7 @@ def project(
 
     try:
         sizes = projection.parse_sizes(users)
-        scn, source = _load(scenario)
+        scn, source = _load(scenario, settings=settings)
         models = model or [scn.llm.model]
         projection.model_rates(scn, models)  # fail fast on an unknown model
         build_strategies(scn, source)

@@ -73,6 +73,25 @@ class Services:
     """The run's injected faults; ``None`` when the scenario injects none."""
 
 
+def llm_span(
+    rates: Rates,
+    purpose: str,
+    tokens_in: int,
+    tokens_out: int,
+    latency_s: float,
+    error: str,
+    items: int,
+    cached: int = 0,
+    written: int = 0,
+) -> Span:
+    """The span of one chat-model call, billed with its prompt-cache reads and writes."""
+    usd = rates.usd(tokens_in, tokens_out, cached, written)
+    saved = rates.usd(tokens_in, tokens_out) - usd if cached or written else 0.0
+    return Span(
+        purpose, LLM, tokens_in, tokens_out, latency_s, usd, error, items, cached, written, saved
+    )
+
+
 class LLMClient:
     """``ctx.llm``: the mock model's calls for one user, metered."""
 
@@ -83,24 +102,17 @@ class LLMClient:
 
     def _meter(self, result: LLMResult) -> LLMResult:
         ctx = self._ctx
-        rates = ctx.services.chat_rates
-        tokens_in, tokens_out = result.tokens_in, result.tokens_out
-        cached, written = result.cached_tokens, result.cache_write_tokens
-        usd = rates.usd(tokens_in, tokens_out, cached, written)
-        saved = rates.usd(tokens_in, tokens_out) - usd if cached or written else 0.0  # rare
         ctx.record(
-            Span(
+            llm_span(
+                ctx.services.chat_rates,
                 result.purpose,
-                LLM,
-                tokens_in,
-                tokens_out,
+                result.tokens_in,
+                result.tokens_out,
                 result.latency_s,
-                usd,
                 result.error,
                 len(result.decision.events) if result.decision else len(result.factoids),
-                cached,
-                written,
-                saved,
+                result.cached_tokens,
+                result.cache_write_tokens,
             )
         )
         return result

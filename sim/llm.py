@@ -227,6 +227,22 @@ class MockLLM:
         jitter = math.exp(rng.gauss(0.0, sigma)) if sigma else 1.0
         return base * min(max(jitter, self._jitter_min), self._jitter_max)
 
+    def cached_latency(
+        self, latency_s: float, tokens_in: int, tokens_out: int, cached: int
+    ) -> float:
+        """A latency modelled with all input uncached, for ``cached`` tokens read from cache.
+
+        The jittered latency is ``base(tokens_in) · jitter``: scaling it by
+        ``base(tokens_in - cached) / base(tokens_in)`` keeps the draw and drops the
+        cached tokens' prefill.
+        """
+        if not cached:
+            return latency_s
+        decode = tokens_out / self._decode_tps
+        full = self._ttft_base_s + self._prefill_s * tokens_in + decode
+        served = full - self._prefill_s * cached
+        return latency_s * served / full if full else latency_s
+
     def transcript_tokens(self, messages: Sequence[Message]) -> int:
         """Tokens of messages rendered one per line as ``User: text`` / ``Assistant: text``."""
         total = 0
@@ -293,21 +309,23 @@ class MockLLM:
             **answer,  # type: ignore[arg-type]
         )
 
-    def _use(
-        self, user: int, now: float, tokens_in: int, system: int, first_key: tuple, lines=()
+    def prefix_use(
+        self, user: int, now: float, tokens_in: int, prefix_tokens: int, prefix: object, lines=()
     ) -> CacheUse:
-        """Ask the cache about a memory-work call: a fixed instruction prefix, then lines.
+        """Ask the cache about a call that opens with a fixed instruction prefix.
 
-        ``system`` tokens of the fixed prefix (keyed ``first_key``), a breakpoint
-        after it (a client caches its instructions); ``lines`` (transcript
-        messages) follow inside one user message, keyed so that a prompt that
+        ``prefix_tokens`` tokens of the prefix (its block ``prefix``), with a
+        breakpoint after it (a client caches its instructions); ``lines``
+        (transcript messages) follow inside one user message, so that a prompt that
         repeats an earlier one's conversation (a growing buffer) shares its prefix.
+        Memory-work calls ask through here, and so do the requests a real library
+        sends to ``serve-mock``.
         """
         cache = self.cache
         if cache is None or not cache.reaches(tokens_in):
             return NO_USE
         layout = cache.layout()
-        layout.add(first_key, system)
+        layout.add(prefix, prefix_tokens)
         layout.mark(0)
         if lines:
             layout.add(("user",), self._user_open)
@@ -390,7 +408,7 @@ class MockLLM:
         overflow = self.overflow("extract", tokens_in)
         if overflow is not None:
             return overflow
-        use = self._use(user, now, tokens_in, system, key, messages)
+        use = self.prefix_use(user, now, tokens_in, system, key, messages)
         rng = self.stream(user, "extract")
         found = self.find_factoids(rng, messages)
         tokens_out = self._factoid_array_tokens(found)
@@ -582,7 +600,7 @@ class MockLLM:
             kept,
             owner=user,
         )
-        use = self._use(user, now, tokens_in, self._summary_system, self._summary_key)
+        use = self.prefix_use(user, now, tokens_in, self._summary_system, self._summary_key)
         return self._result(rng, "summarize", tokens_in, tokens_out, use, summary=summary)
 
     # -- update ---------------------------------------------------------------
@@ -614,7 +632,7 @@ class MockLLM:
         # words: counted per piece, only pieces stay in the counter's cache.
         tokens_out = self.tokens.count_split(answer)
         prefix = self._user_open + self._update_prompt
-        use = self._use(user, now, tokens_in, prefix, self._update_key)
+        use = self.prefix_use(user, now, tokens_in, prefix, self._update_key)
         return self._result(rng, "update", tokens_in, tokens_out, use, decision=decision)
 
 

@@ -378,6 +378,9 @@ class _Entry:
 MAX_ENTRIES_PER_USER = 32
 """Live entries kept per user; the oldest go first (a bound on memory, far above
 what one user's requests within a TTL need)."""
+PURGE_EVERY_REQUESTS = 100_000
+"""How often the entries of users who have not come back are dropped once expired
+(a user's own entries are pruned at each of its requests)."""
 
 
 @dataclass(slots=True)
@@ -404,6 +407,7 @@ class PromptCache:
         self._blocks: dict[tuple[str, str], tuple[tuple, int]] = {}
         self.from_tokens = rule.min_tokens + REPLY_PRIMING_TOKENS
         """Input tokens from which a request can touch the cache (see :meth:`reaches`)."""
+        self._requests = 0
 
     def layout(self) -> Layout:
         """An empty layout; it keeps part marks only where the rule needs them (Anthropic)."""
@@ -469,7 +473,20 @@ class PromptCache:
         self._entries[slot] = kept if len(kept) <= MAX_ENTRIES_PER_USER else kept[1:]
         if rule.share_across_users and layout.head_tokens[0] >= rule.min_tokens:
             self._share(layout, positions, expires)
+        self._requests += 1
+        if self._requests % PURGE_EVERY_REQUESTS == 0:
+            self._purge(now)
         return use
+
+    def _purge(self, now: float) -> None:
+        """Drop every expired entry (those of users who did not come back hold memory)."""
+        for slot, entries in list(self._entries.items()):
+            live = [e for e in entries if e.expires > now]
+            if live:
+                self._entries[slot] = live
+            else:
+                del self._entries[slot]
+        self._shared = {k: v for k, v in self._shared.items() if v[0] > now}
 
     def _shared_read(self, layout: Layout, now: float) -> tuple[int, int]:
         """The first block, if another request of the shard left it in the cache."""

@@ -143,6 +143,8 @@ class RequestRecord:
     error: str = ""  # OpenAI's error code, e.g. context_length_exceeded
     kind: str = ""  # the classified request: mem0-additive, mem0-facts, mem0-update, …
     time: float = 0.0  # wall-clock time it arrived (Unix seconds)
+    prefix: tuple[str, str] | None = None  # a chat request's first message (role, content)
+    prefix_tokens: int = 0  # its tokens, chat overhead included (what a prompt cache can share)
 
 
 @dataclass(slots=True)
@@ -308,15 +310,17 @@ class MockBackend:
     # -- chat completions -------------------------------------------------------------
     def prompt_tokens(self, messages: Sequence[dict[str, Any]]) -> int:
         """Billed input tokens of a chat request, in the format :mod:`sim.tokens` bills."""
+        return REPLY_PRIMING_TOKENS + sum(map(self.message_tokens, messages))
+
+    def message_tokens(self, message: dict[str, Any]) -> int:
+        """Tokens of one request message, chat overhead included."""
         count = self.tokens.count_split
-        total = REPLY_PRIMING_TOKENS
-        for message in messages:
-            role = str(message.get("role", ""))
-            role_tokens = ROLE_TOKENS.get(role)
-            total += TOKENS_PER_MESSAGE + (count(role) if role_tokens is None else role_tokens)
-            total += count(_content_text(message.get("content")))
-            if message.get("name"):
-                total += 1 + count(str(message["name"]))
+        role = str(message.get("role", ""))
+        role_tokens = ROLE_TOKENS.get(role)
+        total = TOKENS_PER_MESSAGE + (count(role) if role_tokens is None else role_tokens)
+        total += count(_content_text(message.get("content")))
+        if message.get("name"):
+            total += 1 + count(str(message["name"]))
         return total
 
     def chat(self, body: Any) -> tuple[dict[str, Any], RequestRecord]:
@@ -357,6 +361,8 @@ class MockBackend:
                 items,
                 kind=kind,
                 time=arrived,
+                prefix=pairs[0] if pairs else None,
+                prefix_tokens=self.message_tokens(messages[0]) if messages else 0,
             )
         )
         digest = hashlib.blake2b(json.dumps(pairs).encode(), digest_size=12).hexdigest()

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import itertools
 import json
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -329,19 +330,22 @@ def _check_strategies(names: list[str], source: str) -> None:
             raise ConfigError(f"{source}: field 'strategies' = {shown(name)}: {err}") from None
 
 
-def _check_keys(spec: SweepFile, names: list[str], source: str) -> None:
+def _check_keys(spec: SweepFile, names: list[str], source: str, section: str = "overrides") -> None:
     """Reserved keys, overlapping keys, and paths into strategies the sweep does not run."""
-    keys = [("overrides", k) for k in spec.overrides] + [("grid", k) for k in spec.grid]
+    keys = [(section, k) for k in spec.overrides] + [("grid", k) for k in spec.grid]
     for section, key in keys:
         path = split_path(key, names)
         if path[0] in RESERVED:
-            raise ConfigError(
-                f"{source}: {section} '{key}': set it with the sweep's '{RESERVED[path[0]]}' field"
+            where = (
+                f"the --{path[0].rstrip('s')} option"
+                if section == "--set"
+                else f"the sweep's '{RESERVED[path[0]]}' field"
             )
+            raise ConfigError(f"{source}: {section} '{key}': set it with {where}")
         if path[0] == "strategy" and len(path) > 2 and path[1] == EVERY_STRATEGY:
             if not concrete_paths(path, names):
                 raise ConfigError(
-                    f"{source}: {section} '{key}': no strategy of this sweep has a setting "
+                    f"{source}: {section} '{key}': no strategy run here has a setting "
                     f"'{path[2]}' (strategies: {', '.join(names)})"
                 )
         elif path[0] == "strategy" and len(path) > 1 and path[1] not in names:
@@ -354,8 +358,46 @@ def _check_keys(spec: SweepFile, names: list[str], source: str) -> None:
             raise ConfigError(f"{source}: {s1} '{k1}' and {s2} '{k2}' set the same field")
 
 
+def parse_settings(specs: list[str]) -> dict[str, Any]:
+    """``["llm.model=gpt-4.1-mini", "users=2"]`` → ``{"llm.model": "gpt-4.1-mini", "users": 2}``.
+
+    A value is read as a TOML value (``200``, ``0.5``, ``true``, ``"text"``, ``[1, 2]``);
+    anything that is not one is taken as a plain string.
+    """
+    settings: dict[str, Any] = {}
+    for spec in specs:
+        key, sep, text = spec.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set: {spec!r}: expected KEY=VALUE, e.g. llm.cache.mode=none")
+        try:
+            value = tomllib.loads(f"value = {text.strip()}")["value"]
+        except tomllib.TOMLDecodeError:
+            value = text.strip()
+        settings[key] = value
+    return settings
+
+
+def with_settings(scenario: Scenario, specs: list[str], source: str) -> Scenario:
+    """``scenario`` with ``--set KEY=VALUE`` settings (dotted paths, as a sweep's) applied."""
+    if not specs:
+        return scenario
+    settings = parse_settings(specs)
+    names = list(scenario.strategies)
+    spec = SweepFile.model_construct(overrides=settings, grid={})
+    _check_keys(spec, names, source, section="--set")
+    data = _apply_overrides(scenario.model_dump(mode="json"), settings, names, source, "--set")
+    if data.get("trace") is None:
+        data.pop("trace", None)
+    return Scenario.model_validate(data)
+
+
 def _apply_overrides(
-    base: dict[str, Any], overrides: dict[str, Any], names: list[str], source: str
+    base: dict[str, Any],
+    overrides: dict[str, Any],
+    names: list[str],
+    source: str,
+    section: str = "overrides",
 ) -> dict[str, Any]:
     """``base`` with every override set, validated as a whole."""
     data = json.loads(json.dumps(base))  # a deep copy that shares nothing
@@ -367,10 +409,10 @@ def _apply_overrides(
     except _Invalid as err:
         key = next((k for k, p in paths.items() if _related(p, err.loc)), None)
         if key is None:
-            raise ConfigError(f"{source}: overrides: {err.detail(())}") from None
+            raise ConfigError(f"{source}: {section}: {err.detail(())}") from None
         value = shown(overrides[key])
         raise ConfigError(
-            f"{source}: overrides '{key}' = {value}: {err.detail(paths[key])}"
+            f"{source}: {section} '{key}' = {value}: {err.detail(paths[key])}"
         ) from None
     return data
 

@@ -58,8 +58,9 @@ from typing import TYPE_CHECKING, Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from sim.context import EMBEDDING, LLM, STORE, Services, Span
+from sim.context import EMBEDDING, STORE, Services, Span, llm_span
 from sim.llm import Factoid
+from sim.prompt_cache import NO_USE
 from sim.store import Memory
 from sim.workload import SECONDS_PER_DAY, Message
 from strategies.base import (
@@ -295,16 +296,24 @@ class ExternalStrategy(Strategy):
                 event.error,
                 event.items,
             )
-        usd = services.chat_rates.usd(event.tokens_in, event.tokens_out)
-        return Span(
+        llm, latency, use = services.llm, event.latency_s, NO_USE
+        if event.prefix is not None and not event.error:
+            use = llm.prefix_use(
+                ctx.user, ctx.now, event.tokens_in, event.prefix_tokens, event.prefix
+            )
+            latency = llm.cached_latency(
+                latency, event.tokens_in, event.tokens_out, use.cached_tokens
+            )
+        return llm_span(
+            services.chat_rates,
             event.purpose,
-            LLM,
             event.tokens_in,
             event.tokens_out,
-            event.latency_s,
-            usd,
+            latency,
             event.error,
             event.items,
+            use.cached_tokens,
+            use.written_tokens,
         )
 
     # -- the strategy API ------------------------------------------------------------------

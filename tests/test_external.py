@@ -72,6 +72,21 @@ def test_mem0_calls_per_add_have_the_real_shape(runs):
     assert (extract["error"] == "").all()
 
 
+def test_mem0s_requests_go_through_the_prompt_cache(runs):
+    """Mem0's ~8k-token extraction prompt is one system message: OpenAI caches it."""
+    _, result, _ = runs
+    real = next(r for r in result.runs if r.strategy == "external-mem0")
+    extract = real.calls[real.calls["purpose"] == "extract"].sort_values("start_s")
+    # Cached when any user sent it within the last 300 s (the entry's lifetime).
+    warm = (extract["start_s"].diff() < 300).to_numpy()
+    cached = extract["cached_tokens"].to_numpy()
+    assert warm.sum() > len(extract) / 2
+    assert (cached[warm] >= 4_096).all() and (cached[~warm] == 0).all()
+    assert (cached % 128 == 0).all()
+    assert (extract["usd_saved"].to_numpy()[warm] > 0).all()
+    assert (extract["cache_write_tokens"] == 0).all()
+
+
 def test_summary_is_byte_identical_across_runs(runs):
     first, second, _ = runs
     assert dumps(summarize(first)) == dumps(summarize(second))

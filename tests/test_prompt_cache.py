@@ -305,3 +305,16 @@ def test_a_price_override_keeps_the_cache_discount():
     chat, _ = scenario_rates(scenario)
     assert chat.input_usd_per_token * 1e6 == pytest.approx(0.30)
     assert chat.cache_read_usd_per_token * 1e6 == pytest.approx(0.15)  # half, as gpt-4o-mini's
+
+
+def test_expired_entries_of_users_who_left_are_purged(monkeypatch):
+    import sim.prompt_cache as module
+
+    monkeypatch.setattr(module, "PURGE_EVERY_REQUESTS", 3)
+    cache = _cache(mode="openai")
+    _use(cache, 0, [("S", 2000)], 0.0)  # user 0 never comes back
+    _use(cache, 1, [("T", 2000)], 10.0)
+    assert len(cache._entries) == 2
+    _use(cache, 1, [("T", 2000)], 400.0)  # the third request: user 0's entry expired at 300
+    assert list(cache._entries) == [(1, "T")]
+    assert "S" not in cache._shared
