@@ -87,7 +87,8 @@ class MemoryLayoutConfig(StrategyConfig):
 
 
 def _creation_order(item: object) -> tuple[float, int]:
-    """When a memory was created (its id breaks ties); items without either keep their place."""
+    """When a memory was created (its id breaks ties); items without a creation time
+    (a running summary) come first, in their order (the sort is stable)."""
     return getattr(item, "created_at", 0.0), getattr(item, "id", 0)
 
 
@@ -155,8 +156,8 @@ class Prompt:
             strategy keeps a running total (saves re-summing long histories).
         system: The system prompt text.
         memory_position: ``before-history`` or ``after-history``.
-        history_chain: The prompt-cache keys of the history, kept by the
-            conversation the history is a snapshot of (``None``: computed here).
+        history_chain: The running token ends of the conversation the history is a
+            snapshot of, kept for the prompt cache (``None``: computed here).
     """
 
     user: Message
@@ -198,7 +199,7 @@ class Prompt:
         message. The history is the conversation's own
         :class:`~sim.prompt_cache.MessageChain` (kept by :class:`History`), so the
         next turn's request, whose history holds this turn's message, finds this
-        one as its prefix without re-keying the conversation.
+        one as its prefix without walking the conversation again.
         """
         layout = cache.layout()
         layout.add(*cache.message_block("system", self.system, counter))
