@@ -141,6 +141,33 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
     return rows
 
 
+CACHE_RULES = {
+    "openai": "OpenAI's automatic prefix caching",
+    "anthropic": "Anthropic's cache breakpoints",
+    "gemini": "Gemini's implicit caching",
+}
+
+
+def prompt_cache_text(resolved: dict[str, Any]) -> str:
+    """The run's prompt-cache rule and prices in one sentence (``config.json``'s resolved part)."""
+    rule = resolved.get("prompt_cache") or {"provider": "none"}
+    provider = rule["provider"]
+    if provider == "none":
+        return "none: every input token billed at the full input price"
+    prices = resolved["chat_usd_per_million_tokens"]
+    text = CACHE_RULES.get(provider, provider)
+    if rule.get("breakpoints"):
+        text += f" (after {', '.join(rule['breakpoints'])})"
+    step = f" in steps of {rule['step_tokens']:,}" if rule.get("step_tokens", 1) > 1 else ""
+    text += (
+        f": prefixes from {rule['min_tokens']:,} tokens{step}, kept {rule['ttl_s']:,.0f} s "
+        f"after their last use; cached input ${prices.get('cache_read', 0):g} per 1M"
+    )
+    if rule.get("write_ttl"):
+        text += f", writes ${prices.get('cache_write', 0):g} per 1M ({rule['write_ttl']} entries)"
+    return text
+
+
 MEMORY_WORK_TITLE = "Memory work per turn (real libraries measured through serve-mock)"
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from reports.alerts import fired_rows
 from reports.charts import Chart
-from reports.compare import MEMORY_WORK_TITLE, Row, memory_work_lead
+from reports.compare import MEMORY_WORK_TITLE, Row, memory_work_lead, prompt_cache_text
 from reports.markdown import ALERTS_LEAD, NOTES
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -104,6 +104,7 @@ def _scenario(summary: dict[str, Any], config: dict[str, Any]) -> list[tuple[str
             f"{embedding['model']} at {_price(resolved['embedding_usd_per_million_tokens'])} "
             "per 1M tokens",
         ),
+        ("prompt cache", prompt_cache_text(resolved)),
         ("components", f"embedder {config.get('embedder', '?')}, store {config.get('store', '?')}"),
         ("token counting", resolved.get("token_encoding", "?")),
         ("memsim", f"{summary.get('memsim_version', '?')}, config sha256 "),

@@ -15,6 +15,7 @@ from reports.compare import (
     memory_work_lead,
     memory_work_rows,
     part_means,
+    prompt_cache_text,
     recall_available,
 )
 from sim.engine import StrategyRun
@@ -237,6 +238,7 @@ def render(
         f"model {resolved['llm']['model']} ({extra['chat_usd_per_million_tokens']['source']}), "
         f"embeddings {resolved['embedding']['model']} at "
         f"${extra['embedding_usd_per_million_tokens']:g}/1M tokens. "
+        f"Prompt cache: {prompt_cache_text(extra)}. "
         f"Tokens counted with `{extra['token_encoding']}`. "
         f"memsim {summary['memsim_version']}, config sha256 `{summary['config_sha256'][:12]}…`.",
         "",

@@ -87,8 +87,11 @@ class MemoryLayoutConfig(StrategyConfig):
 
 
 def _creation_order(item: object) -> tuple[float, int]:
-    """When a memory was created (its id breaks ties); items without a creation time
-    (a running summary) come first, in their order (the sort is stable)."""
+    """When a memory was created; its id breaks ties.
+
+    Items without a creation time (a running summary) come first, in their order
+    (the sort is stable).
+    """
     return getattr(item, "created_at", 0.0), getattr(item, "id", 0)
 
 
