@@ -109,44 +109,59 @@ def cost_per_day(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
     return fig
 
 
-def prompt_cache_per_day(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
-    """LLM input tokens per day: uncached (solid) and served from the cache (dashed)."""
+def _solid_and_dashed(
+    frame: pd.DataFrame,
+    palette: dict[str, str],
+    columns: tuple[str, str],
+    labels: tuple[str, str],
+    title: str,
+    ylabel: str,
+    xlabel: str = "simulated day",
+) -> tuple[Figure, Axes]:
+    """One chart, two lines per strategy: ``columns[0]`` solid, ``columns[1]`` dashed."""
     fig = Figure(figsize=FIGSIZE, layout="constrained")
     ax = fig.subplots()
     for name, color in palette.items():
         own = frame[frame["strategy"] == name]
-        ax.plot(own["day"], own["uncached"], color=color, lw=1.8)
-        ax.plot(own["day"], own["cached"], color=color, lw=1.4, ls="--")
-    ax.set(title="Input tokens per day, cached and not", ylabel="LLM input tokens")
-    ax.yaxis.set_major_formatter(FuncFormatter(_compact))
-    _days_axis(ax)
-    ax.set_ylim(bottom=0)
-    key = [
-        Line2D([], [], color="#444444", lw=1.8),
-        Line2D([], [], color="#444444", lw=1.4, ls="--"),
-    ]
-    ax.legend(key, ["billed at the input price", "read from the prompt cache"], loc="upper left")
-    _legend_below(fig, _strategy_handles(palette, lw=1.8), list(palette))
-    return fig
-
-
-def memories_over_time(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
-    """Memories per user at the end of each day: mean (solid) and p99 (dashed)."""
-    fig = Figure(figsize=FIGSIZE, layout="constrained")
-    ax = fig.subplots()
-    for name, color in palette.items():
-        own = frame[frame["strategy"] == name]
-        ax.plot(own["day"], own["mean"], color=color, lw=1.8)
-        ax.plot(own["day"], own["p99"], color=color, lw=1.2, ls="--")
-    ax.set(title="Memories per user over time", ylabel="memories per user")
-    _days_axis(ax, "simulated day (store at its end)")
+        ax.plot(own["day"], own[columns[0]], color=color, lw=1.8)
+        ax.plot(own["day"], own[columns[1]], color=color, lw=1.2, ls="--")
+    ax.set(title=title, ylabel=ylabel)
+    _days_axis(ax, xlabel)
     ax.set_ylim(bottom=0)
     key = [
         Line2D([], [], color="#444444", lw=1.8),
         Line2D([], [], color="#444444", lw=1.2, ls="--"),
     ]
-    ax.legend(key, ["mean", "p99"], loc="upper left")
+    ax.legend(key, list(labels), loc="upper left")
     _legend_below(fig, _strategy_handles(palette, lw=1.8), list(palette))
+    return fig, ax
+
+
+def prompt_cache_per_day(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
+    """LLM input tokens per day: uncached (solid) and served from the cache (dashed)."""
+    fig, ax = _solid_and_dashed(
+        frame,
+        palette,
+        ("uncached", "cached"),
+        ("billed at the input price", "read from the prompt cache"),
+        "Input tokens per day, cached and not",
+        "LLM input tokens",
+    )
+    ax.yaxis.set_major_formatter(FuncFormatter(_compact))
+    return fig
+
+
+def memories_over_time(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
+    """Memories per user at the end of each day: mean (solid) and p99 (dashed)."""
+    fig, _ = _solid_and_dashed(
+        frame,
+        palette,
+        ("mean", "p99"),
+        ("mean", "p99"),
+        "Memories per user over time",
+        "memories per user",
+        "simulated day (store at its end)",
+    )
     return fig
 
 
