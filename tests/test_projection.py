@@ -235,3 +235,13 @@ def test_unknown_model_exits_2_with_one_line(tmp_path):
     assert result.stderr.count("\n") == 1
     assert "--model: 'gpt-9-ultra'" in result.stderr and "genai-prices" in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_projection_bills_with_the_prompt_cache(tiny_projection):
+    """Rows are priced with the cache's reads; the uncached bill is beside them."""
+    _, _, document = tiny_projection
+    for row in document["rows"]:
+        assert row["usd_per_month"] <= row["usd_per_month_uncached"]
+    naive = [r for r in document["rows"] if r["strategy"] == "naive-append"]
+    assert all(r["cached_tokens_per_month"] > 0 for r in naive)
+    assert all(r["usd_per_month"] < r["usd_per_month_uncached"] for r in naive)
