@@ -31,9 +31,11 @@ Assumptions, stated in ``projection.md`` too:
 * The n users are a sample of the N: their load is burstier relative to their
   share than N users' would be, so near the limits the projection errs on the
   side of more queueing. A larger ``sim_users`` narrows that.
-* What you run yourself scales with the users: background workers and the
-  vector store keep the scenario's settings per n simulated users; the modelled
-  store latency is taken at N users (from the calibration profile).
+* Everything the scenario's users share is cut to the n users' share by the rule
+  sharded runs use (:func:`sim.shards.share_scenario`): the chat and embedding
+  limits, the vector store's concurrency and the background workers, so a
+  projection and a sharded run of one account agree. The modelled store latency
+  is taken at N users (from the calibration profile).
 * A month is 30 days at the mean daily rate of the simulated days; for
   strategies whose cost grows with history, simulate a full month.
 * The prompt cache follows the scenario's ``[llm.cache]`` (by default the rule
@@ -74,7 +76,7 @@ from sim.runner import (
     simulate,
     store_latency_model,
 )
-from sim.shards import share_limits
+from sim.shards import share_scenario
 
 DIGITS = 6
 DAYS_PER_MONTH = 30
@@ -99,9 +101,10 @@ METHOD = (
     "simulation depends on the price, so each size is simulated once and priced per model.",
     "n users are burstier relative to their share than N users would be, so near the limits "
     "the projection errs towards more queueing; a larger --sim-users narrows that.",
-    "Background workers and the vector store are assumed to scale with the users; the "
-    "modelled store latency is taken at N users. A month is 30 days at the mean daily rate "
-    "of the simulated days.",
+    "The n users hold their share of the chat and embedding limits, of the vector store's "
+    "concurrency and of the background workers (the rule sharded runs use); the modelled "
+    "store latency is taken at N users. A month is 30 days at the mean daily rate of the "
+    "simulated days.",
 )
 
 _SIZE = re.compile(r"^(\d+(?:\.\d+)?)([kKmM]?)$")
@@ -161,19 +164,13 @@ def model_rates(scenario: Scenario, models: Iterable[str]) -> dict[str, Rates]:
 
 # -- scaled simulation ------------------------------------------------------------
 def scaled_scenario(scenario: Scenario, users: int, sim_users: int) -> Scenario:
-    """The scenario for n = min(users, sim_users) users holding their share of the limits."""
+    """The scenario for n = min(users, sim_users) users holding their share of the account.
+
+    The share is cut as a shard's is (:func:`sim.shards.share_scenario`): chat and
+    embedding limits, the store's concurrency and the background workers.
+    """
     simulated = min(users, sim_users)
-    share = simulated / users
-    embedding = scenario.embedding.model_copy(
-        update={"limits": share_limits(scenario.embedding.limits, share)}
-    )
-    return scenario.model_copy(
-        update={
-            "users": simulated,
-            "limits": share_limits(scenario.limits, share),
-            "embedding": embedding,
-        }
-    )
+    return share_scenario(scenario, simulated / users).model_copy(update={"users": simulated})
 
 
 def simulate_size(
@@ -287,6 +284,8 @@ def _limits_entry(scenario: Scenario, users: int, sim_users: int) -> dict[str, A
         "share": _r(scaled.users / users),
         "chat_limits": block(scaled.limits),
         "embedding_limits": block(scaled.embedding.limits),
+        "store_concurrency": scaled.vector_store.concurrency,
+        "background_workers": scaled.background_workers,
     }
 
 

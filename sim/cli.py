@@ -545,9 +545,10 @@ def project(
     and p99 latency: failed calls are not billed, so read cost and failures together.
 
     Prices: genai-prices for each --model at the scenario's pricing.price_date. Every
-    model gets the scenario's latency and limits. Assumed: background workers and
-    the vector store scale with the users; n users are burstier than N, so near the
-    limits the projection errs towards more queueing (raise --sim-users to narrow it).
+    model gets the scenario's latency and limits. The n users also hold their share of
+    the store's concurrency and the background workers (the rule of sharded runs); n
+    users are burstier than N, so near the limits the projection errs towards more
+    queueing (raise --sim-users to narrow it).
 
     Writes projection.json, projection.md, projection.png and projection.svg.
     """

@@ -65,9 +65,16 @@ def shard_scenario(scenario: Scenario, shard: Shard) -> Scenario:
     ``users`` stays the scenario's (the store's modelled latency and the report
     speak of the whole population); the shard simulates only ``shard.users``.
     """
-    if shard.share == 1.0:
+    return share_scenario(scenario, shard.share)
+
+
+def share_scenario(scenario: Scenario, share: float) -> Scenario:
+    """The scenario with ``share`` of everything its users share (see the module docstring).
+
+    The one scaling rule of memsim: shards and ``memsim project`` both use it.
+    """
+    if share == 1.0:
         return scenario
-    share = shard.share
     return scenario.model_copy(
         update={
             "limits": share_limits(scenario.limits, share),

@@ -245,3 +245,18 @@ def test_projection_bills_with_the_prompt_cache(tiny_projection):
     naive = [r for r in document["rows"] if r["strategy"] == "naive-append"]
     assert all(r["cached_tokens_per_month"] > 0 for r in naive)
     assert all(r["usd_per_month"] < r["usd_per_month_uncached"] for r in naive)
+
+
+def test_projection_and_shards_cut_an_account_by_one_rule(tiny):
+    """n of N users hold n/N of the limits, the store's concurrency and the workers."""
+    from sim.shards import plan, shard_scenario
+
+    scenario = tiny.with_overrides(users=40, shard_users=10, background_workers=8)
+    shard = plan(scenario)[0]
+    sharded = shard_scenario(scenario, shard)
+    scaled = projection.scaled_scenario(scenario, 40, 10)
+    assert shard.share == 10 / 40 and scaled.users == 10
+    for field in ("limits", "embedding", "vector_store", "background_workers"):
+        assert getattr(scaled, field) == getattr(sharded, field), field
+    assert scaled.background_workers == 2 < scenario.background_workers
+    assert scaled.vector_store.concurrency == 16 < scenario.vector_store.concurrency
