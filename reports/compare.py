@@ -115,6 +115,16 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
         ),
         row("recall (stale)", _recall_cell),
     ]
+    if any(b.get("probes") for b in blocks):
+        rows.append(
+            row(
+                "per question: prompt tokens / p50 / p95 (s)",
+                lambda b, r: (
+                    f"{b.get('probe_prompt_tokens_mean', 0):,.0f} / "
+                    f"{b.get('probe_latency_p50_s', 0):.2f} / {b.get('probe_latency_p95_s', 0):.2f}"
+                ),
+            )
+        )
     if any(b.get("cached_input_tokens") or b.get("cache_write_tokens") for b in blocks):
         at = next(i for i, r in enumerate(rows) if r.label == "USD/user/month") + 1
         rows[at:at] = [

@@ -39,6 +39,10 @@ Definitions:
   when write premiums outweigh the reads), and ``usd_total_uncached`` that bill.
   ``cached_input_tokens_per_day`` and ``llm_input_tokens_per_day`` split them by
   day. All are 0 with ``[llm.cache] mode = "none"``.
+* ``probe_prompt_tokens_mean`` and ``probe_memory_tokens_mean`` are the mean prompt
+  and memory block of a probe question, ``probe_latency_p50_s`` and ``_p95_s`` the
+  answered probe turns' latency: per-question figures, as LoCoMo evaluations
+  tabulate them.
 * ``alerts`` holds, per rule of :mod:`reports.alerts`, whether it fired on the
   simulated timeline, when it first fired (``first_fired_s``, 0-based
   ``first_fired_day``) and the USD spent by then (``null`` when it did not fire).
@@ -135,6 +139,7 @@ def strategy_summary(
         "recall": _r(probes["recall"].mean()) if len(probes) else 0.0,
         "probes": len(probes),
         "stale_share": _r(probes["stale"].mean()) if len(probes) else 0.0,
+        **_question_keys(probes),
         **_memory_use_keys(calls, final, total_memories),
         **_instruction_keys(turns),
         **_cache_keys(calls, day, days),
@@ -157,6 +162,22 @@ def _memory_use_keys(
     return {
         "memory_usd_total": _r(memory_usd),
         "memories_never_retrieved_share": _r(never / total_memories) if total_memories else 0.0,
+    }
+
+
+def _question_keys(probes: pd.DataFrame) -> dict[str, float]:
+    """Per-question figures, as LoCoMo evaluations tabulate them (0 without probes).
+
+    ``probe_prompt_tokens_mean`` and ``probe_memory_tokens_mean``: the prompt of a
+    probe question and its memory block; ``probe_latency_p50_s``/``_p95_s``: over the
+    answered probe turns.
+    """
+    answered = probes.loc[probes["error"] == "", "latency_s"]
+    return {
+        "probe_prompt_tokens_mean": _r(probes["prompt_tokens"].mean()) if len(probes) else 0.0,
+        "probe_memory_tokens_mean": _r(probes["memory_tokens"].mean()) if len(probes) else 0.0,
+        "probe_latency_p50_s": _pct(answered, 50),
+        "probe_latency_p95_s": _pct(answered, 95),
     }
 
 

@@ -381,6 +381,14 @@ class TraceConfig(_Model):
     categories: Annotated[list[Literal[1, 2, 3, 4, 5]], Field(min_length=1)] = [1, 2, 3, 4]
     """LoCoMo only: the QA categories whose questions become probes (5, adversarial,
     is off by default: its questions have no answer in the conversation)."""
+    question_context: Literal["fresh", "session"] = "fresh"
+    """LoCoMo only: how the questions are asked after the conversation. ``fresh`` (the
+    default, the protocol of published LoCoMo evaluations: Maharana et al. 2024, Mem0's
+    paper): each question in a context of its own, one session each, answered from
+    the strategy's memory (or the whole conversation, for full-history strategies);
+    the questions and answers are not remembered. ``session``: every question in one
+    final session, one after another, each remembered as any message is, so a later
+    question's prompt carries the earlier ones."""
 
 
 class Scenario(_Model):

@@ -138,7 +138,9 @@ class Engine:
             if session.start_s > env.now:
                 yield env.timeout(session.start_s - env.now)
             if session.replies is not None:  # a real trace: the recorded replies
-                yield from self._replayed_session(ctx, session.messages, session.replies)
+                yield from self._replayed_session(
+                    ctx, session.messages, session.replies, session.remember
+                )
                 continue
             for msg in session.messages:
                 if msg.gap_s:
@@ -148,15 +150,29 @@ class Engine:
             self.on_user_done(script.turns)
 
     def _replayed_session(
-        self, ctx: TurnContext, messages: list[Message], replies: list[Message | None]
+        self,
+        ctx: TurnContext,
+        messages: list[Message],
+        replies: list[Message | None],
+        remember: bool = True,
     ) -> Generator:
-        """A trace's session: each message answered with the reply the trace recorded."""
+        """A trace's session: each message answered with the reply the trace recorded.
+
+        ``remember=False`` (a benchmark question in a fresh context): the strategy
+        answers but its ``after_turn`` is not called.
+        """
         for msg, scripted in zip(messages, replies, strict=True):
             if msg.gap_s:
                 yield self.env.timeout(msg.gap_s)
-            yield from self._turn(ctx, msg, scripted)
+            yield from self._turn(ctx, msg, scripted, remember)
 
-    def _turn(self, ctx: TurnContext, msg: Message, scripted: Message | None = None) -> Generator:
+    def _turn(
+        self,
+        ctx: TurnContext,
+        msg: Message,
+        scripted: Message | None = None,
+        remember: bool = True,
+    ) -> Generator:
         env, strategy, user = self.env, self.strategy, ctx.user
         start = ctx.now = env.now
         ctx.session = msg.session
@@ -187,7 +203,8 @@ class Engine:
         reply = None if error else result.reply
         ctx.now = env.now
         ctx.degraded = False
-        strategy.after_turn(ctx, msg, reply)
+        if remember:
+            strategy.after_turn(ctx, msg, reply)
         degraded = degraded or ctx.degraded
         if ctx.spans:
             yield from self._replay(ctx.take_spans(), user, background=False)

@@ -26,12 +26,16 @@ the path you give, never shipped). One conversation is one user.
   :data:`~sim.heuristic.MAX_WORDS` words. Extraction returns it with the
   scenario's miss and rewording rates; other turns go through
   :mod:`sim.heuristic`.
-* Probes: LoCoMo asks its questions after the conversation, so do we: one final
-  session, a day after the last one starts, asks every selected question in file
-  order (answered with the annotated answer as the scripted reply, where there
-  is one). A question is recalled when the facts of *all* its evidence turns are
-  in the prompt (329 questions of ``locomo10.json`` cite turns of several
-  sessions: answering them needs every one).
+* Probes: LoCoMo asks its questions after the conversation, so do we, from a day
+  after the last session starts, in file order (answered with the annotated
+  answer as the scripted reply, where there is one). With ``[trace]
+  question_context = "fresh"`` (the default, as published evaluations do) each
+  question is a session of its own, ``think_time_s_mean`` apart, that the
+  strategy answers but does not remember; with ``"session"`` they are one final
+  session, each remembered as any message is. A question is recalled when the
+  facts of *all* its evidence turns are in the prompt (329 questions of
+  ``locomo10.json`` cite turns of several sessions: answering them needs every
+  one).
 * Questions of the categories not selected (``[trace] categories``; 5,
   adversarial, is off by default) are skipped, as are those with no evidence,
   with an evidence string holding no ``D<session>:<turn>`` reference (``"D"``,
@@ -113,10 +117,14 @@ class TraceTurn:
 
 @dataclass(slots=True)
 class TraceSession:
-    """One session of a trace: its start (simulated seconds) and its turns."""
+    """One session of a trace: its start (simulated seconds) and its turns.
+
+    ``remember``: ``False`` for a benchmark question asked in a fresh context.
+    """
 
     start_s: float
     turns: list[TraceTurn]
+    remember: bool = True
 
 
 @dataclass(slots=True)
@@ -181,7 +189,13 @@ def read_trace(cfg: TraceConfig, think_time_s: float = 25.0) -> Trace:
     digest = hashlib.sha256(data).hexdigest()
     if cfg.format == "locomo":
         users, questions, skipped = load_locomo(
-            path, cfg.categories, think_time_s, data, cfg.max_users, cfg.max_sessions
+            path,
+            cfg.categories,
+            think_time_s,
+            data,
+            cfg.max_users,
+            cfg.max_sessions,
+            cfg.question_context,
         )
         ignored: dict[str, int] = {}
     else:
@@ -248,7 +262,7 @@ def _script(index: int, user: TraceUser, tokens: TokenCounter) -> UserScript:
                 )
                 reply.user, reply.session, reply.turn = index, s, t
             replies.append(reply)
-        sessions.append(Session(session.start_s, messages, replies))
+        sessions.append(Session(session.start_s, messages, replies, session.remember))
     return UserScript(index, user.user_id, sessions)
 
 
@@ -290,12 +304,14 @@ def load_locomo(
     data: bytes | None = None,
     max_users: int | None = None,
     max_sessions: int | None = None,
+    question_context: str = "fresh",
 ) -> tuple[list[TraceUser], int, dict[str, int]]:
     """The conversations of a LoCoMo file as users, the number of questions, the skips.
 
     See the module docstring for the mapping. ``data``: the file's bytes, if read;
     ``max_users``: only the first conversations; ``max_sessions``: only the first
-    sessions of each (questions citing a later one are skipped).
+    sessions of each (questions citing a later one are skipped); ``question_context``:
+    ``fresh`` or ``session`` (see :class:`~sim.config.TraceConfig`).
     """
     try:
         records = json.loads(data if data is not None else _read_bytes(path))
@@ -310,7 +326,7 @@ def load_locomo(
         if not isinstance(record, dict):
             raise _bad(str(path), where, record, "expected a conversation object")
         user, asked = _locomo_user(
-            path, where, record, (wanted, max_sessions), think_time_s, skipped
+            path, where, record, (wanted, max_sessions, question_context), think_time_s, skipped
         )
         users.append(user)
         questions += asked
@@ -331,15 +347,16 @@ def _locomo_user(
     path: Path,
     where: str,
     record: dict,
-    selection: tuple[set[int], int | None],
+    selection: tuple[set[int], int | None, str],
     think_time_s: float,
     skipped: dict[str, int],
 ) -> tuple[TraceUser, int]:
     """One conversation as a user; returns it and its number of questions.
 
-    ``selection``: the QA categories asked and the number of sessions replayed.
+    ``selection``: the QA categories asked, the number of sessions replayed, and the
+    questions' context (``fresh``: a session each, not remembered; ``session``: one).
     """
-    categories, max_sessions = selection
+    categories, max_sessions, question_context = selection
     sample_id = _field(path, where, record, "sample_id", str)
     conv = _field(path, where, record, "conversation", dict)
     cwhere = f"{where}.conversation"
@@ -375,12 +392,20 @@ def _locomo_user(
         if turns
     ]
     if probes:
-        last = max(starts)
-        questions = [
-            TraceTurn(text, think_time_s if k else 0.0, reply, probe=needed)
-            for k, (text, reply, needed) in enumerate(probes)
-        ]
-        sessions.append(TraceSession(last + PROBE_SESSION_DELAY_S, questions))
+        first = max(starts) + PROBE_SESSION_DELAY_S
+        if question_context == "fresh":  # one question a session, think time apart
+            sessions += [
+                TraceSession(
+                    first + k * think_time_s, [TraceTurn(text, 0.0, reply, probe=needed)], False
+                )
+                for k, (text, reply, needed) in enumerate(probes)
+            ]
+        else:
+            questions = [
+                TraceTurn(text, think_time_s if k else 0.0, reply, probe=needed)
+                for k, (text, reply, needed) in enumerate(probes)
+            ]
+            sessions.append(TraceSession(first, questions))
     return TraceUser(sample_id, sessions), asked
 
 

@@ -110,6 +110,9 @@ class Session:
     start_s: float
     messages: list[Message]
     replies: list[Message | None] | None = None
+    remember: bool = True
+    """``False``: the strategy answers but does not remember the session (its
+    ``after_turn`` is not called): a benchmark question asked in a fresh context."""
 
 
 @dataclass(slots=True)

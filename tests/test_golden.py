@@ -27,8 +27,13 @@ ADDED_KEYS = {
 """Per-strategy keys summary.json gained after the golden file was written, and their
 value for tiny.toml uncached (keys may be added, none removed): pinned here, so the
 golden file and every figure in it stay as they were."""
-DERIVED_KEYS = ("usd_total_uncached", "llm_input_tokens_per_day")
-"""Added keys whose uncached value follows from the pinned figures (checked below)."""
+QUESTION_KEYS = (
+    "probe_prompt_tokens_mean",
+    "probe_memory_tokens_mean",
+    "probe_latency_p50_s",
+    "probe_latency_p95_s",
+)
+"""Added per-question keys: pinned by the cached golden file; here checked against it."""
 
 
 def _without_version(summary: dict) -> dict:
@@ -38,8 +43,14 @@ def _without_version(summary: dict) -> dict:
 def test_tiny_summary_without_cache_matches_golden(tiny_uncached_summary):
     actual = _without_version(tiny_uncached_summary)
     expected = json.loads(GOLDEN.read_text())
+    cached = json.loads(CACHED_GOLDEN.read_text())["strategies"]
     for name, block in expected["strategies"].items():
         got = actual["strategies"][name]
+        questions = {key: got.pop(key) for key in QUESTION_KEYS}
+        # The same prompts, so the same tokens; no cache, so no faster.
+        assert questions["probe_prompt_tokens_mean"] == cached[name]["probe_prompt_tokens_mean"]
+        assert questions["probe_memory_tokens_mean"] == cached[name]["probe_memory_tokens_mean"]
+        assert questions["probe_latency_p50_s"] >= cached[name]["probe_latency_p50_s"] > 0
         for key, value in ADDED_KEYS.items():
             if key not in block:
                 assert got.pop(key) == value, f"{name}.{key}"

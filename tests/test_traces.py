@@ -200,17 +200,22 @@ def test_locomo_maps_conversations_questions_and_skips():
     assert info.probes == 1986 - sum(info.skipped.values())
     workload = trace_workload(trace, TokenCounter(), range(1))
     script = workload.users[0]
-    first, questions = script.sessions[0], script.sessions[-1]
+    first = script.sessions[0]
+    asked = [s for s in script.sessions if not s.remember]  # one question a session
+    talk = [s for s in script.sessions if s.remember]
     assert script.user_id == "conv-26" and first.start_s == 13 * 3600 + 56 * 60  # 1:56 pm
     assert first.replies[0] is not None and first.replies[0].tokens > 0  # the other's turn
-    assert all(m.kind == "probe" for m in questions.messages)
-    assert questions.start_s == script.sessions[-2].start_s + 86_400
-    several = [m.probe for m in questions.messages if not isinstance(m.probe[0], str)]
+    assert script.sessions == talk + asked and all(len(s.messages) == 1 for s in asked)
+    questions = [s.messages[0] for s in asked]
+    assert all(m.kind == "probe" for m in questions)
+    assert asked[0].start_s == talk[-1].start_s + 86_400
+    assert [s.start_s - asked[0].start_s for s in asked[:3]] == [0.0, 25.0, 50.0]
+    several = [m.probe for m in questions if not isinstance(m.probe[0], str)]
     assert several and all(len(p) > 1 for p in several)  # all evidence turns are needed
     evidence = {f.slot for s in script.sessions for m in s.messages for f in m.facts}
     evidence |= {f.slot for s in script.sessions for r in s.replies if r for f in r.facts}
     needed = set()
-    for m in questions.messages:
+    for m in questions:
         pairs = [m.probe] if isinstance(m.probe[0], str) else m.probe
         needed |= {slot for slot, _ in pairs}
     assert needed == evidence  # exactly the turns the questions cite carry ground truth
@@ -229,6 +234,32 @@ def test_locomo_full_history_recalls_more_and_costs_more_than_batched():
     assert 0.7 < batched["recall"] < 0.98
     assert naive["tokens_total"] > 1.5 * batched["tokens_total"]
     assert batched["memories_per_user_mean"] > 20 and batched["factoids_extracted"] > 100
+
+
+@needs_locomo
+def test_fresh_questions_see_the_conversation_not_each_other():
+    """Published protocol: each question alone with the memory; ``session`` piles them up."""
+
+    def question_turns(context: str):
+        scenario = _locomo(1, 3, ["naive-append", "per-turn-extract"], embedder="latent")
+        trace = scenario.trace.model_copy(update={"question_context": context})
+        result = run_scenario(scenario.model_copy(update={"trace": trace}))
+        return {
+            run.strategy: run.turns[run.turns["recall"] >= 0].reset_index(drop=True)
+            for run in result.runs
+        }
+
+    fresh, piled = question_turns("fresh"), question_turns("session")
+    naive = fresh["naive-append"]
+    assert len(naive) > 3 and naive["session"].is_unique
+    # Full history: the conversation, the same for every question, then the question.
+    assert naive["history_tokens"].nunique() == 1
+    assert (piled["naive-append"]["history_tokens"].diff().iloc[1:] > 0).all()
+    # A session-scoped strategy: no history at all, only its memories.
+    extract = fresh["per-turn-extract"]
+    assert (extract["history_tokens"] == 0).all() and (extract["memory_tokens"] > 0).all()
+    assert extract["memory_tokens"].nunique() == 1  # questions are not remembered
+    assert (piled["per-turn-extract"]["history_tokens"].iloc[1:] > 0).all()
 
 
 @needs_locomo
