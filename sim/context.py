@@ -16,6 +16,7 @@ import numpy as np
 
 from sim.config import Scenario
 from sim.embed import Embedder
+from sim.extraction_prompts import ExtractionPrompt
 from sim.faults import STORE_DOWN, FaultModel
 from sim.llm import Candidate, Factoid, LLMResult, MockLLM, Summary, UpdateDecision
 from sim.pricing import Rates
@@ -133,14 +134,15 @@ class LLMClient:
         )
 
     def extract(
-        self, messages: Sequence[Message], system_prompt: str | None = None
+        self, messages: Sequence[Message], prompt: str | ExtractionPrompt | None = None
     ) -> list[Factoid]:
         """Facts stated by the user in ``messages`` (one extraction call).
 
-        ``system_prompt`` bills the call with another extraction prompt than the default.
+        ``prompt`` bills the call with another extraction prompt than the default: a
+        template (:mod:`sim.extraction_prompts`) or a system prompt text.
         """
         ctx = self._ctx
-        result = ctx.services.llm.extract(ctx.user, messages, system_prompt, ctx.now)
+        result = ctx.services.llm.extract(ctx.user, messages, prompt, ctx.now)
         return self._meter(result).factoids
 
     def update(self, fact: Factoid, candidates: Sequence[Candidate]) -> UpdateDecision:

@@ -41,6 +41,7 @@ from typing import Protocol
 import numpy as np
 
 from sim.config import LLMConfig
+from sim.extraction_prompts import ExtractionPrompt
 from sim.heuristic import heuristic_facts
 from sim.prompt_cache import CLOSE, NO_USE, CacheUse, Layout, PromptCache
 from sim.textbank import (
@@ -195,6 +196,7 @@ class MockLLM:
         self._extract_key = ("system", EXTRACT_SYSTEM_PROMPT)
         self._summary_key = ("system", SUMMARY_SYSTEM_PROMPT)
         self._update_key = ("user", MEM0_UPDATE_PROMPT)  # the user message opens with it
+        self._prefixes: dict[ExtractionPrompt, tuple[int, tuple, int]] = {}
         # Per sentence: tokens alone, after a space, and after a space ending a
         # transcript line. Sentence boundaries are tokenizer chunk boundaries, so a
         # reply's counts are exact sums of these (tests check this).
@@ -310,28 +312,49 @@ class MockLLM:
         )
 
     def prefix_use(
-        self, user: int, now: float, tokens_in: int, prefix_tokens: int, prefix: object, lines=()
+        self,
+        user: int,
+        now: float,
+        tokens_in: int,
+        prefix_tokens: int,
+        prefix: object,
+        lines: Sequence[Message] = (),
+        opening: tuple[object, int] | None = None,
     ) -> CacheUse:
         """Ask the cache about a call that opens with a fixed instruction prefix.
 
         ``prefix_tokens`` tokens of the prefix (its block ``prefix``), with a
-        breakpoint after it (a client caches its instructions); ``lines``
-        (transcript messages) follow inside one user message, so that a prompt that
-        repeats an earlier one's conversation (a growing buffer) shares its prefix.
-        Memory-work calls ask through here, and so do the requests a real library
-        sends to ``serve-mock``.
+        breakpoint after it (a client caches its instructions); ``opening`` (block,
+        tokens), a fixed start of the user message (an extraction template's
+        preamble), is part of the prefix too; ``lines`` (transcript messages) follow
+        inside the user message, so that a prompt that repeats an earlier one's
+        conversation (a growing buffer) shares its prefix. Memory-work calls ask
+        through here, and so do the requests a real library sends to ``serve-mock``.
         """
         cache = self.cache
         if cache is None or not cache.reaches(tokens_in):
             return NO_USE
         layout = cache.layout()
         layout.add(prefix, prefix_tokens)
+        if opening is not None:
+            layout.add(*opening)
         layout.mark(0)
         if lines:
-            layout.add(("user",), self._user_open)
+            if opening is None:
+                layout.add(("user",), self._user_open)
             layout.extend(list(lines), [m.transcript_tokens for m in lines])
             layout.add(CLOSE, 1)
         return cache.request(user, layout, now)
+
+    def _extraction_prefix(self, template: ExtractionPrompt) -> tuple[int, tuple, int]:
+        """``(system message tokens, its block, preamble tokens)`` of a template (counted once)."""
+        prefix = self._prefixes.get(template)
+        if prefix is None:
+            tokens = self.tokens
+            system = tokens.message("system", tokens.count(template.system))
+            preamble = tokens.count(template.preamble) if template.preamble else 0
+            prefix = self._prefixes[template] = (system, ("system", template.system), preamble)
+        return prefix
 
     def _reply(self, rng: random.Random, target: int) -> Message:
         """A reply of about ``target`` tokens (at least 1), assembled from the sentence bank.
@@ -385,30 +408,39 @@ class MockLLM:
         self,
         user: int,
         messages: Sequence[Message],
-        system_prompt: str | None = None,
+        prompt: str | ExtractionPrompt | None = None,
         now: float = 0.0,
     ) -> LLMResult:
         """Facts the user stated in ``messages``, as a noisy extractor returns them.
 
-        ``system_prompt`` replaces the default extraction prompt in the bill (the
-        answer does not depend on it). A request over the context window fails as
+        ``prompt`` is what the call sends around the conversation (an
+        :class:`~sim.extraction_prompts.ExtractionPrompt`, or a system prompt text
+        followed by the conversation's lines); ``None``: the compact default. It
+        sets the bill, not the answer. A request over the context window fails as
         ``chat`` does (``context_length_exceeded``, nothing billed, no facts) and
         draws nothing from the user's extraction stream.
         """
-        if system_prompt is None:
-            system, key = self._extract_system, self._extract_key
+        if prompt is None:
+            system, key, preamble, lines = self._extract_system, self._extract_key, 0, True
         else:
-            system = self.tokens.message("system", self.tokens.count(system_prompt))
-            key = ("system", system_prompt)
+            template = (
+                prompt if isinstance(prompt, ExtractionPrompt) else ExtractionPrompt("", prompt)
+            )
+            system, key, preamble = self._extraction_prefix(template)
+            lines = template.transcript == "lines"
+        if lines:
+            conversation = self.transcript_tokens(messages)
+        else:
+            text = template.conversation([(m.role, m.text) for m in messages])
+            conversation = self.tokens.count_split(text)
         tokens_in = (
-            REPLY_PRIMING_TOKENS
-            + system
-            + self.tokens.message("user", self.transcript_tokens(messages))
+            REPLY_PRIMING_TOKENS + system + self.tokens.message("user", preamble + conversation)
         )
         overflow = self.overflow("extract", tokens_in)
         if overflow is not None:
             return overflow
-        use = self.prefix_use(user, now, tokens_in, system, key, messages)
+        opening = (("user", template.preamble), self._user_open + preamble) if preamble else None
+        use = self.prefix_use(user, now, tokens_in, system, key, messages if lines else (), opening)
         rng = self.stream(user, "extract")
         found = self.find_factoids(rng, messages)
         tokens_out = self._factoid_array_tokens(found)

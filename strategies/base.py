@@ -18,9 +18,11 @@ from itertools import chain
 from operator import attrgetter
 from typing import Annotated, ClassVar, Literal, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from sim.config import ConfigError
 from sim.context import TurnContext
+from sim.extraction_prompts import extraction_prompt
 from sim.llm import Factoid
 from sim.prompt_cache import CLOSE, Layout, MessageChain, PromptCache
 from sim.textbank import INSTRUCTION_CATEGORY, MEMORY_HEADER, SYSTEM_PROMPT
@@ -30,6 +32,7 @@ from sim.workload import Message
 __all__ = [
     "AFTER_HISTORY",
     "BEFORE_HISTORY",
+    "ExtractionConfig",
     "Injectable",
     "MemoryLayoutConfig",
     "Prompt",
@@ -93,6 +96,27 @@ def _creation_order(item: object) -> tuple[float, int]:
     (the sort is stable).
     """
     return getattr(item, "created_at", 0.0), getattr(item, "id", 0)
+
+
+class ExtractionConfig(MemoryLayoutConfig):
+    """Settings of a strategy that extracts memories with an extraction prompt."""
+
+    extraction_prompt: str = "compact"
+    """What each extraction call sends around the conversation (see
+    :mod:`sim.extraction_prompts`): ``compact`` (memsim's 134-token instruction, the
+    default), ``practitioner`` (the production write-ups' shape, the conversation
+    as indented JSON), ``mem0-classic``, ``mem0-additive`` (Mem0's prompts, read from
+    the installed mem0ai), or the path of a text file holding a system prompt. It
+    sets what a call costs, not what it finds."""
+
+    @field_validator("extraction_prompt")
+    @classmethod
+    def _known_prompt(cls, spec: str) -> str:
+        try:
+            extraction_prompt(spec)
+        except ConfigError as err:
+            raise ValueError(str(err).removeprefix("extraction_prompt: ")) from None
+        return spec
 
 
 class Injectable(Protocol):
@@ -295,7 +319,10 @@ class Strategy(abc.ABC):
         The guard trusts the extractor's category: what it classes as an instruction
         is dropped, everything else passes.
         """
-        factoids = ctx.llm.extract(messages, system_prompt)
+        prompt = system_prompt
+        if prompt is None and isinstance(self.config, ExtractionConfig):
+            prompt = extraction_prompt(self.config.extraction_prompt)  # cached by name
+        factoids = ctx.llm.extract(messages, prompt)
         if self.config.instruction_guard:
             factoids = [f for f in factoids if f.category != INSTRUCTION_CATEGORY]
         return factoids

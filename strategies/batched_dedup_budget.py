@@ -29,7 +29,7 @@ from sim.store import Memory, hit_all, normalized_hash
 from sim.tokens import TokenCounter
 from sim.workload import Message
 from strategies.base import (
-    MemoryLayoutConfig,
+    ExtractionConfig,
     Prompt,
     Strategy,
     TickContext,
@@ -42,7 +42,7 @@ from strategies.jobs import ConsolidationConfig, schedule_consolidation
 from strategies.registry import register
 
 
-class BatchedDedupBudgetConfig(MemoryLayoutConfig):
+class BatchedDedupBudgetConfig(ExtractionConfig):
     """Defaults follow common production guidance for extraction-based memory."""
 
     extract_every_messages: Annotated[int, Field(ge=1)] = 5

@@ -95,14 +95,14 @@ from pydantic import Field
 from sim.llm import Factoid, Summary
 from sim.store import Memory, normalized_hash
 from sim.workload import Message
-from strategies.base import MemoryLayoutConfig, Prompt, Strategy, TurnContext
+from strategies.base import ExtractionConfig, Prompt, Strategy, TurnContext
 from strategies.history import History
 from strategies.registry import register
 
 RECALLED_PREFIX = "User said earlier: "
 
 
-class MemGPTLikeConfig(MemoryLayoutConfig):
+class MemGPTLikeConfig(ExtractionConfig):
     """MemGPT's defaults where it has one (see the module docstring for sources)."""
 
     context_window_tokens: Annotated[int, Field(ge=256)] = 8_192

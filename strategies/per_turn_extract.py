@@ -21,7 +21,7 @@ from typing import Literal
 from sim.store import Memory, hit_all
 from sim.tokens import TokenCounter
 from sim.workload import Message
-from strategies.base import MemoryLayoutConfig, Prompt, Strategy, TurnContext
+from strategies.base import ExtractionConfig, Prompt, Strategy, TurnContext
 from strategies.history import SessionHistories
 from strategies.registry import register
 
@@ -29,7 +29,7 @@ RECORD_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """Simulated time 0 as the ``created_at`` of injected memory records."""
 
 
-class PerTurnExtractConfig(MemoryLayoutConfig):
+class PerTurnExtractConfig(ExtractionConfig):
     """Settings of ``per-turn-extract``."""
 
     inject_format: Literal["lines", "records"] = "lines"

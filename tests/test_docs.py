@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 import strategies
-from strategies.base import MemoryLayoutConfig, StrategyConfig
+from strategies.base import ExtractionConfig, MemoryLayoutConfig, StrategyConfig
 
 DOC = (Path(__file__).parents[1] / "docs" / "strategies.md").read_text()
 
@@ -14,7 +14,7 @@ DOC = (Path(__file__).parents[1] / "docs" / "strategies.md").read_text()
 def test_every_builtin_strategy_and_setting_is_documented(name):
     assert f"## `{name}`" in DOC
     section = DOC.split(f"## `{name}`", 1)[1].split("\n## ", 1)[0]
-    own = set(strategies.resolve(name).Config.model_fields) - set(MemoryLayoutConfig.model_fields)
+    own = set(strategies.resolve(name).Config.model_fields) - set(ExtractionConfig.model_fields)
     inherited = {"lazy-retrieval": "batched-dedup-budget", "mem0-like-add-only": "mem0-like"}
     if name in inherited:
         parent = strategies.resolve(inherited[name]).Config.model_fields
@@ -35,6 +35,19 @@ def test_memory_layout_settings_are_documented_once_for_all():
         if issubclass(strategies.resolve(name).Config, MemoryLayoutConfig)
     ]
     assert [name for name in injecting if f"`{name}`" not in section] == []
+
+
+def test_extraction_prompt_is_documented_once_for_all():
+    section = DOC.split("## Settings every strategy that extracts with a prompt has", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    own = set(ExtractionConfig.model_fields) - set(MemoryLayoutConfig.model_fields)
+    assert own and [f for f in own if f"`{f}`" not in section] == []
+    extracting = [
+        name
+        for name in strategies.available()
+        if issubclass(strategies.resolve(name).Config, ExtractionConfig)
+    ]
+    assert extracting and [name for name in extracting if f"`{name}`" not in section] == []
 
 
 def test_settings_every_strategy_has_are_documented():
