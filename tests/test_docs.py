@@ -24,30 +24,24 @@ def test_every_builtin_strategy_and_setting_is_documented(name):
     assert missing == []
 
 
-def test_memory_layout_settings_are_documented_once_for_all():
-    section = DOC.split("## Settings every strategy that injects memories has", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    layout = set(MemoryLayoutConfig.model_fields) - set(StrategyConfig.model_fields)
-    assert layout and [f for f in layout if f"`{f}`" not in section] == []
-    injecting = [
-        name
-        for name in strategies.available()
-        if issubclass(strategies.resolve(name).Config, MemoryLayoutConfig)
-    ]
-    assert [name for name in injecting if f"`{name}`" not in section] == []
-
-
-def test_extraction_prompt_is_documented_once_for_all():
-    section = DOC.split("## Settings every strategy that extracts with a prompt has", 1)[1]
-    section = section.split("\n## ", 1)[0]
-    own = set(ExtractionConfig.model_fields) - set(MemoryLayoutConfig.model_fields)
+@pytest.mark.parametrize(
+    ("title", "config", "parent"),
+    [
+        ("Settings every strategy that injects memories has", MemoryLayoutConfig, StrategyConfig),
+        (
+            "Settings every strategy that extracts with a prompt has",
+            ExtractionConfig,
+            MemoryLayoutConfig,
+        ),
+    ],
+)
+def test_shared_settings_are_documented_once_for_all(title, config, parent):
+    """A section per shared settings class: its own settings, and every strategy that has them."""
+    section = DOC.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    own = set(config.model_fields) - set(parent.model_fields)
     assert own and [f for f in own if f"`{f}`" not in section] == []
-    extracting = [
-        name
-        for name in strategies.available()
-        if issubclass(strategies.resolve(name).Config, ExtractionConfig)
-    ]
-    assert extracting and [name for name in extracting if f"`{name}`" not in section] == []
+    having = [n for n in strategies.available() if issubclass(strategies.resolve(n).Config, config)]
+    assert having and [name for name in having if f"`{name}`" not in section] == []
 
 
 def test_settings_every_strategy_has_are_documented():
