@@ -405,3 +405,27 @@ def test_the_shipped_example_validates():
     assert (len(plan.points), len(plan.runs), len(plan.distinct_runs())) == (9, 54, 30)
     assert plan.points[0].scenario.users == 200
     assert plan.axes == (f"{BDB}.budget_tokens", f"{BDB}.dedup_threshold")
+
+
+def test_the_cache_layout_example_sets_every_strategys_setting():
+    path = Path(__file__).parents[1] / "examples" / "sweeps" / "cache-layout.toml"
+    plan = load_sweep(path)
+    assert (len(plan.points), len(plan.runs)) == (4, 24)
+    last = plan.points[-1].scenario.strategy
+    for name in ("batched-dedup-budget", "mem0-like", "per-turn-extract"):
+        assert last[name]["memory_position"] == "after-history"
+        assert last[name]["stable_memory_order"] is True
+
+
+def test_every_strategy_wildcard_skips_strategies_without_the_setting(tmp_path):
+    text = SMALL.replace(
+        f'"{BDB}.dedup_threshold" = [0.8, 0.9]',
+        '"strategy.*.memory_position" = ["before-history", "after-history"]',
+    )
+    plan = load_sweep(write(tmp_path, text))
+    scenario = plan.points[-1].scenario
+    assert scenario.strategy["batched-dedup-budget"]["memory_position"] == "after-history"
+    assert "naive-append" not in scenario.strategy  # it has no memory block
+    # naive-append's runs depend on no grid key: one per seed, shared by every point.
+    naive = {r.key for r in plan.runs if r.strategy == "naive-append"}
+    assert len(naive) == 2
