@@ -47,8 +47,15 @@ STRATEGY_KEYS = (
     "stale_share",
 )
 # Columns added after the first release: a results folder written before them reads
-# as if they were all 0 (no fault injection then: no degraded turn, no retry).
-LATER_COLUMNS = {"degraded": 0, "attempt": 0}
+# as if they were all 0 (no fault injection then: no degraded turn, no retry; no
+# prompt cache then: nothing cached or written, nothing saved).
+LATER_COLUMNS = {
+    "degraded": 0,
+    "attempt": 0,
+    "cached_tokens": 0,  # runs from before the prompt cache: nothing was cached
+    "cache_write_tokens": 0,
+    "usd_saved": 0.0,
+}
 CONFIG_KEYS = ("description", "llm", "embedding", "pricing", "resolved")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from genai_prices import Usage, calc_price
 from typer.testing import CliRunner
@@ -213,3 +214,26 @@ def test_summary_keys_are_documented():
         "usd_saved_by_cache",
     ):
         assert f"`{key}`" in readme
+
+
+def test_results_written_before_the_cache_redraw_as_uncached(tmp_path):
+    """A folder from before the cache columns and keys: `memsim report` still draws it."""
+    out = tmp_path / "old"
+    assert runner.invoke(app, ["run", "tiny", "-q", "--out", str(out)]).exit_code == 0
+    calls = pd.read_parquet(out / "calls.parquet")
+    calls.drop(columns=["cached_tokens", "cache_write_tokens", "usd_saved"]).to_parquet(
+        out / "calls.parquet"
+    )
+    summary = json.loads((out / "summary.json").read_text())
+    for block in summary["strategies"].values():
+        for key in [k for k in block if "cache" in k or k.startswith("probe_")]:
+            del block[key]  # usd_total_uncached among them
+        del block["llm_input_tokens_per_day"]
+    (out / "summary.json").write_text(json.dumps(summary))
+    config = json.loads((out / "config.json").read_text())
+    del config["resolved"]["prompt_cache"]
+    (out / "config.json").write_text(json.dumps(config))
+    result = runner.invoke(app, ["report", str(out)])
+    assert result.exit_code == 0, result.output
+    text = (out / "report.md").read_text()
+    assert "Prompt cache: none" in text and "prompt cache hit share" not in text
