@@ -115,7 +115,7 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
         ),
         row("recall (stale)", _recall_cell),
     ]
-    if any(b.get("probes") for b in blocks):
+    if any(b.get("probes") and "probe_prompt_tokens_mean" in b for b in blocks):
         rows.append(
             row(
                 "per question: prompt tokens / p50 / p95 (s)",
