@@ -163,7 +163,7 @@ def prompt_cache_per_day(summary: dict[str, Any]) -> pd.DataFrame:
     """LLM input tokens per simulated day, cached and not, by strategy.
 
     Columns: ``strategy, day, cached, uncached`` (the summary's per-day lists; a
-    summary written before memsim modelled caching reads as all uncached).
+    summary without these figures reads as all uncached).
     """
     rows = []
     for name, block in summary["strategies"].items():

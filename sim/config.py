@@ -108,7 +108,7 @@ class CacheConfig(_Model):
 
     ``auto`` picks the rule of the chat model's provider (``openai``, ``anthropic``,
     ``google``/``gemini``; any other provider: ``none``). ``none`` bills every
-    input token at the full price, as memsim did before it modelled caching. The
+    input token at the full price, as a provider without a prompt cache would. The
     rules, their defaults and their sources are in :mod:`sim.prompt_cache` and
     ``docs/caching.md``.
     """

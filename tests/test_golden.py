@@ -5,8 +5,8 @@
 and explain the change in the commit message.
 
 ``tiny_summary.json`` pins the run billed without a prompt cache (``[llm.cache]
-mode = "none"``): the figures memsim printed before it modelled caching, which
-that mode must keep to the byte. ``tiny_cached_summary.json`` pins the default
+mode = "none"``): every input token billed and timed in full; its figures are
+those of the file's first version, to the byte. ``tiny_cached_summary.json`` pins the default
 run (``auto``: gpt-4o-mini, OpenAI's automatic prefix caching).
 """
 
