@@ -184,16 +184,13 @@ def _question_keys(probes: pd.DataFrame) -> dict[str, float]:
 def _cache_keys(calls: pd.DataFrame, day: np.ndarray, days: int) -> dict[str, Any]:
     """What the provider's prompt cache served, wrote and saved (see the module docstring).
 
-    Runs saved before the cache columns existed read as uncached.
+    Runs saved before the cache columns existed load with them at 0
+    (``reports.results.LATER_COLUMNS``): they read as uncached.
     """
     llm = (calls["endpoint"] == "llm").to_numpy()
     tokens_in = calls["tokens_in"].to_numpy()
-    if "cached_tokens" in calls:
-        cached, written = calls["cached_tokens"].to_numpy(), calls["cache_write_tokens"].to_numpy()
-        saved = math.fsum(calls["usd_saved"])
-    else:
-        cached = written = np.zeros(len(calls), dtype=np.int64)
-        saved = 0.0
+    cached, written = calls["cached_tokens"].to_numpy(), calls["cache_write_tokens"].to_numpy()
+    saved = math.fsum(calls["usd_saved"])
     chat = (calls["purpose"] == "chat").to_numpy() & llm
     chat_in = int(tokens_in[chat].sum())
     per_day = np.bincount(day[llm], weights=cached[llm], minlength=days)

@@ -443,7 +443,7 @@ class PromptCache:
         slot = (user, first)
         entries = self._entries.get(slot)
         # Most system prompts are shorter than any minimum: nothing is ever shared then.
-        read_blocks, read_tokens = self._shared_read(layout, now) if self._shared else (0, 0)
+        read_blocks, read_tokens = self._shared_read(layout, first, now) if self._shared else (0, 0)
         kept: list[_Entry] = []
         whole: list[_Entry] = []  # live entries the new one contains entirely
         if entries:
@@ -472,7 +472,7 @@ class PromptCache:
         kept.append(_Entry(layout, expires, positions))
         self._entries[slot] = kept if len(kept) <= MAX_ENTRIES_PER_USER else kept[1:]
         if rule.share_across_users and layout.head_tokens[0] >= rule.min_tokens:
-            self._share(layout, positions, expires)
+            self._share(first, layout.head_tokens[0], positions, expires)
         self._requests += 1
         if self._requests % PURGE_EVERY_REQUESTS == 0:
             self._purge(now)
@@ -488,21 +488,20 @@ class PromptCache:
                 del self._entries[slot]
         self._shared = {k: v for k, v in self._shared.items() if v[0] > now}
 
-    def _shared_read(self, layout: Layout, now: float) -> tuple[int, int]:
+    def _shared_read(self, layout: Layout, first: object, now: float) -> tuple[int, int]:
         """The first block, if another request of the shard left it in the cache."""
-        hit = self._shared.get(layout.head_keys[0])
+        hit = self._shared.get(first)
         if hit is None or hit[0] <= now:
             return 0, 0
         if self.rule.explicit:  # read only within reach of one of this request's breakpoints
             return self._readable(layout, [(1, hit[1])], 1)
         return 1, hit[1]
 
-    def _share(self, layout: Layout, positions: list | None, expires: float) -> None:
-        """Offer the request's first block (long enough to cache) to every user."""
-        tokens = layout.head_tokens[0]
+    def _share(self, first: object, tokens: int, positions: list | None, expires: float) -> None:
+        """Offer a request's first block (``tokens`` long, enough to cache) to every user."""
         if positions is not None and (1, tokens) not in positions:
-            return
-        self._shared[layout.head_keys[0]] = (expires, tokens)
+            return  # explicit caching: no breakpoint right after it, so it was not written
+        self._shared[first] = (expires, tokens)
 
     def _readable(
         self, layout: Layout, positions: list[tuple[int, int]], blocks: int

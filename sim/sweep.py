@@ -287,7 +287,11 @@ def load_sweep(path: Path) -> SweepPlan:
     names = spec.strategies or list(scenario.strategies)
     seeds = spec.seeds or [scenario.seed]
     _check_strategies(names, source)
-    _check_keys(spec, names, source)
+    _check_keys(
+        [("overrides", k) for k in spec.overrides] + [("grid", k) for k in spec.grid],
+        names,
+        source,
+    )
     base = scenario.model_dump(mode="json") | {"strategies": names}
     base = _apply_overrides(base, spec.overrides, names, source)
     _check_grid_values(base, spec.grid, names, source)
@@ -330,18 +334,19 @@ def _check_strategies(names: list[str], source: str) -> None:
             raise ConfigError(f"{source}: field 'strategies' = {shown(name)}: {err}") from None
 
 
-def _check_keys(spec: SweepFile, names: list[str], source: str, section: str = "overrides") -> None:
-    """Reserved keys, overlapping keys, and paths into strategies the sweep does not run."""
-    keys = [(section, k) for k in spec.overrides] + [("grid", k) for k in spec.grid]
+def _check_keys(keys: list[tuple[str, str]], names: list[str], source: str) -> None:
+    """Reserved keys, overlapping keys, and paths into strategies not run.
+
+    ``keys``: ``(section, dotted key)`` pairs; the section (``overrides``, ``grid``,
+    ``--set``) names where the key came from in the error line. A sweep sets the
+    seed and the strategies with fields of its own; ``--set`` may set them too.
+    """
     for section, key in keys:
         path = split_path(key, names)
-        if path[0] in RESERVED:
-            where = (
-                f"the --{path[0].rstrip('s')} option"
-                if section == "--set"
-                else f"the sweep's '{RESERVED[path[0]]}' field"
+        if path[0] in RESERVED and section != "--set":
+            raise ConfigError(
+                f"{source}: {section} '{key}': set it with the sweep's '{RESERVED[path[0]]}' field"
             )
-            raise ConfigError(f"{source}: {section} '{key}': set it with {where}")
         if path[0] == "strategy" and len(path) > 2 and path[1] == EVERY_STRATEGY:
             if not concrete_paths(path, names):
                 raise ConfigError(
@@ -384,11 +389,8 @@ def with_settings(scenario: Scenario, specs: list[str], source: str) -> Scenario
         return scenario
     settings = parse_settings(specs)
     names = list(scenario.strategies)
-    spec = SweepFile.model_construct(overrides=settings, grid={})
-    _check_keys(spec, names, source, section="--set")
+    _check_keys([("--set", key) for key in settings], names, source)
     data = _apply_overrides(scenario.model_dump(mode="json"), settings, names, source, "--set")
-    if data.get("trace") is None:
-        data.pop("trace", None)
     return Scenario.model_validate(data)
 
 
