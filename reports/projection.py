@@ -25,9 +25,11 @@ Prices come from genai-prices for each model at the scenario's
 
 Assumptions, stated in ``projection.md`` too:
 
-* Every model gets the scenario's ``[llm]`` latency, context window and limits;
-  nothing in the simulation depends on the price, so one simulation per size is
-  re-priced for each model, which gives exactly what simulating each would.
+* Every model gets the scenario's ``[llm]`` context window and limits, and its own
+  latency profile (:mod:`sim.latency`, with the scenario's ``[llm]`` latency
+  settings on top); nothing in the simulation depends on the price, so one
+  simulation per size and latency profile is re-priced for each model of that
+  profile, which gives exactly what simulating each would.
 * The n users are a sample of the N: their load is burstier relative to their
   share than N users' would be, so near the limits the projection errs on the
   side of more queueing. A larger ``sim_users`` narrows that.
@@ -66,6 +68,8 @@ from sim import __version__, calibration
 from sim.config import ConfigError, EndpointLimits, Scenario, config_sha256
 from sim.context import EMBEDDING, LLM
 from sim.engine import StrategyRun
+from sim.latency import OVERRIDABLE
+from sim.latency import resolve as resolve_latency
 from sim.limits import TIMEOUT
 from sim.pricing import MILLION, Rates, chat_rates, scenario_rates
 from sim.runner import (
@@ -97,8 +101,9 @@ METHOD = (
     "cost grows slower than users while latency and failures grow: read the two together.",
     "Prices: genai-prices at the scenario's price date for each model (a scenario's "
     "per-million override applies to its own model only); embeddings at the scenario's price.",
-    "Every model gets the scenario's latency, context window and limits; nothing in the "
-    "simulation depends on the price, so each size is simulated once and priced per model.",
+    "Every model gets the scenario's context window and limits and its own latency profile "
+    "(docs/latency.md); nothing in the simulation depends on the price, so each size is "
+    "simulated once per latency profile and priced per model.",
     "n users are burstier relative to their share than N users would be, so near the limits "
     "the projection errs towards more queueing; a larger --sim-users narrows that.",
     "The n users hold their share of the chat and embedding limits, of the vector store's "
@@ -171,6 +176,23 @@ def scaled_scenario(scenario: Scenario, users: int, sim_users: int) -> Scenario:
     """
     simulated = min(users, sim_users)
     return share_scenario(scenario, simulated / users).model_copy(update={"users": simulated})
+
+
+def latency_groups(scenario: Scenario, models: list[str]) -> list[tuple[Scenario, list[str]]]:
+    """The models grouped by latency profile, each group with the scenario it simulates.
+
+    The group's scenario keeps ``[llm] model`` (and so the prompt-cache rule) and
+    sets every latency parameter to the group's resolved profile.
+    """
+    groups: dict[tuple, list[str]] = {}
+    for model in models:
+        timed = resolve_latency(scenario.llm.model_copy(update={"model": model}))
+        groups.setdefault(tuple(getattr(timed, k) for k in OVERRIDABLE), []).append(model)
+    timed_scenarios = []
+    for key, group in groups.items():
+        llm = scenario.llm.model_copy(update=dict(zip(OVERRIDABLE, key, strict=True)))
+        timed_scenarios.append((scenario.model_copy(update={"llm": llm}), group))
+    return timed_scenarios
 
 
 def simulate_size(
@@ -323,16 +345,26 @@ def project(
     rates = model_rates(scenario, models or [scenario.llm.model])
     base = build_strategies(scenario, source)
     embedding = scenario_rates(scenario)[1]
-    usage: dict[tuple[str, int], dict] = {}
+    usage: dict[tuple[str, int, str], dict] = {}
     with tempfile.TemporaryDirectory(prefix="memsim-project-") as scratch:
         for users in sizes:
-            on_start = None
-            if progress is not None:
-                on_start = partial(progress, users, min(users, sim_users))
-            for run in simulate_size(scenario, source, users, sim_users, on_start, Path(scratch)):
-                usage[run.strategy, users] = _usage(run)
+            for timed, group in latency_groups(scenario, list(rates)):
+                on_start = None
+                if progress is not None:
+                    on_start = partial(progress, users, min(users, sim_users))
+                runs = simulate_size(timed, source, users, sim_users, on_start, Path(scratch))
+                for run, model in ((run, m) for run in runs for m in group):
+                    usage[run.strategy, users, model] = _usage(run)
     rows = [
-        _row(s.name, model, r, usage[s.name, users], users, min(users, sim_users), scenario.days)
+        _row(
+            s.name,
+            model,
+            r,
+            usage[s.name, users, model],
+            users,
+            min(users, sim_users),
+            scenario.days,
+        )
         for s in base
         for model, r in rates.items()
         for users in sizes
@@ -453,8 +485,8 @@ def _bite_note(rows: list[dict[str, Any]]) -> str:
 def bite_notes(document: dict[str, Any], bold: bool = False) -> list[str]:
     """Where the rate limits bite, one sentence per strategy.
 
-    Failures and latency do not depend on the model's price, so the first model's
-    rows speak for all.
+    Failures and latency do not depend on the model's price; they can depend on its
+    latency profile, so the notes speak of the first model's rows.
     """
     first_model = next(iter(document["prices"]))
     notes = []
@@ -545,8 +577,9 @@ def _limits_cell(limits: dict[str, Any]) -> str:
 def print_projection(console: Console, document: dict[str, Any]) -> None:
     """The projection on the terminal, then where the limits bite.
 
-    One row per strategy and size, one USD column per model: tokens, failures and
-    latency do not depend on the price. ``projection.md`` has every figure per model.
+    One row per strategy and size, one USD column per model; failures, latency and
+    queueing are the first model's (they follow its latency profile, not its price).
+    ``projection.md`` has every figure per model.
     """
     d = document
     models = list(d["prices"])
@@ -583,6 +616,11 @@ def print_projection(console: Console, document: dict[str, Any]) -> None:
                 end_section=i == len(d["sizes"]) - 1,
             )
     console.print(table)
+    if len(models) > 1:
+        console.print(
+            f"failures, p99 and queue: {models[0]}; projection.md has them per model",
+            highlight=False,
+        )
     for note in bite_notes(d):
         console.print(f"rate limits: {note}", highlight=False)
 

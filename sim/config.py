@@ -149,10 +149,12 @@ class CacheConfig(_Model):
 class LLMConfig(_Model):
     """The mock chat model: pricing key, context window, latency and noise.
 
-    Latency defaults approximate public measurements of gpt-4o-mini on the
-    OpenAI API (Artificial Analysis, 2024-2025: roughly 0.4-0.6 s to first token
-    on short prompts and 60-100 output tokens/s); the prefill term makes a
-    10k-token prompt about 0.3 s slower than a short one. Override per scenario.
+    Latency follows the model's profile (:mod:`sim.latency`, sources in
+    ``docs/latency.md``): profiles for gpt-4o-mini, gpt-4.1-mini, gpt-5-mini,
+    claude-haiku-4-5 and gemini-2.5-flash, fitted to published measurements of
+    time to first token against prompt size, decode rate and spread; another model
+    uses gpt-4o-mini's. Each latency field left unset here comes from the profile;
+    one set here overrides it.
     """
 
     model: str = "gpt-4o-mini"
@@ -160,12 +162,21 @@ class LLMConfig(_Model):
     context_window: Annotated[int, Field(ge=256)] = 128_000
     max_output_tokens: Annotated[int, Field(ge=1)] = 1_024
     """``max_tokens`` sent with each chat request; counts against the window."""
-    ttft_base_s: Annotated[float, Field(ge=0)] = 0.45
-    prefill_s_per_token: Annotated[float, Field(ge=0)] = 3e-5
-    decode_tokens_per_s: PositiveFloat = 80.0
-    jitter_sigma: Annotated[float, Field(ge=0)] = 0.25
-    jitter_min: PositiveFloat = 0.6
-    jitter_max: PositiveFloat = 2.5
+    ttft_base_s: Annotated[float, Field(ge=0)] | None = None
+    """Median time to first token of a short prompt; unset: the model's profile."""
+    prefill_s_per_token: Annotated[float, Field(ge=0)] | None = None
+    """Seconds added to the time to first token per uncached input token."""
+    decode_tokens_per_s: PositiveFloat | None = None
+    jitter_sigma: Annotated[float, Field(ge=0)] | None = None
+    """Log-normal spread of a short call's service time."""
+    jitter_sigma_per_1k_tokens: Annotated[float, Field(ge=0)] | None = None
+    """Added to the spread per 1,000 uncached input tokens."""
+    jitter_sigma_load: Annotated[float, Field(ge=0)] | None = None
+    """Added to the spread at full load (all concurrency slots busy), pro rata below."""
+    jitter_min: PositiveFloat | None = None
+    """Lower clamp of the jitter factor; unset: no clamp."""
+    jitter_max: PositiveFloat | None = None
+    """Upper clamp of the jitter factor; unset: no clamp."""
     reply_tokens_mean: PositiveFloat = 140.0
     reply_tokens_sigma: Annotated[float, Field(ge=0)] = 0.45
     extract_miss_rate: Share = 0.10
@@ -188,7 +199,9 @@ class LLMConfig(_Model):
 
     @model_validator(mode="after")
     def _jitter_band(self) -> LLMConfig:
-        if self.jitter_min > 1 or self.jitter_max < 1:
+        low = 1.0 if self.jitter_min is None else self.jitter_min
+        high = 1.0 if self.jitter_max is None else self.jitter_max
+        if low > 1 or high < 1:
             raise ValueError(f"jitter band [{self.jitter_min}, {self.jitter_max}] must contain 1")
         return self
 

@@ -97,6 +97,7 @@ class Engine:
         self.contexts: dict[int, TurnContext] = {}
         self.horizon_s = scenario.days * SECONDS_PER_DAY
         self.cache = services.llm.cache  # the provider's prompt cache; None: nothing cached
+        services.llm.endpoint = self.endpoints[LLM]  # its busy slots widen the latency jitter
         # Shorter prompts can neither read nor leave anything readable (PromptCache.reaches).
         self.cache_from_tokens = self.cache.from_tokens if self.cache is not None else 0
         # Only a workload with instruction messages can plant any: skip the scan otherwise.

@@ -1,9 +1,10 @@
 """``MockLLM``: a deterministic chat model that is an oracle with noise.
 
 It never calls a network. Token counts are real (tiktoken on the exact prompt
-and response texts, with the chat format's overhead); latency follows
-``(ttft_base + prefill·input_tokens + output_tokens / tps) · jitter`` with a
-seeded log-normal jitter clamped to a band.
+and response texts, with the chat format's overhead); latency follows the
+model's profile (:mod:`sim.latency`): ``(ttft_base + prefill·uncached input +
+output_tokens / tps) · jitter``, with a seeded log-normal jitter whose spread
+grows with the uncached prompt and with the load on the chat endpoint.
 
 Each call's randomness comes from a generator owned by ``(seed, user, purpose)``
 (``SeedSequence(seed, spawn_key=(LLM, user, purpose))``), drawn in the order of
@@ -43,6 +44,7 @@ import numpy as np
 from sim.config import LLMConfig
 from sim.extraction_prompts import ExtractionPrompt
 from sim.heuristic import heuristic_facts
+from sim.latency import resolve as resolve_latency
 from sim.prompt_cache import CLOSE, NO_USE, CacheUse, Layout, PromptCache
 from sim.textbank import (
     DERIVED_FACTS,
@@ -93,6 +95,13 @@ class Summary:
     facts: tuple[tuple[str, int], ...] = ()
     values: dict[str, Fact] = field(default_factory=dict)
     owner: int = -1
+
+
+class _Load(Protocol):
+    """What the latency model reads of the chat endpoint: its busy and total slots."""
+
+    busy: int
+    capacity: int
 
 
 class Candidate(Protocol):
@@ -184,9 +193,15 @@ class MockLLM:
         self.cache = cache
         self._streams: dict[str, dict[int, random.Random]] = {p: {} for p in PURPOSES}
         # The latency and reply-length constants, read once instead of per call.
-        self._ttft_base_s, self._prefill_s = cfg.ttft_base_s, cfg.prefill_s_per_token
-        self._decode_tps, self._jitter_sigma = cfg.decode_tokens_per_s, cfg.jitter_sigma
-        self._jitter_min, self._jitter_max = cfg.jitter_min, cfg.jitter_max
+        self.profile = profile = resolve_latency(cfg)
+        self._ttft_base_s, self._prefill_s = profile.ttft_base_s, profile.prefill_s_per_token
+        self._decode_tps, self._jitter_sigma = profile.decode_tokens_per_s, profile.jitter_sigma
+        self._sigma_per_token = profile.jitter_sigma_per_1k_tokens / 1000.0
+        self._sigma_load = profile.jitter_sigma_load
+        self._jitter_min = profile.jitter_min if profile.jitter_min is not None else 0.0
+        self._jitter_max = profile.jitter_max if profile.jitter_max is not None else math.inf
+        self.endpoint: _Load | None = None
+        """The chat endpoint whose busy slots are the load (set by the engine)."""
         self._reply_mu = -(cfg.reply_tokens_sigma**2) / 2
         self._extract_system = tokens.message("system", tokens.count(EXTRACT_SYSTEM_PROMPT))
         self._summary_system = tokens.message("system", tokens.count(SUMMARY_SYSTEM_PROMPT))
@@ -222,10 +237,19 @@ class MockLLM:
         return rng
 
     def latency(self, rng: random.Random, tokens_in: int, tokens_out: int) -> float:
-        """Modelled service time of one call, jittered and clamped."""
+        """Modelled service time of one call with ``tokens_in`` uncached input tokens.
+
+        The jitter's log-spread is the profile's ``jitter_sigma``, plus its growth
+        per uncached token, plus its growth with the chat endpoint's load (busy
+        slots over concurrency when the call is made); clamped only if the
+        scenario sets ``jitter_min``/``jitter_max``.
+        """
         base = self._ttft_base_s + self._prefill_s * tokens_in
         base += tokens_out / self._decode_tps
-        sigma = self._jitter_sigma
+        sigma = self._jitter_sigma + self._sigma_per_token * tokens_in
+        endpoint = self.endpoint
+        if endpoint is not None and endpoint.busy:
+            sigma += self._sigma_load * min(endpoint.busy / endpoint.capacity, 1.0)
         jitter = math.exp(rng.gauss(0.0, sigma)) if sigma else 1.0
         return base * min(max(jitter, self._jitter_min), self._jitter_max)
 
@@ -389,7 +413,7 @@ class MockLLM:
         """The API's ``context_length_exceeded`` failure if the request does not fit, else None.
 
         A request asks for ``prompt_tokens`` plus ``max_output_tokens``; a failed
-        one bills nothing and takes ``ttft_base_s`` to come back (as in ``chat``).
+        one bills nothing and takes the profile's ``ttft_base_s`` to come back.
         """
         cfg = self.cfg
         requested = prompt_tokens + cfg.max_output_tokens
@@ -401,7 +425,7 @@ class MockLLM:
             f"{cfg.max_output_tokens} in the completion). Please reduce the length of the "
             "messages or completion."
         )
-        return LLMResult(purpose, 0, 0, cfg.ttft_base_s, CONTEXT_LENGTH_EXCEEDED, message)
+        return LLMResult(purpose, 0, 0, self._ttft_base_s, CONTEXT_LENGTH_EXCEEDED, message)
 
     # -- extract --------------------------------------------------------------
     def extract(

@@ -27,6 +27,7 @@ from sim.context import Services, StoreLatency
 from sim.embed import Embedder, LatentEmbedder, MiniLMEmbedder, SwitchingEmbedder
 from sim.engine import Engine, StrategyRun
 from sim.executors import ExecutorName, Report, run_tasks
+from sim.latency import resolve as resolve_latency
 from sim.llm import MockLLM
 from sim.metrics import CALL_COLUMNS, STORE_COLUMNS, TURN_COLUMNS, concat_frames
 from sim.pricing import MILLION, Rates, scenario_rates
@@ -119,6 +120,7 @@ def resolve_config(
         "chat_usd_per_million_tokens": prices,
         "embedding_usd_per_million_tokens": rates[1].input_usd_per_token * MILLION,
         "prompt_cache": rule.as_dict() if rule is not None else {"provider": "none"},
+        "latency": resolve_latency(scenario.llm).as_dict(),
     }
     if trace is not None:
         data["resolved"]["trace"] = trace.as_dict()

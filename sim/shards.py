@@ -13,7 +13,10 @@ the results are the same whether the shards run one after the other in one
 process, on two workers or on a Ray cluster. It is an approximation only where a
 limit binds: k shards with 1/k of the capacity each queue a little more than one
 pool with all of it (a pooled queue is more efficient), and round-off of small
-counts can give a shard slightly more or less than its exact share.
+counts can give a shard slightly more or less than its exact share. The load on
+the chat endpoint also widens its latency jitter (:mod:`sim.latency`): a shard
+reads its own busy slots against its share of ``concurrency``, the same ratio on
+average as the whole pool's, but not call for call.
 """
 
 from __future__ import annotations

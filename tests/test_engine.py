@@ -15,7 +15,13 @@ def run_one(scenario, strategy):
 
 
 def test_queueing_at_the_chat_endpoint_is_part_of_turn_latency():
-    free = make_scenario(users=40, days=1, seed=3, workload={"sessions_per_user_per_day": 3.0})
+    free = make_scenario(
+        users=40,
+        days=1,
+        seed=3,
+        workload={"sessions_per_user_per_day": 3.0},
+        llm={"jitter_sigma_load": 0.0},  # load must not change service times here
+    )
     tight = free.with_overrides(limits={"concurrency": 1, "rpm": 5000, "tpm": 4_000_000})
     a, b = run_one(free, NaiveAppend()), run_one(tight, NaiveAppend())
     assert (a.turns["queue_s"] == 0).all()

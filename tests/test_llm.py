@@ -241,15 +241,12 @@ def test_chat_reply_never_exceeds_max_output_tokens():
 # -- latency ---------------------------------------------------------------------------------
 
 
-def base_latency(cfg: LLMConfig, tokens_in: int, tokens_out: int) -> float:
-    return (
-        cfg.ttft_base_s + cfg.prefill_s_per_token * tokens_in + tokens_out / cfg.decode_tokens_per_s
-    )
+def base_latency(llm: MockLLM, tokens_in: int, tokens_out: int) -> float:
+    return llm.profile.median_s(tokens_in, tokens_out)
 
 
 def test_latency_stays_in_the_jitter_band():
     llm = make_llm(seed=6, jitter_sigma=1.0, jitter_min=0.7, jitter_max=1.8)
-    cfg = llm.cfg
     ratios = []
     for user in range(200):
         for result in (
@@ -257,7 +254,7 @@ def test_latency_stays_in_the_jitter_band():
             llm.extract(user, workload_like_messages(user)),
             llm.summarize(user, workload_like_messages(user)),
         ):
-            ratios.append(result.latency_s / base_latency(cfg, result.tokens_in, result.tokens_out))
+            ratios.append(result.latency_s / base_latency(llm, result.tokens_in, result.tokens_out))
     assert all(0.7 - 1e-9 <= r <= 1.8 + 1e-9 for r in ratios)
     # sigma = 1 puts ~36 % below 0.7 and ~28 % above 1.8: the clamps are hit exactly.
     assert sum(math.isclose(r, 0.7) for r in ratios) > 100
@@ -266,7 +263,11 @@ def test_latency_stays_in_the_jitter_band():
 
 def test_latency_without_jitter_is_the_formula():
     llm = make_llm(
-        jitter_sigma=0.0, ttft_base_s=0.5, prefill_s_per_token=1e-4, decode_tokens_per_s=50.0
+        jitter_sigma=0.0,
+        jitter_sigma_per_1k_tokens=0.0,
+        ttft_base_s=0.5,
+        prefill_s_per_token=1e-4,
+        decode_tokens_per_s=50.0,
     )
     result = llm.chat(0, 2000)
     assert result.latency_s == pytest.approx(0.5 + 0.2 + result.tokens_out / 50, rel=1e-12)

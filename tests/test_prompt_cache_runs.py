@@ -51,7 +51,7 @@ def test_cached_runs_are_byte_identical_across_reruns_and_workers():
 
 def test_a_cached_call_skips_prefill_for_its_cached_tokens_only():
     """Same draws with and without the cache; latency differs by the prefill of the cached."""
-    cfg = LLMConfig(cache={"mode": "openai"}, jitter_sigma=0)
+    cfg = LLMConfig(cache={"mode": "openai"}, jitter_sigma=0, jitter_sigma_per_1k_tokens=0)
     tokens, catalog = TokenCounter(), TextCatalog()
     cached_llm = MockLLM(cfg, tokens, catalog, 1, new_cache(cfg))
     plain_llm = MockLLM(cfg, tokens, catalog, 1)
@@ -70,7 +70,7 @@ def test_a_cached_call_skips_prefill_for_its_cached_tokens_only():
     miss = plain_llm.chat(0, total)
     assert hit.cached_tokens == first_prefix > 1024  # the first prompt, in steps of 128
     assert hit.reply.text == miss.reply.text and hit.tokens_in == miss.tokens_in
-    saved = cfg.prefill_s_per_token * first_prefix
+    saved = cached_llm.profile.prefill_s_per_token * first_prefix
     assert miss.latency_s - hit.latency_s == pytest.approx(saved)
 
 

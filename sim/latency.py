@@ -1,0 +1,187 @@
+"""Latency profiles of hosted chat models: what one call takes, by model.
+
+A call's service time is ``(ttft_base_s + prefill_s_per_token · uncached input
++ output / decode_tokens_per_s) · jitter`` with a log-normal jitter of median 1
+whose spread grows with the uncached prompt and with the endpoint's load::
+
+    sigma = jitter_sigma
+          + jitter_sigma_per_1k_tokens · uncached input / 1000
+          + jitter_sigma_load · busy slots / concurrency
+
+Each profile's parameters come from published measurements, cited beside it and
+in ``docs/latency.md`` (with the points used):
+
+* ``ttft_base_s`` and ``jitter_sigma``: the median and the spread of short calls
+  (modelstats.ai p50 and p95: ``sigma = ln(p95 / p50) / 1.645``).
+* ``prefill_s_per_token``: the least-squares slope of the minimum time to first
+  token against prompt size over every size "Small Model Forensics" (0xmmo,
+  2026-05-13, https://blog.0xmmo.co/forensics/post.html) measured, 1k to 100k
+  tokens. Its floors are minima over repeats without network time, so they lie
+  below the median line; the test checks each within the modelled spread.
+* ``decode_tokens_per_s``: measured output speed (sources per profile).
+
+The spread's growth with prompt size and load is not published per size for
+these APIs; ``jitter_sigma_per_1k_tokens`` and ``jitter_sigma_load`` are chosen
+(see :data:`SIGMA_PER_1K_TOKENS`, :data:`SIGMA_LOAD`) and every scenario may set
+them. A team that has its own call logs should fit all of these to them.
+
+The scenario's ``[llm] model`` selects a profile (exact name, else the longest
+profile name it starts with, so ``gpt-4o-mini-2024-07-18`` is gpt-4o-mini's);
+a model without one uses gpt-4o-mini's, and the resolved summary says so. Any
+parameter set under ``[llm]`` overrides the profile's.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, replace
+
+SIGMA_PER_1K_TOKENS = 0.004
+"""Chosen: the jitter's log-spread grows by 0.004 per 1,000 uncached prompt tokens
+(at 20k tokens it is about 0.08 wider than on a short prompt; at 100k, 0.4).
+Providers' latency spread widens with prompt length because long prefills share
+GPUs with other requests' prefills and decodes (batch interference: a long prompt
+monopolises prefill capacity and queues others behind it); no provider publishes
+the spread by prompt size, so this is a modelling choice, stated here and in
+``docs/latency.md``."""
+
+SIGMA_LOAD = 0.25
+"""Chosen: the jitter's log-spread grows by up to 0.25 as the endpoint's
+concurrency slots fill (``busy / concurrency`` from 0 to 1): at full load the
+spread is about that of a short call again on top of it. Measured on a
+self-served endpoint, first-token latency stays flat at low concurrency and its
+spread grows as the server saturates (Loginet, "The impact of concurrent
+requests on LLM inference performance", 2025, Llama-3.1-8B on an H100); a
+hosted API's own load is invisible to one client, so this reads the load the
+client puts on its connection pool and provisioned capacity."""
+
+
+@dataclass(frozen=True, slots=True)
+class LatencyProfile:
+    """The latency parameters of one model; see the module docstring for the formula."""
+
+    ttft_base_s: float
+    prefill_s_per_token: float
+    decode_tokens_per_s: float
+    jitter_sigma: float
+    jitter_sigma_per_1k_tokens: float = SIGMA_PER_1K_TOKENS
+    jitter_sigma_load: float = SIGMA_LOAD
+    jitter_min: float | None = None
+    """Lower clamp of the jitter factor; ``None``: unclamped."""
+    jitter_max: float | None = None
+    """Upper clamp of the jitter factor; ``None``: unclamped."""
+    profile: str = ""
+    """Which profile the figures came from (with any ``[llm]`` overrides noted)."""
+
+    def sigma(self, tokens_in: int, load: float = 0.0) -> float:
+        """Log-spread of the jitter for ``tokens_in`` uncached tokens at ``load`` (0-1)."""
+        return (
+            self.jitter_sigma
+            + self.jitter_sigma_per_1k_tokens * tokens_in / 1000.0
+            + self.jitter_sigma_load * load
+        )
+
+    def median_s(self, tokens_in: int, tokens_out: int = 0) -> float:
+        """Median service time (jitter 1) of a call."""
+        return (
+            self.ttft_base_s
+            + self.prefill_s_per_token * tokens_in
+            + tokens_out / self.decode_tokens_per_s
+        )
+
+    def quantile_s(self, q: float, tokens_in: int, tokens_out: int = 0, load: float = 0.0) -> float:
+        """The ``q`` quantile of a call's service time (unclamped jitter)."""
+        z = _normal_quantile(q)
+        return self.median_s(tokens_in, tokens_out) * math.exp(z * self.sigma(tokens_in, load))
+
+    def as_dict(self) -> dict[str, object]:
+        """The resolved parameters, for the summary's ``resolved`` section."""
+        return asdict(self)
+
+
+def _normal_quantile(q: float) -> float:
+    """Quantile of the standard normal distribution (``statistics.NormalDist``)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(q)
+
+
+def _sigma(p50_s: float, p95_s: float) -> float:
+    """Log-normal spread from a median and a 95th percentile."""
+    return round(math.log(p95_s / p50_s) / 1.6449, 3)
+
+
+PROFILES: dict[str, LatencyProfile] = {
+    # ttft_base_s, jitter_sigma: modelstats.ai (https://modelstats.ai, 2026), short
+    #   prompts p50 536 ms, p95 844 ms (p99 4,461 ms: a heavier tail than a
+    #   log-normal; see docs/latency.md).
+    # prefill: Small Model Forensics floors 1,011→0.270 s, 9,737→0.888, 16,468→0.975,
+    #   32,762→1.140, 58,988→2.252, 87,437→4.706 (least squares: 46.6 ms per 1k).
+    # decode: 59.0 tokens/s ("tacho" run, OpenAI community forum, thread
+    #   "Inference speed of different models", 2025; range 46-70).
+    "gpt-4o-mini": LatencyProfile(0.536, 4.66e-5, 59.0, _sigma(0.536, 0.844)),
+    # ttft_base_s, jitter_sigma: modelstats.ai p50 661 ms, p95 1,087 ms.
+    # prefill: no long-prompt series for gpt-4.1-mini; gpt-4.1-nano's floors from
+    #   Small Model Forensics stand in (same family and serving stack): tiny 176 ms,
+    #   64 KB (~16k tokens) 359 ms, 256 KB (~64k) 882 ms: 11.0 ms per 1k.
+    #   Check: Artificial Analysis measures 0.93 s to first token at 10k input
+    #   tokens (https://artificialanalysis.ai/models/gpt-4-1-mini/providers).
+    # decode: 61.7 tokens/s (the same tacho run; Artificial Analysis: 77.2).
+    "gpt-4.1-mini": LatencyProfile(0.661, 1.10e-5, 61.7, _sigma(0.661, 1.087)),
+    # No short-call percentiles published for gpt-5-mini: ttft_base_s is
+    #   gpt-5.4-mini's Small Model Forensics floor intercept (0.222 s) plus
+    #   gpt-4o-mini's floor-to-median gap (0.536 - 0.270 s), jitter_sigma the
+    #   median of the other profiles' (0.30).
+    # prefill: gpt-5.4-mini's floors stand in: tiny 233 ms, 64 KB 349 ms, 256 KB
+    #   779 ms: 8.7 ms per 1k.
+    # decode: 71.2 tokens/s, GPT-5 mini (minimal reasoning), Artificial Analysis.
+    "gpt-5-mini": LatencyProfile(0.488, 8.7e-6, 71.2, 0.30),
+    # ttft_base_s, jitter_sigma: modelstats.ai p50 541 ms, p95 1,591 ms.
+    # prefill: Small Model Forensics floors 1,068→0.446 s, 8,773→0.526,
+    #   17,763→0.608, 34,464→0.817, 66,809→1.241, 100,029→1.342: 9.7 ms per 1k.
+    # decode: 85 tokens/s (Small Model Forensics, 80-90 by context size).
+    "claude-haiku-4-5": LatencyProfile(0.541, 9.7e-6, 85.0, _sigma(0.541, 1.591)),
+    # ttft_base_s, jitter_sigma: modelstats.ai p50 477 ms, p95 776 ms.
+    # prefill: Small Model Forensics floors 891→0.334 s, 7,812→0.522, 15,123→0.430,
+    #   29,983→0.787, 59,918→1.107, 101,762→2.026: 16.2 ms per 1k.
+    # decode: 204.5 tokens/s (K. Ganglani, "5 LLM APIs tested for latency", 2026,
+    #   thinking off; Artificial Analysis: 221).
+    "gemini-2.5-flash": LatencyProfile(0.477, 1.62e-5, 204.5, _sigma(0.477, 0.776)),
+}
+FALLBACK = "gpt-4o-mini"
+"""The profile of a model that has none (memsim's default model)."""
+
+OVERRIDABLE = (
+    "ttft_base_s",
+    "prefill_s_per_token",
+    "decode_tokens_per_s",
+    "jitter_sigma",
+    "jitter_sigma_per_1k_tokens",
+    "jitter_sigma_load",
+    "jitter_min",
+    "jitter_max",
+)
+"""The ``[llm]`` fields that override a profile's figure when set."""
+
+
+def profile_name(model: str) -> str | None:
+    """The profile of ``model``: exact, else the longest profile name it starts with."""
+    if model in PROFILES:
+        return model
+    matches = [name for name in PROFILES if model.startswith(name)]
+    return max(matches, key=len) if matches else None
+
+
+def resolve(cfg: object) -> LatencyProfile:
+    """The latency of ``cfg`` (an :class:`~sim.config.LLMConfig`).
+
+    Its model's profile, with every parameter that ``[llm]`` sets.
+    """
+    model = str(getattr(cfg, "model", FALLBACK))
+    name = profile_name(model)
+    base = PROFILES[name or FALLBACK]
+    label = name if name is not None else f"{FALLBACK} (no profile for {model})"
+    overrides = {k: getattr(cfg, k) for k in OVERRIDABLE if getattr(cfg, k, None) is not None}
+    if overrides:
+        label += " with [llm] " + ", ".join(sorted(overrides))
+    return replace(base, profile=label, **overrides)
