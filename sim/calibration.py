@@ -8,8 +8,11 @@ A profile (JSON) holds
   a user's statement and a memory of it (``statement``), of a question about the
   slot and its memories (``probe``) — plus the mean similarity of memories of
   different slots (``background``) and summary distributions of each pair kind;
-* ``store``: median add and query latency of ChromaDB per layout and number of
-  users.
+* ``store``: add and query latency of ChromaDB (p50 and p99) per layout and
+  number of users, each user holding ``memories_per_user`` memories;
+* ``store_collection``: query latency per layout against the size of the
+  collection a query scans (one user's collection grown step by step), and its
+  least-squares slope in seconds per vector.
 
 ``memsim calibrate`` writes one; ``LatentEmbedder`` and the modelled store
 latency read one. The default profile ships with the package
@@ -98,6 +101,7 @@ def calibrate(
     }
     if make_store is not None:
         profile["store"] = store_profile(make_store, sizes, progress=progress)
+        profile["store_collection"] = collection_profile(make_store, progress=progress)
     return profile
 
 
@@ -261,11 +265,37 @@ def slot_geometry(slot_profile: dict[str, Any], background: float) -> SlotGeomet
 # -- store latency --------------------------------------------------------------------
 
 
-def store_latency(profile: dict[str, Any], layout: str, users: int) -> tuple[float, float] | None:
-    """Median (query, add) latency in seconds for ``layout`` at ``users`` users.
+@dataclass(frozen=True)
+class StoreLatencyFit:
+    """The modelled store latency at one number of users: medians and log-spreads."""
 
-    Interpolated in log(users) between the measured sizes; ``None`` if the
-    profile has no store figures for the layout.
+    query_p50_s: float
+    query_sigma: float
+    add_p50_s: float
+    add_sigma: float
+    query_s_per_vector: float
+    reference_vectors: int
+
+
+Z99 = 2.3263  # the standard normal's 99th percentile
+COLLECTION_SIZES = (20, 200, 1000, 2000)
+"""Sizes of one user's collection at which ``store_profile`` times queries."""
+
+
+def _sigma(p50: float, p99: float) -> float:
+    """Log-normal spread with this median and 99th percentile."""
+    return math.log(p99 / p50) / Z99 if p50 > 0 and p99 > p50 else 0.0
+
+
+def store_latency(profile: dict[str, Any], layout: str, users: int) -> StoreLatencyFit | None:
+    """The store's latency distribution for ``layout`` at ``users`` users.
+
+    The p50 and p99 of query and add latency are interpolated in log(users)
+    between the measured sizes (clamped to the measured range); each call is then
+    drawn from the log-normal with that median and p99. The query median grows
+    with the vectors a query scans by the profile's ``store_collection`` slope
+    (0 for a profile without one), from the ``memories_per_user`` it was measured
+    at. ``None`` if the profile has no store figures for the layout.
     """
     table = profile.get("store", {}).get(layout)
     if not table:
@@ -273,9 +303,33 @@ def store_latency(profile: dict[str, Any], layout: str, users: int) -> tuple[flo
     sizes = sorted(int(k) for k in table)
     x = math.log(min(max(users, sizes[0]), sizes[-1]))
     xs = [math.log(s) for s in sizes]
-    query = float(np.interp(x, xs, [table[str(s)]["query_p50_s"] for s in sizes]))
-    add = float(np.interp(x, xs, [table[str(s)]["add_p50_s"] for s in sizes]))
-    return query, add
+
+    def at(key: str) -> float:
+        return float(np.interp(x, xs, [table[str(s)][key] for s in sizes]))
+
+    query_p50, add_p50 = at("query_p50_s"), at("add_p50_s")
+    collection = profile.get("store_collection", {}).get(layout, {})
+    return StoreLatencyFit(
+        query_p50,
+        _sigma(query_p50, at("query_p99_s")),
+        add_p50,
+        _sigma(add_p50, at("add_p99_s")),
+        float(collection.get("query_s_per_vector", 0.0)),
+        int(table[str(sizes[0])]["memories_per_user"]),
+    )
+
+
+def _timed_store(
+    make_store: Callable[[str, str], Any], layout: str, namespace: str
+) -> tuple[Any, Callable[[], None]]:
+    """A fresh measured store and the function that drops what it created."""
+    store = make_store(layout, namespace)
+    return store, getattr(store, "drop_collections", None) or (lambda: None)
+
+
+def _unit(rng: np.random.Generator, rows: int, dim: int) -> np.ndarray:
+    vectors = rng.standard_normal((rows, dim)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
 def store_profile(
@@ -301,17 +355,14 @@ def store_profile(
         for users in sizes:
             if progress:
                 progress(f"{layout}, {users} users")
-            store = make_store(layout, f"calibrate-{layout}-{users}")
+            store, drop = _timed_store(make_store, layout, f"calibrate-{layout}-{users}")
             adds, lookups = [], []
             for user in range(users):
-                vectors = rng.standard_normal((memories_per_user, dim)).astype(np.float32)
-                vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
                 memories = [_probe_memory(user, i) for i in range(memories_per_user)]
-                store.add(user, memories, vectors)
+                store.add(user, memories, _unit(rng, memories_per_user, dim))
                 adds.append(store.last_call_s)
             for user in rng.integers(0, users, queries):
-                query = rng.standard_normal(dim).astype(np.float32)
-                found, _ = store.query(int(user), query / np.linalg.norm(query))
+                found, _ = store.query(int(user), _unit(rng, 1, dim)[0])
                 lookups.append(store.last_call_s)
                 if any(m.owner != int(user) for m in found):
                     store.cross_user_results += 1
@@ -323,9 +374,47 @@ def store_profile(
                 "query_p99_s": round(float(np.percentile(lookups, 99)), 6),
                 "cross_user_results": int(store.cross_user_results),
             }
-            drop = getattr(store, "drop_collections", None)
-            if drop:
-                drop()
+            drop()
+    return result
+
+
+def collection_profile(
+    make_store: Callable[[str, str], Any],
+    sizes: Iterable[int] = COLLECTION_SIZES,
+    queries: int = 100,
+    dim: int = 384,
+    seed: int = 1,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Query latency per layout against the size of one user's collection.
+
+    One user's collection grows to each of ``sizes`` (in adds of the difference);
+    at each size ``queries`` queries are timed. ``query_s_per_vector`` is the
+    least-squares slope of the median against the size.
+    """
+    rng = np.random.default_rng(seed)
+    result: dict[str, Any] = {}
+    for layout in ("per-user", "shared"):
+        if progress:
+            progress(f"{layout}, one collection of {', '.join(map(str, sizes))} memories")
+        store, drop = _timed_store(make_store, layout, f"calibrate-{layout}-collection")
+        held, medians = 0, {}
+        for size in sorted(sizes):
+            memories = [_probe_memory(0, i) for i in range(held, size)]
+            store.add(0, memories, _unit(rng, size - held, dim))
+            held = size
+            lookups = []
+            for _ in range(queries):
+                store.query(0, _unit(rng, 1, dim)[0])
+                lookups.append(store.last_call_s)
+            medians[str(size)] = round(float(np.percentile(lookups, 50)), 6)
+        drop()
+        xs = [int(k) for k in medians]
+        slope = float(np.polyfit(xs, list(medians.values()), 1)[0]) if len(xs) > 1 else 0.0
+        result[layout] = {
+            "query_p50_s": medians,
+            "query_s_per_vector": round(max(slope, 0.0), 10),
+        }
     return result
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import resource
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -363,6 +364,31 @@ def _client_kind(client: chromadb.ClientAPI) -> str:
     return "chroma-http" if impl.endswith("FastAPI") else "chroma"
 
 
+FILE_HEADROOM = 1024
+"""Open files kept out of embedded ChromaDB's HNSW index cache (see :func:`_file_headroom`)."""
+
+
+@contextmanager
+def _file_headroom() -> Iterator[None]:
+    """Open an embedded client under a lowered open-file limit, then restore it.
+
+    Embedded ChromaDB 1.x sizes its cache of open HNSW indexes at the process's
+    open-file limit divided by five (four data files and one metadata file per
+    index; ``chromadb/api/rust.py``), which leaves no descriptor for its SQLite
+    database or anything else: with one collection per user, about
+    ``limit / 5`` users in, a query fails with "Too many open files". Creating the
+    client with :data:`FILE_HEADROOM` fewer files makes the cache evict before
+    the process runs out.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    lowered = soft - FILE_HEADROOM if soft > 2 * FILE_HEADROOM else soft
+    resource.setrlimit(resource.RLIMIT_NOFILE, (lowered, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
 def embedded_store(
     path: Path,
     dim: int,
@@ -372,7 +398,8 @@ def embedded_store(
 ) -> ChromaStore:
     """A store on an embedded ChromaDB persisted in ``path`` (created if missing)."""
     path.mkdir(parents=True, exist_ok=True)
-    client = chromadb.PersistentClient(path=str(path), settings=chroma_settings())
+    with _file_headroom():
+        client = chromadb.PersistentClient(path=str(path), settings=chroma_settings())
     return ChromaStore(client, dim, layout, namespace, measure)
 
 

@@ -422,7 +422,7 @@ def calibrate(
     ] = None,
     users: Annotated[
         str, typer.Option(help="Numbers of users to measure the store at, comma-separated.")
-    ] = "10,100,1000",
+    ] = "10,100,1000,5000",
     store: Annotated[
         str,
         typer.Option(
@@ -476,7 +476,8 @@ def _store_factory(scn: Scenario, kind: str, scratch: Path) -> Callable[[str, st
                 return http_store(cfg.host, cfg.port, 384, layout, namespace, measure=True)
             except ConnectionError as err:
                 raise ConfigError(str(err)) from None
-        return embedded_store(scratch / namespace, 384, layout, namespace, measure=True)
+        # One database for every layout and size: one client, one cache of open indexes.
+        return embedded_store(scratch / "chroma", 384, layout, namespace, measure=True)
 
     return make
 

@@ -9,8 +9,10 @@ turn them into simulated time and queueing.
 
 from __future__ import annotations
 
+import math
+import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -45,17 +47,62 @@ class Span:
     usd_saved: float = 0.0  # the call billed with no prompt cache, less ``usd``
 
 
-@dataclass(frozen=True, slots=True)
+STORE_STREAM = 5  # first spawn-key word of every store-latency generator
+
+
+@dataclass(slots=True)
 class StoreLatency:
-    """Modelled latency of store calls: a query scans ``vectors`` of the partition."""
+    """Modelled latency of store calls, drawn per call from a log-normal distribution.
+
+    A query's median is ``query_base_s + query_per_vector_s · (vectors -
+    reference_vectors)`` (``vectors``: what the query scans, the user's collection
+    under per-user collections, the shared collection's filtered part otherwise),
+    a write's is ``write_s``; each is multiplied by ``exp(sigma · z)`` with ``z``
+    drawn from the user's own store-latency stream (``SeedSequence(seed,
+    spawn_key=(STORE_STREAM, user))``), so a user's draws never depend on other
+    users. With both sigmas 0 (the scalar parameters) latency is the median.
+    The calibration profile gives the medians at the run's number of users and
+    the sigmas from its p50 and p99 (:func:`sim.calibration.store_latency`).
+    """
 
     query_base_s: float
     query_per_vector_s: float
     write_s: float
+    query_sigma: float = 0.0
+    write_sigma: float = 0.0
+    reference_vectors: int = 0
+    seed: int = 0
+    _streams: dict[int, random.Random] = field(default_factory=dict, repr=False)
 
-    def query(self, vectors: int) -> float:
-        """Seconds one query over ``vectors`` vectors takes."""
-        return self.query_base_s + self.query_per_vector_s * vectors
+    def fresh(self) -> StoreLatency:
+        """The same model with no draws made yet (one per strategy's simulation)."""
+        return replace(self, _streams={})
+
+    def _z(self, user: int) -> float:
+        rng = self._streams.get(user)
+        if rng is None:
+            ss = np.random.SeedSequence(self.seed, spawn_key=(STORE_STREAM, user))
+            seed = int.from_bytes(ss.generate_state(4).tobytes(), "little")
+            rng = self._streams[user] = random.Random(seed)
+        return rng.gauss(0.0, 1.0)
+
+    def median_query(self, vectors: int) -> float:
+        """Median seconds of one query over ``vectors`` vectors."""
+        scanned = vectors - self.reference_vectors
+        return max(self.query_base_s + self.query_per_vector_s * scanned, 0.0)
+
+    def query(self, vectors: int, user: int = 0) -> float:
+        """Seconds one query of ``user`` over ``vectors`` vectors takes (one draw)."""
+        median = self.median_query(vectors)
+        if not self.query_sigma:
+            return median
+        return median * math.exp(self.query_sigma * self._z(user))
+
+    def write(self, user: int = 0) -> float:
+        """Seconds one add or delete of ``user`` takes (one draw)."""
+        if not self.write_sigma:
+            return self.write_s
+        return self.write_s * math.exp(self.write_sigma * self._z(user))
 
 
 @dataclass(slots=True)
@@ -199,7 +246,7 @@ class StoreClient:
         self._ctx.record(Span(purpose, STORE, 0, 0, latency, 0.0, "", items))
 
     def _scan_latency(self, vectors: int) -> float:
-        return self._ctx.services.store_latency.query(vectors)
+        return self._ctx.services.store_latency.query(vectors, self._ctx.user)
 
     def query(self, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
         """The user's memories and their cosine similarity to ``vector`` (read-only list)."""
@@ -207,20 +254,20 @@ class StoreClient:
         services = ctx.services
         memories, sims = services.store.query(ctx.user, vector)
         n = len(memories)
-        self._span("store_query", services.store_latency.query(n), n)
+        self._span("store_query", services.store_latency.query(n, ctx.user), n)
         return memories, sims
 
     def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:
         """Store memories with their vectors (one write)."""
         ctx = self._ctx
         ctx.services.store.add(ctx.user, memories, vectors)
-        self._span("store_write", ctx.services.store_latency.write_s, len(memories))
+        self._span("store_write", ctx.services.store_latency.write(ctx.user), len(memories))
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete memories by id (one write)."""
         ctx = self._ctx
         ctx.services.store.delete(ctx.user, ids)
-        self._span("store_delete", ctx.services.store_latency.write_s, len(ids))
+        self._span("store_delete", ctx.services.store_latency.write(ctx.user), len(ids))
 
     def memories(self) -> list[Memory]:
         """All of the user's memories, oldest first (one read of the partition)."""

@@ -167,15 +167,30 @@ class Components:
 
 
 def store_latency_model(scenario: Scenario, profile: dict | None) -> StoreLatency:
-    """Modelled store latency: the profile's medians for the layout, or the scalars."""
+    """Modelled store latency: the profile's distributions for the layout, or the scalars.
+
+    From a calibration profile: the query and add medians and spreads at the run's
+    number of users (:func:`sim.calibration.store_latency`), drawn per call. From
+    the scalar ``[vector_store]`` parameters (``calibration = "none"``): fixed.
+    """
     cfg = scenario.vector_store
     measured = calibration.store_latency(profile, cfg.layout, scenario.users) if profile else None
     if measured is None:
         return StoreLatency(
-            cfg.query_latency_base_s, cfg.query_latency_s_per_vector, cfg.write_latency_s
+            cfg.query_latency_base_s,
+            cfg.query_latency_s_per_vector,
+            cfg.write_latency_s,
+            seed=scenario.seed,
         )
-    query_s, add_s = measured
-    return StoreLatency(query_s, 0.0, add_s)
+    return StoreLatency(
+        measured.query_p50_s,
+        measured.query_s_per_vector,
+        measured.add_p50_s,
+        measured.query_sigma,
+        measured.add_sigma,
+        measured.reference_vectors,
+        seed=scenario.seed,
+    )
 
 
 def build_embedder(scenario: Scenario, workload: Workload, profile: dict | None) -> Embedder:
@@ -417,7 +432,7 @@ def simulate(
         parts.new_embedder(),
         parts.new_store(strategy.name),
         *parts.rates,
-        parts.store_latency,
+        parts.store_latency.fresh(),
     )
     advance = progress(strategy.name, workload.turns) if progress else None
     with _rare_full_collections(collect=workload.turns >= LARGE_RUN_TURNS):

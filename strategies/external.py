@@ -280,9 +280,9 @@ class ExternalStrategy(Strategy):
             if services.scenario.vector_store.latency == "measured":
                 latency = event.wall_s
             elif event.purpose == "store_query":
-                latency = services.store_latency.query(len(run.mirror(ctx.user)))
+                latency = services.store_latency.query(len(run.mirror(ctx.user)), ctx.user)
             else:
-                latency = services.store_latency.write_s
+                latency = services.store_latency.write(ctx.user)
             return Span(event.purpose, STORE, 0, 0, latency, 0.0, "", event.items)
         if event.purpose == "embed":
             usd = services.embedding_rates.usd(event.tokens_in, 0)

@@ -113,6 +113,9 @@ def test_calibrate_writes_a_profile_the_latent_embedder_reads(tmp_path):
         figures = profile["store"][layout]["3"]
         assert figures["cross_user_results"] == 0
         assert 0 < figures["query_p50_s"] <= figures["query_p99_s"]
+        collection = profile["store_collection"][layout]
+        assert sorted(map(int, collection["query_p50_s"])) == [20, 200, 1000, 2000]
+        assert collection["query_s_per_vector"] >= 0
     run = runner.invoke(
         app,
         ["run", "tiny", "--users", "2", "--days", "1", "--out", str(tmp_path / "o"), "-q"],
