@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from sim.textbank import SLOT_BY_KEY
+from sim.textbank import ALL_SLOTS, SLOT_BY_KEY
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 Share = Annotated[float, Field(ge=0, le=1)]
@@ -61,11 +61,40 @@ class MessageMix(_Model):
         return self
 
 
+class MemoryWords(_Model):
+    """How long a memory is, in words (``[workload.memory_words]``).
+
+    ``lognormal`` (the default): each fact's memory phrasing is lengthened with
+    context ("…, as the user said in a support chat, since last month") to a word
+    count drawn from a log-normal with this ``mean`` and ``sigma`` (of the log), one
+    draw per fact (slot and value), shared by its phrasings and fixed by the seed; a
+    draw shorter than the bare phrasing leaves it bare. ``templates``: the bare phrasings of
+    :mod:`sim.textbank` (4 to 8 words for the hand-written slots, about 9 tokens as
+    a memory line, memsim's only length before ``memory_words`` existed; 5 to 14
+    for the generated ones).
+
+    Defaults: mean 18 words, sigma 0.47, fitted to the 31 example memories that
+    Mem0's default extraction prompt shows its model (``ADDITIVE_EXTRACTION_PROMPT``
+    in ``mem0/configs/prompts.py``, mem0ai 2.2.1, the prompt ``Memory.add`` sends):
+    mean 17.8 words, median 18, 6 to 35, log-sd 0.47. Mem0's classic prompt
+    (``mem0-classic``) shows shorter ones: mean 6.4 words over its 5 examples, which
+    ``mean = 6.4`` reproduces.
+    """
+
+    distribution: Literal["lognormal", "templates"] = "lognormal"
+    mean: Annotated[float, Field(ge=1, le=100)] = 18.0
+    sigma: Annotated[float, Field(ge=0, le=2)] = 0.47
+
+
 class WorkloadConfig(_Model):
     """The synthetic users and their conversations."""
 
     domain: Literal["support"] = "support"
-    facts_per_user: Annotated[int, Field(ge=1, le=14)] = 10
+    facts_per_user: Annotated[int, Field(ge=1, le=len(ALL_SLOTS))] = 10
+    """Distinct facts each user has. Up to 14, a sample of the hand-written slots of
+    :data:`sim.textbank.SLOTS`; beyond, all 14 and a sample of the generated slots
+    (:data:`sim.textbank.GENERATED_SLOTS`: an attribute such as a budget or a deadline
+    of one of 24 things in the user's world), up to 398."""
     facts_per_statement_max: Annotated[int, Field(ge=1, le=5)] = 3
     sessions_per_user_per_day: PositiveFloat = 0.35
     session_gap_shape: PositiveFloat = 4.0
@@ -94,6 +123,19 @@ class WorkloadConfig(_Model):
     max_sessions_per_user: Annotated[int, Field(ge=1)] | None = None
     """Each user's visits after this many never happen (``1``: ask once and leave);
     ``None`` (the default): users keep returning until the last day."""
+    topic_persistence: Share = 0.75
+    """Chance that a message which can be about the session's current topic (a fact
+    slot: a restatement, an update, a probe or a question) stays on it; a new fact
+    opens a new topic, a plain "thanks" keeps it. 0: every message picks its fact
+    at random (memsim's workload before topics, message for message).
+
+    Default 0.75: a topic lasts 4 user messages on average (1 / (1 - 0.75)), as a
+    domain does in MultiWOZ (Budzianowski et al., EMNLP 2018, arXiv:1810.00278):
+    its 3,406 single-domain dialogues average 8.93 turns (4.5 user messages on one
+    domain), its 7,032 multi-domain ones 15.39 turns over 2 to 5 domains (at most
+    3.8 user messages a domain). See README, "Topics", for LoCoMo's measured runs."""
+    memory_words: MemoryWords = MemoryWords()
+    """How long memories of the user's facts are (see :class:`MemoryWords`)."""
 
     @field_validator("focus_slot")
     @classmethod

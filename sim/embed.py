@@ -13,6 +13,15 @@ that its similarities match a calibration profile measured on a real model
   phrasings of one fact have a cosine near ``sqrt(p_i·p_j)``;
 * a user sentence stating the fact points at the centre, a question about the
   slot at ``u_slot``, with the weights that give the measured mean cosines;
+* a support question on the slot's topic that needs no fact (``("ask", slot,
+  i)``) points at ``u_slot`` with the weight ``u_slot`` has in a statement
+  (``w_statement·sqrt(g)``): the profile measures no such question, and it is
+  about the slot as much as a statement is, not about the value. Messages on one
+  topic (one slot) share ``u_slot``, so they are closer than messages on
+  different topics, as MiniLM places them;
+* a slot the profile does not know (the generated slots of
+  :data:`sim.textbank.GENERATED_SLOTS`) takes the geometry of the profile's
+  average slot (:func:`_mean_slot`);
 * a text with several topics is the normalised sum of their vectors, a text the
   catalog does not know gets a direction of its own, and every text shares one
   background direction (real embeddings of short sentences are never orthogonal).
@@ -53,6 +62,21 @@ def _key_words(key: tuple) -> list[int]:
     return [int.from_bytes(digest[i : i + 4], "little") for i in range(0, 16, 4)]
 
 
+def _mean_slot(slots: dict[str, dict]) -> dict:
+    """The profile entry of an average slot: every measured figure averaged over the slots.
+
+    Phrasing matrices of different sizes are averaged over the largest size the
+    slots share (every shipped slot has three memory phrasings).
+    """
+    size = min(len(entry["phrasing"]) for entry in slots.values())
+    phrasing = np.mean([[row[:size] for row in e["phrasing"][:size]] for e in slots.values()], 0)
+    figures = ("same_slot", "statement", "probe")
+    return {
+        "phrasing": phrasing.tolist(),
+        **{k: float(np.mean([e[k] for e in slots.values()])) for k in figures},
+    }
+
+
 def _norm(vec: np.ndarray) -> float:
     """``np.linalg.norm`` of a 1-D float64 vector, without its dispatch.
 
@@ -91,9 +115,14 @@ class LatentEmbedder:
         self.geometry = {
             key: slot_geometry(slot, self.background) for key, slot in similarity["slots"].items()
         }
-        self._fallback = slot_geometry(
-            scalar_profile(0.9, 0.6, 0.6, 0.5)["slots"]["name"], 0.0
-        )  # a text about a slot the profile does not know
+        # A slot the profile does not know (a generated slot): the profile's average slot
+        # (a profile with no slots: fixed, moderate similarities, as before generated slots).
+        slots = similarity["slots"]
+        self._fallback = (
+            slot_geometry(_mean_slot(slots), self.background)
+            if slots
+            else slot_geometry(scalar_profile(0.9, 0.6, 0.6, 0.5)["slots"]["name"], 0.0)
+        )
         self._cache: dict[str, np.ndarray] = {}
         self._directions: dict[tuple, np.ndarray] = {}
         self._components: dict[tuple, np.ndarray] = {}
@@ -166,6 +195,10 @@ class LatentEmbedder:
             return w * centre + math.sqrt(1 - w * w) * noise
         if kind == "probe":
             w = self.geometry.get(comp[1], self._fallback).w_probe
+            return w * self._direction(("slot", comp[1])) + math.sqrt(1 - w * w) * noise
+        if kind == "ask":  # a question on the slot's topic: a statement's slot part
+            geo = self.geometry.get(comp[1], self._fallback)
+            w = geo.w_statement * math.sqrt(geo.g)
             return w * self._direction(("slot", comp[1])) + math.sqrt(1 - w * w) * noise
         return noise
 

@@ -24,6 +24,9 @@ class Slot:
     updates: tuple[str, ...]
     memories: tuple[str, ...]  # memories[0] is the canonical phrasing
     probes: tuple[str, ...]
+    questions: tuple[str, ...] = ()
+    """Support questions about the slot's topic that need no earlier fact (unlike
+    ``probes``): what a user on this topic asks next (``[workload] topic_persistence``)."""
 
 
 SLOTS: tuple[Slot, ...] = (
@@ -59,6 +62,10 @@ SLOTS: tuple[Slot, ...] = (
         (),
         ("User's name is {v}.", "The user is called {v}.", "User goes by {v}."),
         ("Do you remember my name?", "What name do you have on file for me?"),
+        questions=(
+            "How do I change the name on my profile?",
+            "Can you fix how my name is spelled in your emails?",
+        ),
     ),
     Slot(
         "city",
@@ -97,6 +104,10 @@ SLOTS: tuple[Slot, ...] = (
             "Which city do you have me in for delivery estimates?",
             "Can you check the delivery time to where I live?",
         ),
+        questions=(
+            "Do you deliver to the city I live in?",
+            "Is there a support office near where I live?",
+        ),
     ),
     Slot(
         "plan",
@@ -112,6 +123,10 @@ SLOTS: tuple[Slot, ...] = (
             "User subscribes to the {v} plan.",
         ),
         ("What plan am I on right now?", "Does my current plan include priority support?"),
+        questions=(
+            "What is the difference between your plans?",
+            "Can I try a higher plan for a month?",
+        ),
     ),
     Slot(
         "device",
@@ -135,6 +150,10 @@ SLOTS: tuple[Slot, ...] = (
             "Is the latest update compatible with my device?",
             "Will the new feature work on the device I use?",
         ),
+        questions=(
+            "Does the app work offline on my device?",
+            "How do I update the app on my device?",
+        ),
     ),
     Slot(
         "language",
@@ -154,6 +173,10 @@ SLOTS: tuple[Slot, ...] = (
             "User's preferred language is {v}.",
         ),
         ("Which language did I ask you to use?",),
+        questions=(
+            "Can I change the language of the app itself?",
+            "Are your help articles available in other languages?",
+        ),
     ),
     Slot(
         "contact",
@@ -173,6 +196,10 @@ SLOTS: tuple[Slot, ...] = (
             "Best channel for the user is {v}.",
         ),
         ("How will you let me know when the ticket is resolved?",),
+        questions=(
+            "Can I change how you send me notifications?",
+            "Why didn't I get a message about my last ticket?",
+        ),
     ),
     Slot(
         "company",
@@ -195,6 +222,10 @@ SLOTS: tuple[Slot, ...] = (
         ("I changed jobs and now work at {v}.",),
         ("User works at {v}.", "The user's company is {v}.", "User is employed by {v}."),
         ("Can you put my company name on the invoice?", "Which company is my account under?"),
+        questions=(
+            "Can the account be moved to another company name?",
+            "Do you offer contracts for companies like ours?",
+        ),
     ),
     Slot(
         "role",
@@ -215,6 +246,10 @@ SLOTS: tuple[Slot, ...] = (
         ("I was promoted and I'm now a {v}.",),
         ("User works as a {v}.", "The user is a {v}.", "User's job is {v}."),
         ("Which features would help someone in my job?",),
+        questions=(
+            "Are there training videos for people in my job?",
+            "Which permissions should someone in my role have?",
+        ),
     ),
     Slot(
         "goal",
@@ -234,6 +269,10 @@ SLOTS: tuple[Slot, ...] = (
         ("New priority: I need to {v}.",),
         ("User's goal is to {v}.", "The user wants to {v}.", "User is trying to {v}."),
         ("Where were we on what I was trying to do?", "Any progress on my main request?"),
+        questions=(
+            "What is the first step to get this done?",
+            "How long does something like this usually take?",
+        ),
     ),
     Slot(
         "payment",
@@ -245,6 +284,10 @@ SLOTS: tuple[Slot, ...] = (
         ("Please charge {v} from now on.", "I switched my payment method to {v}."),
         ("User pays with {v}.", "The user's payment method is {v}.", "User is billed through {v}."),
         ("Which payment method will you charge for the renewal?",),
+        questions=(
+            "Can I pay by invoice instead of the current method?",
+            "Why was my payment method charged twice?",
+        ),
     ),
     Slot(
         "team_size",
@@ -260,6 +303,10 @@ SLOTS: tuple[Slot, ...] = (
             "User has {v} people on the account.",
         ),
         ("How many seats would I need for my whole team?",),
+        questions=(
+            "How do I invite more people from my team?",
+            "Is there a discount for larger teams?",
+        ),
     ),
     Slot(
         "order",
@@ -275,6 +322,10 @@ SLOTS: tuple[Slot, ...] = (
             "User is waiting on order {v}.",
         ),
         ("Any news on my order?", "When will my order arrive?"),
+        questions=(
+            "Can I change the delivery address of my order?",
+            "How do I return an item from my order?",
+        ),
     ),
     Slot(
         "display",
@@ -286,6 +337,10 @@ SLOTS: tuple[Slot, ...] = (
         ("I switched to {v}.",),
         ("User prefers {v}.", "The user likes {v} in the app.", "User's display setting: {v}."),
         ("Can you set the app up the way I like it?",),
+        questions=(
+            "Can I make the text bigger in the app?",
+            "How do I change the app's theme and layout?",
+        ),
     ),
     Slot(
         "timezone",
@@ -297,10 +352,468 @@ SLOTS: tuple[Slot, ...] = (
         ("My schedule changed; I'm available {v} now.",),
         ("User is available {v}.", "The user can be reached {v}.", "User's availability: {v}."),
         ("When is a good time to schedule the call with me?",),
+        questions=(
+            "What are your support hours?",
+            "Can I book a call outside office hours?",
+        ),
     ),
 )
 
-SLOT_BY_KEY = {slot.key: slot for slot in SLOTS}
+# -- generated slots: hundreds of distinct facts per heavy user -------------------------------
+# A heavy user of a support desk has far more than 14 facts: one per project, team,
+# office and tool they bring up. Each generated slot is an attribute (budget, deadline,
+# tool, ...) of one thing in the user's world (their marketing team, their Berlin
+# office, ...): 16 attributes × 24 things = 384 slots, each with its own statements,
+# updates, memory phrasings, probes and questions. ``{e}`` stands for the thing.
+
+GENERATED_THINGS: tuple[str, ...] = (
+    "main workspace",
+    "second workspace",
+    "marketing team",
+    "sales team",
+    "finance team",
+    "support team",
+    "Berlin office",
+    "London office",
+    "warehouse",
+    "online shop",
+    "mobile app project",
+    "website redesign",
+    "data migration",
+    "quarterly report",
+    "test account",
+    "partner portal",
+    "training program",
+    "pilot project",
+    "client onboarding",
+    "hiring plan",
+    "product launch",
+    "security audit",
+    "customer newsletter",
+    "annual conference",
+)
+"""The things of a user's world that generated slots are about (``{e}`` in :data:`ATTRIBUTES`)."""
+
+ATTRIBUTES: tuple[Slot, ...] = (
+    Slot(
+        "manager",
+        "background",
+        6,
+        True,
+        ("Maria", "Jonas", "Keiko", "Ravi", "Elena", "Samir"),
+        ("{v} is in charge of our {e}.", "Our {e} is run by {v}.", "{v} manages the {e} for us."),
+        ("{v} has taken over the {e} now.",),
+        (
+            "User's {e} is managed by {v}.",
+            "{v} is in charge of the user's {e}.",
+            "The user's {e} is run by {v}.",
+        ),
+        ("Who did I say runs our {e}?", "Do you remember who manages the {e}?"),
+        (
+            "Can I give someone else admin rights for the {e}?",
+            "How do I hand over the {e} to a colleague?",
+        ),
+    ),
+    Slot(
+        "budget",
+        "background",
+        6,
+        True,
+        ("$300 a month", "$500 a month", "$2,000 a month", "$10,000 a year", "$25,000 a year"),
+        (
+            "The budget for our {e} is {v}.",
+            "We can spend {v} on the {e}.",
+            "Our {e} has {v} to spend.",
+        ),
+        ("The {e} budget changed to {v}.",),
+        (
+            "User's {e} has a budget of {v}.",
+            "The budget for the user's {e} is {v}.",
+            "User can spend {v} on the {e}.",
+        ),
+        ("What budget did I give you for the {e}?", "How much did I say we can spend on the {e}?"),
+        (
+            "Can you estimate what the {e} will cost us?",
+            "Which plan fits the {e} on a tight budget?",
+        ),
+    ),
+    Slot(
+        "deadline",
+        "goal",
+        7,
+        True,
+        ("the end of March", "June 30", "next Friday", "the third quarter", "the end of the year"),
+        (
+            "Our {e} has to be done by {v}.",
+            "The deadline for the {e} is {v}.",
+            "We need the {e} finished by {v}.",
+        ),
+        ("The {e} deadline moved to {v}.",),
+        (
+            "User's {e} is due by {v}.",
+            "The deadline for the user's {e} is {v}.",
+            "User needs the {e} finished by {v}.",
+        ),
+        ("When did I say the {e} is due?", "What deadline do we have for the {e}?"),
+        (
+            "Can you help us plan the {e} around a deadline?",
+            "What usually delays work like the {e}?",
+        ),
+    ),
+    Slot(
+        "tool",
+        "preference",
+        5,
+        True,
+        ("Slack", "Microsoft Teams", "Jira", "Trello", "Google Sheets", "Salesforce"),
+        ("For the {e} we use {v}.", "Our {e} is organised in {v}.", "The {e} works in {v}."),
+        ("The {e} moved over to {v}.",),
+        (
+            "User's {e} uses {v}.",
+            "The user's {e} is organised in {v}.",
+            "User works in {v} for the {e}.",
+        ),
+        ("Which tool did I say the {e} uses?", "Do you remember what software our {e} works in?"),
+        (
+            "Can you connect the {e} to our other tools?",
+            "Is there an integration that would help the {e}?",
+        ),
+    ),
+    Slot(
+        "region",
+        "background",
+        5,
+        True,
+        ("Europe", "North America", "Asia Pacific", "Latin America", "the Middle East"),
+        ("Our {e} covers {v}.", "The {e} serves customers in {v}.", "The {e} is focused on {v}."),
+        ("The {e} now covers {v}.",),
+        ("User's {e} covers {v}.", "The user's {e} serves {v}.", "User's {e} is focused on {v}."),
+        ("Which region did I say the {e} covers?", "Where is our {e} focused again?"),
+        (
+            "Is the data of the {e} stored in the right region?",
+            "Do you have servers close to the {e}?",
+        ),
+    ),
+    Slot(
+        "seats",
+        "background",
+        5,
+        True,
+        ("3", "8", "20", "50", "120"),
+        (
+            "The {e} needs {v} seats.",
+            "We have {v} people on the {e}.",
+            "There are {v} users in our {e}.",
+        ),
+        ("The {e} now needs {v} seats.",),
+        (
+            "User's {e} needs {v} seats.",
+            "The user's {e} has {v} people.",
+            "User has {v} users on the {e}.",
+        ),
+        ("How many seats did I say the {e} needs?", "How many people are on our {e} again?"),
+        ("How do I add seats for the {e}?", "Can seats move between the {e} and other teams?"),
+    ),
+    Slot(
+        "login",
+        "preference",
+        5,
+        True,
+        ("single sign-on", "a password", "Google login", "a magic link", "a hardware key"),
+        (
+            "People sign in to the {e} with {v}.",
+            "Our {e} uses {v} to log in.",
+            "Login for the {e} is through {v}.",
+        ),
+        ("The {e} switched to {v} for login.",),
+        (
+            "User's {e} signs in with {v}.",
+            "The user's {e} uses {v} to log in.",
+            "Login to the user's {e} is through {v}.",
+        ),
+        ("How did I say people log in to the {e}?", "Which login method does our {e} use?"),
+        (
+            "Why can't some people log in to the {e}?",
+            "Can we make signing in to the {e} more secure?",
+        ),
+    ),
+    Slot(
+        "schedule",
+        "preference",
+        4,
+        True,
+        (
+            "every Monday",
+            "daily",
+            "at the end of each month",
+            "every other Friday",
+            "once a quarter",
+        ),
+        ("We review the {e} {v}.", "The {e} gets updated {v}.", "Our {e} check-in happens {v}."),
+        ("We now review the {e} {v}.",),
+        (
+            "User reviews the {e} {v}.",
+            "The user's {e} is updated {v}.",
+            "User checks in on the {e} {v}.",
+        ),
+        ("How often did I say we review the {e}?", "When is our {e} check-in again?"),
+        (
+            "Can you send reminders for the {e} reviews?",
+            "Can the {e} report be scheduled automatically?",
+        ),
+    ),
+    Slot(
+        "status",
+        "other",
+        6,
+        True,
+        ("on hold", "in progress", "nearly finished", "just started", "behind schedule"),
+        ("Our {e} is {v}.", "Right now the {e} is {v}.", "The {e} is currently {v}."),
+        ("Update: the {e} is {v} now.",),
+        (
+            "User's {e} is {v}.",
+            "The user's {e} is currently {v}.",
+            "Status of the user's {e}: {v}.",
+        ),
+        (
+            "What did I tell you about where the {e} stands?",
+            "Do you remember the status of our {e}?",
+        ),
+        ("Can you help us get the {e} moving again?", "Who can I talk to about the {e}?"),
+    ),
+    Slot(
+        "currency",
+        "preference",
+        5,
+        True,
+        ("euros", "US dollars", "pounds", "yen", "Swiss francs"),
+        (
+            "The {e} is billed in {v}.",
+            "We pay for the {e} in {v}.",
+            "Invoices for the {e} should be in {v}.",
+        ),
+        ("Please bill the {e} in {v} from now on.",),
+        (
+            "User's {e} is billed in {v}.",
+            "The user pays for the {e} in {v}.",
+            "Invoices for the user's {e} are in {v}.",
+        ),
+        (
+            "Which currency did I ask for on the {e} invoices?",
+            "What currency is the {e} billed in?",
+        ),
+        ("Can the {e} have invoices of its own?", "Do exchange rates change what the {e} costs?"),
+    ),
+    Slot(
+        "priority",
+        "goal",
+        6,
+        True,
+        ("top priority", "low priority", "urgent", "a nice-to-have"),
+        ("For us the {e} is {v}.", "The {e} is {v} this month.", "We treat the {e} as {v}."),
+        ("The {e} has become {v}.",),
+        (
+            "User considers the {e} {v}.",
+            "For the user, the {e} is {v}.",
+            "User treats the {e} as {v}.",
+        ),
+        ("How important did I say the {e} is?", "What priority does our {e} have?"),
+        ("Can you flag tickets about the {e}?", "Is there faster support for work like the {e}?"),
+    ),
+    Slot(
+        "vendor",
+        "background",
+        4,
+        True,
+        ("Acme Cloud", "DataCo", "ShipFast", "PayWell", "MailRight"),
+        (
+            "Our {e} relies on {v}.",
+            "The {e} is hosted with {v}.",
+            "We buy services for the {e} from {v}.",
+        ),
+        ("The {e} moved to {v}.",),
+        (
+            "User's {e} relies on {v}.",
+            "The user's {e} is hosted with {v}.",
+            "User buys services for the {e} from {v}.",
+        ),
+        ("Which vendor did I mention for the {e}?", "Who hosts our {e} again?"),
+        (
+            "Does your product work with the vendors of the {e}?",
+            "Can we export the {e} data to another provider?",
+        ),
+    ),
+    Slot(
+        "storage",
+        "background",
+        4,
+        True,
+        ("50 GB", "200 GB", "1 TB", "5 TB"),
+        (
+            "The {e} uses about {v} of storage.",
+            "Our {e} stores {v} of files.",
+            "The {e} data is around {v}.",
+        ),
+        ("The {e} has grown to {v} of data.",),
+        (
+            "User's {e} uses about {v} of storage.",
+            "The user's {e} stores {v} of files.",
+            "User's {e} data is around {v}.",
+        ),
+        ("How much storage did I say the {e} uses?", "How big is our {e} data again?"),
+        ("Is there a storage limit for the {e}?", "How do I clean up old files in the {e}?"),
+    ),
+    Slot(
+        "meeting_day",
+        "preference",
+        4,
+        True,
+        ("Mondays", "Tuesdays", "Wednesdays", "Thursdays", "Fridays"),
+        ("The {e} meets on {v}.", "We sync about the {e} on {v}.", "Our {e} meeting is on {v}."),
+        ("The {e} meeting moved to {v}.",),
+        (
+            "User's {e} meets on {v}.",
+            "The user syncs about the {e} on {v}.",
+            "User's {e} meeting is on {v}.",
+        ),
+        ("Which day did I say the {e} meets?", "When is our {e} meeting again?"),
+        (
+            "Can you schedule a demo for the {e} meeting?",
+            "Can the {e} meeting notes go into the app?",
+        ),
+    ),
+    Slot(
+        "time_zone",
+        "background",
+        5,
+        True,
+        ("CET", "GMT", "Eastern Time", "Pacific Time", "Japan Standard Time"),
+        ("The {e} works in {v}.", "Times for the {e} are in {v}.", "Our {e} keeps {v} hours."),
+        ("The {e} switched to {v}.",),
+        (
+            "User's {e} works in {v}.",
+            "Times for the user's {e} are in {v}.",
+            "User's {e} keeps {v} hours.",
+        ),
+        ("Which time zone did I give for the {e}?", "What time zone is our {e} in?"),
+        (
+            "Can the {e} see times in its own time zone?",
+            "Why are the {e} timestamps off by an hour?",
+        ),
+    ),
+    Slot(
+        "problem",
+        "goal",
+        7,
+        True,
+        ("slow loading", "missing data", "failed syncs", "duplicate records", "broken links"),
+        (
+            "The main problem with our {e} is {v}.",
+            "Our {e} keeps having {v}.",
+            "We're struggling with {v} in the {e}.",
+        ),
+        ("Now the {e} has a new problem: {v}.",),
+        (
+            "User's {e} has problems with {v}.",
+            "The user's main issue with the {e} is {v}.",
+            "User struggles with {v} in the {e}.",
+        ),
+        ("What problem did I report with the {e}?", "Any progress on the issue with our {e}?"),
+        ("Is there a known issue affecting the {e}?", "Can you check the logs for the {e}?"),
+    ),
+)
+"""Templates of generated slots: each is a :class:`Slot` whose texts also hold ``{e}``
+(the thing) and whose key is the attribute's; :func:`generated_slot` fills them in."""
+
+
+def _slug(thing: str) -> str:
+    return thing.lower().replace(" ", "-")
+
+
+def generated_slot(attribute: Slot, thing: str) -> Slot:
+    """The slot of ``attribute`` of ``thing``: key ``budget/marketing-team``, texts filled in."""
+
+    def fill(templates: tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(t.replace("{e}", thing) for t in templates)
+
+    return Slot(
+        f"{attribute.key}/{_slug(thing)}",
+        attribute.category,
+        attribute.importance,
+        attribute.mutable,
+        attribute.values,
+        fill(attribute.statements),
+        fill(attribute.updates),
+        fill(attribute.memories),
+        fill(attribute.probes),
+        fill(attribute.questions),
+    )
+
+
+GENERATED_SLOTS: tuple[Slot, ...] = tuple(
+    generated_slot(attribute, thing) for thing in GENERATED_THINGS for attribute in ATTRIBUTES
+)
+"""Every generated slot (384): what users with more than ``len(SLOTS)`` facts also have."""
+
+ALL_SLOTS: tuple[Slot, ...] = SLOTS + GENERATED_SLOTS
+"""The hand-written slots first, then the generated ones."""
+
+_GENERATED_BY_KEY = {slot.key: slot for slot in GENERATED_SLOTS}
+
+
+class _SlotIndex(dict):
+    """The hand-written slots by key; ``[key]`` and ``get`` also find generated slots.
+
+    Iterating, ``len`` and ``in`` see the 14 hand-written slots only (what a scenario's
+    ``focus_slot`` may name); looking a key up finds any slot a workload can produce.
+    """
+
+    def __missing__(self, key: str) -> Slot:
+        return _GENERATED_BY_KEY[key]
+
+    def get(self, key: str, default: Slot | None = None) -> Slot | None:  # type: ignore[override]
+        """The slot of ``key``, hand-written or generated, else ``default``."""
+        slot = dict.get(self, key)
+        return slot if slot is not None else _GENERATED_BY_KEY.get(key, default)
+
+
+SLOT_BY_KEY: dict[str, Slot] = _SlotIndex((slot.key, slot) for slot in SLOTS)
+
+MEMORY_CONTEXT: tuple[str, ...] = (
+    "as the user said in a support chat",
+    "according to the user",
+    "which the user confirmed when asked",
+    "and the user asked support to keep it on file",
+    "noted during a conversation about the account",
+    "relevant to billing and account questions",
+    "to be used in future replies",
+    "as of the latest session",
+    "mentioned while reporting a problem with the app",
+    "which matters for renewals and invoices",
+    "repeated by the user more than once",
+    "stated while setting up the workspace",
+    "brought up in a conversation about a delayed order",
+    "said to the support assistant",
+    "as far as support knows",
+    "since last month",
+    "in recent weeks",
+    "as of today",
+    "for now",
+    "so far",
+    "these days",
+    "recently",
+    "currently",
+    "reportedly",
+    "as of this year",
+    "so replies should take it into account",
+    "and nothing has changed since",
+    "in the user's own words",
+    "first mentioned weeks ago",
+    "which the user cares about",
+)
+"""Context clauses that lengthen a memory to the words ``[workload] memory_words`` draws
+(when, where and why the user said it, as longer extracted memories carry): 1 to 10
+words each, 146 in all, so a length can be met to the word."""
 
 RESTATEMENTS: dict[str, tuple[str, ...]] = {
     "company": (

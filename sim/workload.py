@@ -13,6 +13,7 @@ annotations to act as a noisy oracle, and the recall metric checks them.
 from __future__ import annotations
 
 import gc
+import hashlib
 import math
 import random
 from bisect import bisect
@@ -24,10 +25,12 @@ from typing import NamedTuple
 
 import numpy as np
 
-from sim.config import Scenario, WorkloadConfig
+from sim.config import MemoryWords, Scenario, WorkloadConfig
 from sim.textbank import (
     FILLERS,
+    GENERATED_SLOTS,
     INSTRUCTIONS,
+    MEMORY_CONTEXT,
     QUESTIONS,
     RESTATEMENTS,
     SLOT_BY_KEY,
@@ -149,10 +152,18 @@ class TextCatalog:
 
     The fast embedder reads these topics instead of the words. A component is a
     tuple such as ``("fact", "city", "Lisbon", "memory", 2)`` (the third phrasing
-    of a memory), ``("probe", "city", 0)`` or ``("question", 4)``.
+    of a memory), ``("probe", "city", 0)``, ``("ask", "city", 1)`` (the second
+    question of the slot's topic, :attr:`~sim.textbank.Slot.questions`) or
+    ``("question", 4)`` (a support question about no fact).
+
+    ``memory_words`` (the scenario's ``[workload] memory_words``) sets how long
+    memory texts are; ``None`` (a catalog built outside a scenario): the bank's
+    phrasings as written. ``seed`` fixes each memory's length.
     """
 
     topics: dict[str, tuple[tuple, ...]] = field(default_factory=dict)
+    memory_words: MemoryWords | None = None
+    seed: int = 0
 
     def register(self, text: str, components: tuple[tuple, ...]) -> str:
         """Record the topics of ``text`` (first registration wins) and return the text."""
@@ -160,9 +171,71 @@ class TextCatalog:
         return text
 
     def memory_text(self, slot: Slot, value: str, variant: int) -> str:
-        """The ``variant``-th memory phrasing of a fact, registered."""
+        """The ``variant``-th memory phrasing of a fact, at its drawn length, registered.
+
+        The added context words change the text (its tokens, its MiniLM vector), not
+        its topics: the latent embedder places it as the bare phrasing. The length and
+        the context are drawn per fact and shared by its phrasings (the circumstances
+        the user stated it in), so two phrasings of a fact differ as the bare ones do,
+        which is what the calibration profile measured: with MiniLM, batched dedup
+        then stores as many memories as on the latent path (``tests/test_real.py``);
+        drawn per phrasing, real embeddings would see rewordings as further apart than
+        the profile says.
+        """
         text = slot.memories[variant].format(v=value)
+        words = self.memory_words
+        if words is not None and words.distribution == "lognormal":
+            text = _lengthened(text, _memory_rng(self.seed, slot.key, value), words)
         return self.register(text, (("fact", slot.key, value, "memory", variant),))
+
+
+MEMORY_STREAM = 3
+"""First word of the key of every memory-length draw (workload draws use 1, embeddings 2)."""
+
+
+def _memory_rng(seed: int, slot: str, value: str) -> random.Random:
+    """The generator of one fact's memory length: a function of the seed and the fact only.
+
+    Memory texts are made when a strategy extracts, in any order and any process,
+    so the draw cannot come from a user's stream.
+    """
+    key = repr((MEMORY_STREAM, seed, slot, value)).encode()
+    return random.Random(int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little"))
+
+
+def _lengthened(text: str, rng: random.Random, words: MemoryWords) -> str:
+    """``text`` with context clauses added up to a log-normal number of words.
+
+    The target is drawn with mean ``words.mean`` (``mu = ln(mean) - sigma²/2``). The
+    clauses (:data:`~sim.textbank.MEMORY_CONTEXT`, each at most once) are taken in a
+    random order: one of three words or more while it leaves words to fill, any one
+    that fills the rest exactly (so at most one short "recently" closes a memory, never
+    a string of them); then, if words are still missing, any clause left that fits.
+    The target is met to the word unless it is shorter than ``text`` (kept as it is)
+    or longer than every clause together.
+    """
+    mu = math.log(words.mean) - words.sigma * words.sigma / 2
+    missing = round(rng.lognormvariate(mu, words.sigma)) - len(text.split())
+    if missing <= 0:
+        return text
+    order = list(range(len(MEMORY_CONTEXT)))
+    rng.shuffle(order)
+    taken = []
+    for i in order:
+        n = _CONTEXT_WORDS[i]
+        if n == missing or 3 <= n < missing:
+            taken.append(i)
+            missing -= n
+            if not missing:
+                break
+    for i in order:  # rarely: the clauses that would close it came early in the order
+        if missing and i not in taken and _CONTEXT_WORDS[i] <= missing:
+            taken.append(i)
+            missing -= _CONTEXT_WORDS[i]
+    return f"{text.removesuffix('.')}, {', '.join(MEMORY_CONTEXT[i] for i in taken)}."
+
+
+_CONTEXT_WORDS = tuple(len(clause.split()) for clause in MEMORY_CONTEXT)
 
 
 def _poisson(rng: random.Random, lam: float) -> int:
@@ -214,7 +287,12 @@ class _UserGenerator:
     ) -> None:
         self.cfg, self.user, self.rng = cfg, user, rng
         self.tokens, self.catalog = tokens, catalog
-        self.slots = rng.sample(SLOTS, cfg.facts_per_user)
+        # The hand-written slots first: up to 14 facts, the same draw as before
+        # generated slots existed; beyond, all 14 and a sample of the generated ones.
+        hand_written = min(cfg.facts_per_user, len(SLOTS))
+        self.slots = rng.sample(SLOTS, hand_written)
+        if cfg.facts_per_user > hand_written:
+            self.slots += rng.sample(GENERATED_SLOTS, cfg.facts_per_user - hand_written)
         if cfg.focus_slot is not None and all(s.key != cfg.focus_slot for s in self.slots):
             # Every user has the focus fact; swapping it in draws no random number.
             self.slots[-1] = SLOT_BY_KEY[cfg.focus_slot]
@@ -229,6 +307,9 @@ class _UserGenerator:
         # Cumulative weights of the message kinds by (unstated slots, any stated,
         # any mutable stated): the same numbers every time, so computed once.
         self._kind_weights: dict[tuple[int, bool, bool], tuple[list[float], float] | None] = {}
+        # The slot the session is about (None: no topic yet, or a general question).
+        self.topic: Slot | None = None
+        self.persistence = cfg.topic_persistence
 
     # -- timing -------------------------------------------------------------
     def session_starts(self, days: int) -> list[float]:
@@ -266,6 +347,7 @@ class _UserGenerator:
         n_turns = 1 + _poisson(rng, cfg.turns_per_session_mean - 1)
         rate, intro_probability = 1 / cfg.think_time_s_mean, cfg.intro_probability
         messages = []
+        self.topic = None  # a visit starts afresh
         for turn in range(n_turns):
             gap = rng.expovariate(rate) if turn else 0.0
             msg = self.message(intro=turn == 0 and rng.random() < intro_probability)
@@ -274,19 +356,34 @@ class _UserGenerator:
         return Session(start, messages)
 
     def message(self, intro: bool) -> Message:
+        """The next message: its kind drawn from the mix, its fact from the topic.
+
+        The kind's draw does not depend on the topic (the mix's shares hold at any
+        ``topic_persistence``); then a restatement, update or probe is about the
+        current topic with probability ``topic_persistence`` (when the topic allows
+        it), else about a fact picked at random, which becomes the topic.
+        """
         unstated = self.unstated
         kind = ("state" if unstated else "restate") if intro else self._pick_kind(unstated)
         if kind == "state":
             return self._statement("state", self._some(unstated), fresh=True)
         if kind == "restate":
-            return self._focus_restatement() or self._statement("restate", self._some(self.stated))
+            if focus := self._focus_restatement():
+                return focus
+            on_topic = self._stays(self.topic is not None and self.topic.key in self.current)
+            return self._statement("restate", [self.topic] if on_topic else self._some(self.stated))
         if kind == "update":
             return self._update()
         if kind == "probe":
             return self._probe()
         if kind == "instruction":
+            self.topic = None
             return self._instruction()
         return self._filler()
+
+    def _stays(self, possible: bool) -> bool:
+        """Whether this message stays on the topic; draws only when it could (and topics are on)."""
+        return possible and self.persistence > 0 and self.rng.random() < self.persistence
 
     def _pick_kind(self, unstated: list[Slot]) -> str:
         key = (len(unstated), bool(self.stated), bool(self.stated_mutable))
@@ -329,6 +426,7 @@ class _UserGenerator:
         self.current[slot.key] = fact
 
     def _statement(self, kind: str, slots: list[Slot], fresh: bool = False) -> Message:
+        self.topic = slots[0]
         parts, components, facts = [], [], []
         for slot in slots:
             fact = Fact(slot.key, 0, self.values[slot.key]) if fresh else self.current[slot.key]
@@ -350,6 +448,7 @@ class _UserGenerator:
         if key is None or key not in self.current or self.rng.random() >= self.cfg.focus_share:
             return None
         slot, fact = SLOT_BY_KEY[key], self.current[key]
+        self.topic = slot
         phrasings = slot.statements + RESTATEMENTS.get(key, ())
         i = self.rng.randrange(len(phrasings))
         # Statement topics past the slot's own templates are numbered from 200.
@@ -358,7 +457,11 @@ class _UserGenerator:
         return self._compose("restate", [phrasings[i].format(v=fact.value)], [comp], (fact,))
 
     def _update(self) -> Message:
-        slot = self.rng.choice(self.stated_mutable)
+        topic = self.topic
+        if self._stays(topic is not None and topic.mutable and topic.key in self.current):
+            slot = topic
+        else:
+            slot = self.topic = self.rng.choice(self.stated_mutable)
         old = self.current[slot.key]
         value = self.rng.choice([v for v in slot.values if v != old.value])
         fact = Fact(slot.key, old.version + 1, value)
@@ -369,10 +472,19 @@ class _UserGenerator:
 
     def _compose(self, kind: str, parts: list, components: list, facts: tuple) -> Message:
         if self.rng.random() < self.cfg.question_probability:
-            q = self.rng.randrange(len(QUESTIONS))
-            parts.append(QUESTIONS[q])
-            components.append(("question", q))
+            text, component = self._question()
+            parts.append(text)
+            components.append(component)
         return self._message(kind, parts, tuple(components), facts)
+
+    def _question(self) -> tuple[str, tuple]:
+        """A support question: about the topic (``topic_persistence``), else a general one."""
+        topic = self.topic
+        if self._stays(topic is not None and bool(topic.questions)):
+            i = self.rng.randrange(len(topic.questions))
+            return topic.questions[i], ("ask", topic.key, i)
+        q = self.rng.randrange(len(QUESTIONS))
+        return QUESTIONS[q], ("question", q)
 
     def _message(
         self, kind: str, parts: list[str], components: tuple[tuple, ...], facts: tuple = ()
@@ -389,8 +501,12 @@ class _UserGenerator:
         return Message("user", text, tokens, kind, facts, transcript_tokens=line)
 
     def _probe(self) -> Message:
-        fact = self.current[self.rng.choice(self.stated).key]
-        slot = SLOT_BY_KEY[fact.slot]
+        topic = self.topic
+        if self._stays(topic is not None and topic.key in self.current):
+            slot = topic
+        else:
+            slot = self.topic = self.rng.choice(self.stated)
+        fact = self.current[slot.key]
         i = self.rng.randrange(len(slot.probes))
         msg = self._message("probe", [slot.probes[i]], (("probe", slot.key, i),))
         msg.probe = (fact.slot, fact.version)
@@ -403,9 +519,12 @@ class _UserGenerator:
         return msg
 
     def _filler(self) -> Message:
+        """A question (off the topic it ends the topic) or a plain reply (it keeps it)."""
         if self.rng.random() < 0.6:
-            i = self.rng.randrange(len(QUESTIONS))
-            return self._message("filler", [QUESTIONS[i]], (("question", i),))
+            text, component = self._question()
+            if component[0] == "question":
+                self.topic = None
+            return self._message("filler", [text], (component,))
         i = self.rng.randrange(len(FILLERS))
         return self._message("filler", [FILLERS[i]], (("filler", i),))
 
@@ -426,7 +545,7 @@ def generate_workload(
     scenario: Scenario, tokens: TokenCounter, users: range | None = None
 ) -> Workload:
     """Generate the scripts of ``users`` (all of the scenario's users by default)."""
-    catalog = TextCatalog()
+    catalog = TextCatalog(memory_words=scenario.workload.memory_words, seed=scenario.seed)
     users = users if users is not None else range(scenario.users)
     with _gc_paused():
         scripts = [generate_user(scenario, u, tokens, catalog) for u in users]

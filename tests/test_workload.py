@@ -300,18 +300,22 @@ def test_every_message_text_is_in_the_catalog(big):
     for msg in iter_messages(big):
         comps = topics.get(msg.text)
         assert comps, msg.text
-        questions = [c for c in comps if c[0] == "question"]
-        for _, q in questions:
-            assert QUESTIONS[q] in msg.text
+        questions = [c for c in comps if c[0] in ("question", "ask")]
+        for kind, *index in questions:  # a general question, or one on a slot's topic
+            text = QUESTIONS[index[0]] if kind == "question" else None
+            assert (text or SLOT_BY_KEY[index[0]].questions[index[1]]) in msg.text
         if msg.kind == "probe":
             ((kind, slot, i),) = comps
             assert kind == "probe"
             assert slot == msg.probe[0]
             assert msg.text == SLOT_BY_KEY[slot].probes[i]
         elif msg.kind == "filler":
-            ((kind, i),) = comps
-            assert msg.text == (QUESTIONS[i] if kind == "question" else FILLERS[i])
-            assert kind in ("question", "filler")
+            ((kind, *index),) = comps
+            if kind == "ask":
+                assert msg.text == SLOT_BY_KEY[index[0]].questions[index[1]]
+            else:
+                assert kind in ("question", "filler")
+                assert msg.text == (QUESTIONS if kind == "question" else FILLERS)[index[0]]
         else:
             facts = [c for c in comps if c[0] == "fact"]
             assert len(facts) + len(questions) == len(comps)
