@@ -24,9 +24,13 @@ Rules (names are the keys of ``summary.json``'s ``alerts`` block):
   (``embedding.switch_at_day``) within the run and ``reembed_on_switch`` is off,
   and the strategy had embedded something before the switch (its stored vectors
   are now from another model). Fires at the switch.
-* ``daily_tokens_growth``: a day's tokens are more than 10% above the first
-  week's level. Decisions, so that it can fire *within* the first week and is
-  not set off by the workload itself:
+* ``daily_tokens_growth``: a day's tokens are more than 25% above the first
+  week's level. 25%, not less: a memory strategy fills its store during the
+  first week, so even a bounded one grows per turn then (batched-dedup-budget
+  on support-bot, 1,000 users × 7 days: at most 11% above its trailing level),
+  while a leak passes 25% within days (the leaky test run: 31% on day 2).
+  Decisions, so that it can fire *within* the first week and is not set off by
+  the workload itself:
 
   - The level is tokens **per user turn** of the day (the day's billed tokens of
     every call, divided by the user turns that started that day), not the raw
@@ -84,7 +88,7 @@ class AlertThresholds(BaseModel):
     """Fires when the p99 retrieval latency over ``retrieval_window_s`` is over this."""
     retrieval_window_s: Annotated[float, Field(gt=0)] = 3_600.0
     """Trailing window of the retrieval p99, in simulated seconds (one hour)."""
-    daily_tokens_growth: Annotated[float, Field(ge=0)] = 0.10
+    daily_tokens_growth: Annotated[float, Field(ge=0)] = 0.25
     """Fires when a day's level is more than this share above the first week's."""
     baseline_days: Annotated[int, Field(ge=1)] = 7
     """Length of the "first week" the daily level is compared with."""

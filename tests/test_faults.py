@@ -198,7 +198,7 @@ def test_burst_windows_raise_the_error_share_inside_them_only():
         burst_every_s=3600,
         burst_duration_s=900,
         burst_error_rate=0.6,
-        users=20,
+        users=100,  # about 1,300 calls outside the bursts: 2% is then ± 0.4% (one sd)
     )
     run, _ = simulate(scn)
     llm = run.calls[run.calls["endpoint"] != "store"]
@@ -206,7 +206,7 @@ def test_burst_windows_raise_the_error_share_inside_them_only():
     share_in = (llm.loc[inside, "error"] == RATE_LIMITED).mean()
     share_out = (llm.loc[~inside, "error"] == RATE_LIMITED).mean()
     assert share_in == pytest.approx(0.6, abs=0.08)
-    assert share_out == pytest.approx(0.02, abs=0.015)
+    assert share_out == pytest.approx(0.02, abs=0.01)
 
 
 # -- store outages and a slow store ---------------------------------------------

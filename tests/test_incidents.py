@@ -105,10 +105,11 @@ def test_crm_assistant_restatements_pile_up_without_dedup():
     leaky_counts = [len(m) for m in leaky]
     tokens = TokenCounter()  # what the leaky strategy injects for them: their records
     leaky_tokens = [sum(memory_record(tokens, x).line_tokens for x in m) for m in leaky]
-    # Measured at 40 users: 49 memories of the company per user (about 2,800 tokens
-    # of every prompt) without dedup; at most 2 with it.
-    assert 40 <= np.mean(leaky_counts) <= 58, np.mean(leaky_counts)
-    assert 2_300 <= np.mean(leaky_tokens) <= 3_300, np.mean(leaky_tokens)
+    # Measured at 40 users: 53 memories of the company per user (about 3,850 tokens
+    # of every prompt: a record of an 18-word memory is about 73 tokens; the report's
+    # 3,000 for 47 memories is about 64) without dedup; at most 2 with it.
+    assert 40 <= np.mean(leaky_counts) <= 62, np.mean(leaky_counts)
+    assert 2_800 <= np.mean(leaky_tokens) <= 4_400, np.mean(leaky_tokens)
     assert max(len(m) for m in deduped) <= 3
     assert min(len(m) for m in deduped) >= 1  # dedup keeps the fact, once
 

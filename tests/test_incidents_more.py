@@ -102,11 +102,33 @@ def _extractions(run: RunResult) -> pd.DataFrame:
     return extract
 
 
+def _needs_memory(run: RunResult) -> set[tuple[int, int, int]]:
+    """(user, session, turn) of the probes whose facts were not stated earlier in their
+    session: only memory (not the session's own history) can answer them."""
+    workload = generate_workload(run.scenario, TokenCounter())
+    keys = set()
+    for script in workload.users:
+        for s, session in enumerate(script.sessions):
+            said: set[tuple[str, int]] = set()
+            for t, message in enumerate(session.messages):
+                if message.probe is not None:
+                    probe = message.probe
+                    needed = probe if isinstance(probe[0], tuple) else (probe,)
+                    if not set(needed) <= said:
+                        keys.add((script.user, s, t))
+                said.update((f.slot, f.version) for f in message.facts)
+    return keys
+
+
 def _late_recall(run: RunResult) -> float:
-    """Recall of the probes asked in the last week."""
+    """Recall of the probes asked in the last week that only memory can answer."""
     turns = run.runs[0].turns
     days = run.scenario.days
     late = turns[(turns.recall >= 0) & (turns.start_s >= (days - 7) * 86_400.0)]
+    needs = _needs_memory(run)
+    keys = zip(late.user, late.session, late.turn, strict=True)
+    late = late[[key in needs for key in keys]]
+    assert len(late) > 50  # enough probes to measure
     return float(late.recall.mean())
 
 
@@ -142,8 +164,8 @@ def test_uncleared_buffer_extractions_fail_once_past_the_window(buffer_runs):
 def test_uncleared_buffer_loses_facts(buffer_runs):
     late = {c: _late_recall(r) for c, r in buffer_runs.items()}
     # Facts stated or updated after the overflow are never stored: recall of the
-    # last week falls from about 0.84 to about 0.53.
-    assert late[True] > 0.8
+    # last week's probes that only memory can answer falls from 0.68 to 0.44 (40 users).
+    assert late[True] > 0.6
     assert late[True] - late[False] > 0.2
 
 

@@ -9,6 +9,7 @@ import pytest
 import scenarios
 import strategies
 from reports.output import summarize
+from sim.llm import CONTEXT_LENGTH_EXCEEDED
 from sim.runner import run_scenario
 
 SMALL = {"users": 8, "days": 3}
@@ -44,4 +45,10 @@ def test_strategy_runs_on_scenario(scenario_name, strategy_name):
     assert block["turns"] > 0 and block["tokens_total"] > 0 and block["usd_total"] > 0
     assert block["llm_calls_by_purpose"]["chat"] == block["turns"]
     assert len(block["tokens_per_day"]) == summary["days"]
-    assert block["error_turns"] == 0
+    if strategy_name == "naive-append" and scenario.llm.context_window < 32_000:
+        # Full history in a small window (buffer-not-cleared's 8,192 tokens): a busy
+        # user's history outgrows it, and the API refuses those requests.
+        errors = set(result.runs[0].turns["error"].astype(str)) - {""}
+        assert errors <= {CONTEXT_LENGTH_EXCEEDED}
+    else:
+        assert block["error_turns"] == 0
