@@ -27,8 +27,9 @@ Rules (names are the keys of ``summary.json``'s ``alerts`` block):
 * ``daily_tokens_growth``: a day's tokens are more than 25% above the first
   week's level. 25%, not less: a memory strategy fills its store during the
   first week, so even a bounded one grows per turn then (batched-dedup-budget
-  on support-bot, 1,000 users × 7 days: at most 11% above its trailing level),
-  while a leak passes 25% within days (the leaky test run: 31% on day 2).
+  in ``memsim run support-bot``: up to 13% above its trailing level within the
+  first week, 24% above the first week's level at the month's end), while a leak
+  passes 25% within days (the leaky test run: 31% on day 2).
   Decisions, so that it can fire *within* the first week and is not set off by
   the workload itself:
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from reports.alerts import fired_lines
+from reports.alerts import AlertThresholds, fired_lines
 from reports.compare import (
     DAYS_PER_MONTH,
     MEMORY_WORK_TITLE,
@@ -34,12 +34,16 @@ NOTES = (
 )
 
 
+_DEFAULTS = AlertThresholds()
 ALERTS_LEAD = (
     "Production alert rules replayed on the simulated timeline (default thresholds: over "
-    "500 memories per user, over 10 extraction calls per session, over 2,000 injected tokens "
-    "per prompt, retrieval p99 over 200 ms in a trailing hour, an embedding-model switch "
-    "without re-embedding, daily tokens per turn over 10% above the first week's level): "
-    "when each first fired and the dollars spent by then. Day 1 is the first simulated day."
+    f"{_DEFAULTS.memories_per_user:,} memories per user, over "
+    f"{_DEFAULTS.extraction_calls_per_session} extraction calls per session, over "
+    f"{_DEFAULTS.injected_tokens_per_prompt:,} injected tokens per prompt, retrieval p99 over "
+    f"{_DEFAULTS.retrieval_p99_s * 1000:g} ms in a trailing hour, an embedding-model switch "
+    f"without re-embedding, daily tokens per turn over {_DEFAULTS.daily_tokens_growth:.0%} "
+    "above the first week's level): when each first fired and the dollars spent by then. "
+    "Day 1 is the first simulated day."
 )
 
 
