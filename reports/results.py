@@ -9,6 +9,7 @@ that is missing, or a file that is missing or corrupt, raises
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -147,8 +148,28 @@ def _check_summary(path: Path, summary: dict[str, Any]) -> None:
         lacking = [k for k in STRATEGY_KEYS if not isinstance(block, dict) or k not in block]
         if lacking:
             raise ConfigError(f"{path}: strategy {name!r}: missing keys: {', '.join(lacking)}")
+        for key, value in block.items():
+            if key not in NON_NUMERIC_KEYS:
+                _check_numbers(path, f"strategies.{name}.{key}", value)
         if len(block["tokens_per_day"]) != summary["days"]:
             raise ConfigError(f"{path}: strategy {name!r}: tokens_per_day has the wrong length")
+
+
+NON_NUMERIC_KEYS = frozenset({"alerts"})
+"""Keys of a strategy's summary block that hold more than numbers (checked where read)."""
+
+
+def _check_numbers(path: Path, field: str, value: Any) -> None:
+    """``value`` is a finite number, or a list or mapping of them; else a one-line error."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_numbers(path, f"{field}.{key}", item)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_numbers(path, f"{field}[{i}]", item)
+    elif isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        shown = json.dumps(value, default=str)[:60]
+        raise ConfigError(f"{path}: field '{field}' = {shown}: expected a number")
 
 
 def _check_config(path: Path, config: dict[str, Any]) -> None:

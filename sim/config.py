@@ -34,7 +34,8 @@ class ConfigError(ValueError):
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Finite numbers only: TOML has inf and nan, and neither is a rate, a latency or a size.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MessageMix(_Model):
@@ -446,6 +447,21 @@ class TraceConfig(_Model):
     question's prompt carries the earlier ones."""
 
 
+MAX_TURNS = 1_000_000_000
+"""The most user turns per strategy a synthetic run may plan. docs/benchmarks.md
+measures about 930 bytes of records per turn and about 12,600 turns a second in
+one process: a billion turns is about 0.9 TB and a day of simulation, far past
+what one machine holds; `memsim project` scales large populations instead."""
+BYTES_PER_TURN = 930
+"""Records a simulated turn keeps until the run is written (docs/benchmarks.md)."""
+
+
+def estimated_turns(scenario: Scenario) -> float:
+    """Expected user turns per strategy of a synthetic scenario."""
+    w = scenario.workload
+    return scenario.users * scenario.days * w.sessions_per_user_per_day * w.turns_per_session_mean
+
+
 class Scenario(_Model):
     """A complete scenario: who talks, how much, to which model, with which strategies."""
 
@@ -502,6 +518,24 @@ class Scenario(_Model):
             return {**data, "embedder": "minilm"}
         return data
 
+    @model_validator(mode="after")
+    def _runnable_size(self) -> Scenario:
+        """Refuse a synthetic run too large to simulate, with its estimated size."""
+        if self.trace is not None:
+            return self
+        turns = estimated_turns(self)
+        if turns > MAX_TURNS:
+            gigabytes = turns * len(self.strategies) * BYTES_PER_TURN / 1e9
+            raise ValueError(
+                f"field 'users' = {self.users}: about {turns:,.0f} user turns per strategy "
+                f"({self.users:,} users × "
+                f"{self.days} days × {self.workload.sessions_per_user_per_day:g} sessions "
+                f"a day × {self.workload.turns_per_session_mean:g} turns), about "
+                f"{gigabytes:,.0f} GB of records: more than the {MAX_TURNS:,} turns "
+                "memsim simulates in one run (use `memsim project` to scale up)"
+            )
+        return self
+
     def with_overrides(self, **changes: Any) -> Scenario:
         """A copy with top-level fields replaced (``None`` values are ignored), re-validated."""
         data = self.model_dump()
@@ -510,13 +544,25 @@ class Scenario(_Model):
 
 
 def format_validation_error(source: str, err: ValidationError) -> str:
-    """One line naming the file, the first bad field and its value."""
-    first = err.errors()[0]
+    """One line naming the file, the first bad field and its value.
+
+    An unknown key is reported before anything else (a misspelled key also leaves
+    the field it meant missing); an unknown key holding a table is named as a
+    table; a missing field is said to be required, without the table around it.
+    """
+    errors = err.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     field = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        return f"{source}: unknown field '{field}'"
     value = first.get("input")
-    shown = json.dumps(value, default=str) if not isinstance(value, dict) else "{…}"
+    if first["type"] == "extra_forbidden":
+        if isinstance(value, dict):
+            return f"{source}: unknown table [{field}]"
+        return f"{source}: unknown field '{field}'"
+    if first["type"] == "missing":
+        return f"{source}: field '{field}' is required"
+    if not first["loc"] and first["type"] == "value_error":  # a check of the whole scenario
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
+    shown = json.dumps(value, default=str, ensure_ascii=False)
     if len(shown) > 60:
         shown = shown[:57] + "..."
     return f"{source}: field '{field}' = {shown}: {first['msg']}"

@@ -57,7 +57,7 @@ Warn = Callable[[str], None]
 
 # -- the file ---------------------------------------------------------------------
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ReportAxes(_Strict):

@@ -288,7 +288,28 @@ def _read_bytes(path: Path) -> bytes:
 
 def _shown(value: Any) -> str:
     text = json.dumps(value, default=str, ensure_ascii=False)
+    if not _is_unicode(text):  # a lone surrogate cannot be printed: escape it
+        text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _valid_text(where: str, name: str, value: str) -> str:
+    """``value`` if it is valid Unicode, else a one-line error.
+
+    A JSON escape such as a lone high surrogate makes a string no tokenizer or file
+    accepts.
+    """
+    if not _is_unicode(value):
+        raise _bad(where, name, value, "not valid Unicode (a lone surrogate)")
+    return value
 
 
 def _bad(where: str, name: str, value: Any, problem: str) -> ConfigError:
@@ -415,9 +436,11 @@ def _locomo_turn(path: Path, where: str, turn: Any) -> dict:
         raise _bad(str(path), where, turn, "expected a turn object")
     speaker = _field(path, where, turn, "speaker", str)
     dia_id = _field(path, where, turn, "dia_id", str)
-    text = _field(path, where, turn, "text", str)
+    text = _valid_text(str(path), f"{where}.text", _field(path, where, turn, "text", str))
+    _valid_text(str(path), f"{where}.speaker", speaker)
     caption = turn.get("blip_caption")
     if isinstance(caption, str) and caption:
+        _valid_text(str(path), f"{where}.blip_caption", caption)
         text = f"{text} [shared an image: {caption}]"
     words = " ".join(f"{speaker}: {text}".split()).split(" ")
     fact = Fact(LOCOMO_SLOT + dia_id, 0, " ".join(words[:MAX_WORDS]))
@@ -558,6 +581,9 @@ def _jsonl_line(where: str, line: str, number: int) -> tuple[str, str, float, st
         raise _bad(where, "role", role, "expected user, assistant or system")
     if not isinstance(content, str):
         raise _bad(where, "content", content, "expected a string")
+    _valid_text(where, "content", content)
+    for key, value in zip(("user_id", "session_id"), ids, strict=True):
+        _valid_text(where, key, value)
     return ids[0], ids[1], _epoch(where, obj["timestamp"]), role, content, number
 
 

@@ -48,7 +48,7 @@ __all__ = [
 class StrategyConfig(BaseModel):
     """Base of every strategy's configuration (unknown fields are errors)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     tick_period_s: Annotated[float, Field(gt=0)] | None = None
     """Period of :meth:`Strategy.on_tick` in simulated seconds; ``None`` = never."""

@@ -32,7 +32,7 @@ class ConsolidationConfig(BaseModel):
     expire after 30 days, prune what is never used, and cap the store.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     every: Literal["hourly", "nightly"] = "nightly"
     merge_threshold: Annotated[float, Field(gt=0, le=1)] = 0.9

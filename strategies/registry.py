@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 from importlib.metadata import entry_points
 
 from sim.config import ConfigError
@@ -71,6 +72,9 @@ def _load_path(spec: str) -> type[Strategy]:
         raise ConfigError(f"strategy {spec!r}: cannot load: {err}") from None
     if not (isinstance(obj, type) and issubclass(obj, Strategy)):
         raise ConfigError(f"strategy {spec!r}: {attr} is not a memsim Strategy subclass")
+    if inspect.isabstract(obj):
+        missing = ", ".join(sorted(obj.__abstractmethods__))
+        raise ConfigError(f"strategy {spec!r}: {attr} is abstract (it does not define {missing})")
     return obj
 
 

@@ -7,6 +7,7 @@ that already holds a previous run's files, and checks that none of them changed.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -61,6 +62,26 @@ CASES = {
         "[strategy.batched-dedup-budget]\nbudget_tokens = -1\n",
         ["strategy.batched-dedup-budget.budget_tokens", "-1"],
     ),
+    "infinite rate": (
+        "[workload]\nsessions_per_user_per_day = inf\n",
+        ["workload.sessions_per_user_per_day", "Infinity", "finite"],
+    ),
+    "infinite latency": ("[llm]\nttft_base_s = inf\n", ["llm.ttft_base_s", "finite"]),
+    "not a number": ("[limits]\ntimeout_s = nan\n", ["limits.timeout_s", "NaN", "finite"]),
+    "misspelled key in a list of tables": (
+        "[faults]\nstore_outages = [{ start_day = 1, hourz = 2 }]\n",
+        ["unknown field 'faults.store_outages.0.hourz'"],
+    ),
+}
+WHOLE_FILE_CASES = {
+    "too many users": (
+        'name = "bad"\nusers = 1000000000000\n',
+        ["field 'users' = 1000000000000", "turns per strategy", "GB"],
+    ),
+    "keys under a [scenario] table": (
+        '[scenario]\nname = "bad"\nusers = 2\n',
+        ["unknown table [scenario]"],
+    ),
 }
 
 
@@ -78,6 +99,73 @@ def test_malformed_scenario(tmp_path, case):
 
 
 _TEXT = {"capture_output": True, "text": True, "timeout": 120}
+
+
+@pytest.mark.parametrize("case", sorted(WHOLE_FILE_CASES))
+def test_malformed_scenario_file(tmp_path, case):
+    body, words = WHOLE_FILE_CASES[case]
+    scenario = tmp_path / "bad.toml"
+    scenario.write_text(body)
+    out = _previous_output(tmp_path)
+    for command in (["validate", str(scenario)], ["run", str(scenario), "--out", str(out), "-q"]):
+        done = subprocess.run([*MEMSIM, *command], **_TEXT)
+        assert done.returncode == 2, command
+        line = _one_error_line(done.stderr)
+        assert "{…}" not in line
+        for word in [str(scenario), *words]:
+            assert word in line, (command, line)
+    _assert_kept(out)
+
+
+def test_trace_with_a_lone_surrogate_names_file_line_and_field(tmp_path):
+    trace = tmp_path / "chats.jsonl"
+    good = '{"user_id": "u1", "session_id": "s1", "timestamp": 0, "role": "user", "content": "hi"}'
+    bad = good.replace('"hi"', '"hi \\ud83d there"').replace('"timestamp": 0', '"timestamp": 9')
+    trace.write_text(good + "\n" + bad + "\n")
+    out = _previous_output(tmp_path)
+    done = subprocess.run(
+        [*MEMSIM, "run", "tiny", "--trace", str(trace), "--out", str(out), "-q"], **_TEXT
+    )
+    assert done.returncode == 2
+    line = _one_error_line(done.stderr)
+    assert f"{trace}:2" in line and "field 'content'" in line and "not valid Unicode" in line
+    _assert_kept(out)
+
+
+def test_abstract_strategy_class_is_refused(tmp_path):
+    out = _previous_output(tmp_path)
+    done = subprocess.run(
+        [*MEMSIM, "run", "tiny", "-s", "strategies:Strategy", "--out", str(out), "-q"], **_TEXT
+    )
+    assert done.returncode == 2
+    line = _one_error_line(done.stderr)
+    assert "strategies:Strategy" in line and "abstract" in line and "build_prompt" in line
+    _assert_kept(out)
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "shown"),
+    [
+        (("strategies", "naive-append", "usd_total"), "lots", '"lots"'),
+        (("strategies", "naive-append", "tokens_per_day", 0), None, "null"),
+        (("strategies", "naive-append", "tokens_by_purpose", "chat"), True, "true"),
+    ],
+    ids=["a string", "a null in a list", "a boolean in a mapping"],
+)
+def test_report_of_a_damaged_summary_is_bad_input(tmp_path, path, value, shown):
+    out = tmp_path / "run"
+    done = subprocess.run([*MEMSIM, "run", "tiny", "--days", "1", "--out", str(out), "-q"], **_TEXT)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    node = summary
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    (out / "summary.json").write_text(json.dumps(summary))
+    done = subprocess.run([*MEMSIM, "report", str(out)], **_TEXT)
+    assert done.returncode == 2
+    line = _one_error_line(done.stderr)
+    assert str(out / "summary.json") in line and shown in line and "expected a number" in line
 
 
 @pytest.mark.parametrize(
