@@ -22,8 +22,8 @@ setup: ## Create .venv and install memsim, the real components and the test tool
 	@test -x /usr/bin/chromium || echo "note: the report.html browser test skips without Chromium; \
 	to run it: apt-get install chromium"
 
-run: ## Simulate SCENARIO (default support-bot) and write out/SCENARIO/report.md
-	$(BIN)/memsim run $(SCENARIO) --out out/$(SCENARIO)
+run: ## Simulate SCENARIO (a name or a .toml path; default support-bot) into out/<its stem>/
+	$(BIN)/memsim run $(SCENARIO) --out out/$(patsubst %.toml,%,$(notdir $(SCENARIO)))
 
 test: ## Run the test suite (benchmarks excluded)
 	$(BIN)/python -m pytest -q

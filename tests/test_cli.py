@@ -117,3 +117,24 @@ def test_outputs_are_ordinary_readable_files(tmp_path):
     for name in ("summary.json", "report.html", "turns.parquet"):
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
     assert not list(out.glob(".*.tmp"))
+
+
+@pytest.mark.parametrize(
+    ("scenario", "out"),
+    [
+        ("support-bot", "out/support-bot"),
+        ("scenarios/tiny.toml", "out/tiny"),
+        ("my.v2", "out/my.v2"),
+    ],
+)
+def test_make_run_writes_to_the_scenarios_stem(scenario, out):
+    """`make run SCENARIO=path.toml` writes to out/<stem>/, not out/<path>/."""
+    root = Path(__file__).parents[1]
+    done = subprocess.run(
+        ["make", "-s", "-n", "run", f"SCENARIO={scenario}"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.split()[-2:] == ["--out", out]
