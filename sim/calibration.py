@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from sim.config import ConfigError
+from sim.latency import Z99, lognormal_sigma
 from sim.store import Memory
 from sim.textbank import SLOTS, Slot
 
@@ -277,14 +278,8 @@ class StoreLatencyFit:
     reference_vectors: int
 
 
-Z99 = 2.3263  # the standard normal's 99th percentile
 COLLECTION_SIZES = (20, 200, 1000, 2000)
 """Sizes of one user's collection at which ``store_profile`` times queries."""
-
-
-def _sigma(p50: float, p99: float) -> float:
-    """Log-normal spread with this median and 99th percentile."""
-    return math.log(p99 / p50) / Z99 if p50 > 0 and p99 > p50 else 0.0
 
 
 def store_latency(profile: dict[str, Any], layout: str, users: int) -> StoreLatencyFit | None:
@@ -311,9 +306,9 @@ def store_latency(profile: dict[str, Any], layout: str, users: int) -> StoreLate
     collection = profile.get("store_collection", {}).get(layout, {})
     return StoreLatencyFit(
         query_p50,
-        _sigma(query_p50, at("query_p99_s")),
+        lognormal_sigma(query_p50, at("query_p99_s"), Z99),
         add_p50,
-        _sigma(add_p50, at("add_p99_s")),
+        lognormal_sigma(add_p50, at("add_p99_s"), Z99),
         float(collection.get("query_s_per_vector", 0.0)),
         int(table[str(sizes[0])]["memories_per_user"]),
     )

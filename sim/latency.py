@@ -35,6 +35,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, replace
+from statistics import NormalDist
+
+from sim.config import LLMConfig
 
 SIGMA_PER_1K_TOKENS = 0.004
 """Chosen: the jitter's log-spread grows by 0.004 per 1,000 uncached prompt tokens
@@ -91,7 +94,7 @@ class LatencyProfile:
 
     def quantile_s(self, q: float, tokens_in: int, tokens_out: int = 0, load: float = 0.0) -> float:
         """The ``q`` quantile of a call's service time (unclamped jitter)."""
-        z = _normal_quantile(q)
+        z = NormalDist().inv_cdf(q)
         return self.median_s(tokens_in, tokens_out) * math.exp(z * self.sigma(tokens_in, load))
 
     def as_dict(self) -> dict[str, object]:
@@ -99,16 +102,21 @@ class LatencyProfile:
         return asdict(self)
 
 
-def _normal_quantile(q: float) -> float:
-    """Quantile of the standard normal distribution (``statistics.NormalDist``)."""
-    from statistics import NormalDist
+Z95, Z99 = 1.6449, 2.3263
+"""The standard normal's 95th and 99th percentiles (to four places)."""
 
-    return NormalDist().inv_cdf(q)
+
+def lognormal_sigma(median: float, upper: float, z: float) -> float:
+    """Log-normal spread with this median and ``upper`` at standard score ``z``.
+
+    0 unless ``upper > median > 0`` (no spread can be read from such figures).
+    """
+    return math.log(upper / median) / z if median > 0 and upper > median else 0.0
 
 
 def _sigma(p50_s: float, p95_s: float) -> float:
-    """Log-normal spread from a median and a 95th percentile."""
-    return round(math.log(p95_s / p50_s) / 1.6449, 3)
+    """A profile's ``jitter_sigma`` from a median and a 95th percentile (3 places)."""
+    return round(lognormal_sigma(p50_s, p95_s, Z95), 3)
 
 
 PROFILES: dict[str, LatencyProfile] = {
@@ -172,16 +180,16 @@ def profile_name(model: str) -> str | None:
     return max(matches, key=len) if matches else None
 
 
-def resolve(cfg: object) -> LatencyProfile:
+def resolve(cfg: LLMConfig) -> LatencyProfile:
     """The latency of ``cfg`` (an :class:`~sim.config.LLMConfig`).
 
     Its model's profile, with every parameter that ``[llm]`` sets.
     """
-    model = str(getattr(cfg, "model", FALLBACK))
+    model = cfg.model
     name = profile_name(model)
     base = PROFILES[name or FALLBACK]
     label = name if name is not None else f"{FALLBACK} (no profile for {model})"
-    overrides = {k: getattr(cfg, k) for k in OVERRIDABLE if getattr(cfg, k, None) is not None}
+    overrides = {k: getattr(cfg, k) for k in OVERRIDABLE if getattr(cfg, k) is not None}
     if overrides:
         label += " with [llm] " + ", ".join(sorted(overrides))
     return replace(base, profile=label, **overrides)

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from helpers import make_scenario
-from sim.calibration import Z99, load_profile, store_latency
+from sim.calibration import load_profile, store_latency
 from sim.context import StoreLatency
+from sim.latency import Z99
 from sim.runner import run_scenario, store_latency_model
 from strategies.batched_dedup_budget import BatchedDedupBudget
 
