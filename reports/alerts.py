@@ -140,10 +140,13 @@ def session_starts(turns: pd.DataFrame) -> pd.DataFrame:
 def extraction_calls_by_session(run: StrategyRun) -> pd.DataFrame:
     """LLM extraction calls with the session each belongs to, in time order.
 
-    A call belongs to its user's session that started last at or before it.
+    A call belongs to its user's session that started last at or before it; a
+    call retried after a fault counts once (its first attempt).
     """
     calls = run.calls
     extract = calls[(calls["endpoint"] == "llm") & (calls["purpose"] == "extract")]
+    if "attempt" in extract:
+        extract = extract[extract["attempt"] == 0]
     extract = extract[["user", "start_s"]].sort_values("start_s", kind="stable")
     if not len(extract) or not len(run.turns):
         return extract.assign(session=pd.Series(dtype="int32"))

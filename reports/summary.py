@@ -16,6 +16,11 @@ Definitions:
 * ``degraded_turns`` counts turns that got a reply without the vector store
   (a store outage of ``[faults]``); ``retries`` the retried LLM and embedding
   attempts; ``rate_limited_calls`` the attempts answered 429 (never billed).
+* ``llm_calls_by_purpose`` and ``extraction_calls`` count calls, each once however
+  many times it was retried; ``extraction_attempts`` counts every attempt of them.
+  ``facts_lost_to_faults`` counts the facts users stated whose extraction never
+  succeeded because of a fault (every extraction that was sent them failed, or
+  its job stopped at a failed call) and that are not in the store at the end.
 * ``retrieval_latency_p99_s`` is over turns that spent time before the chat call.
 * ``memories_per_user_*`` and ``duplicate_ratio`` describe the store after the
   last turn; a duplicate is a memory of a fact another memory already holds.
@@ -94,7 +99,9 @@ def strategy_summary(
     usd_by_day = [math.fsum(calls["usd"][day == d]) for d in range(days)]
     by_purpose = tokens.groupby(calls["purpose"], observed=True).sum()
     llm = calls[calls["endpoint"] == "llm"]
-    llm_calls = llm.groupby("purpose", observed=True).size()
+    first = llm[llm["attempt"] == 0] if "attempt" in llm else llm  # a call, not its retries
+    llm_calls = first.groupby("purpose", observed=True).size()
+    attempts = llm.groupby("purpose", observed=True).size()
     sessions = len(turns[["user", "session"]].drop_duplicates())
     ok = turns[turns["error"] == ""]
     retrieval = turns.loc[turns["retrieval_s"] > 0, "retrieval_s"]
@@ -118,6 +125,11 @@ def strategy_summary(
         "usd_per_day": [_r(u) for u in usd_by_day],
         "llm_calls_by_purpose": {p: int(llm_calls.get(p, 0)) for p in LLM_PURPOSES},
         "extraction_calls_per_session_mean": _r(llm_calls.get("extract", 0) / max(sessions, 1)),
+        "extraction_calls": int(llm_calls.get("extract", 0)),
+        "extraction_attempts": int(attempts.get("extract", 0)),
+        "facts_lost_to_faults": int(final["facts_lost_to_faults"].sum())
+        if "facts_lost_to_faults" in final
+        else 0,
         "latency_p50_s": _pct(ok["latency_s"], 50),
         "latency_p95_s": _pct(ok["latency_s"], 95),
         "latency_p99_s": _pct(ok["latency_s"], 99),

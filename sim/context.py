@@ -19,7 +19,7 @@ import numpy as np
 from sim.config import Scenario
 from sim.embed import Embedder
 from sim.extraction_prompts import ExtractionPrompt
-from sim.faults import STORE_DOWN, FaultModel
+from sim.faults import RATE_LIMITED, STORE_DOWN, FaultModel
 from sim.llm import Candidate, Factoid, LLMResult, MockLLM, Summary, UpdateDecision
 from sim.pricing import Rates
 from sim.prompt_cache import Layout
@@ -45,6 +45,30 @@ class Span:
     cached_tokens: int = 0  # input tokens read from the prompt cache
     cache_write_tokens: int = 0  # input tokens written to the prompt cache
     usd_saved: float = 0.0  # the call billed with no prompt cache, less ``usd``
+    faults: tuple[str, ...] = ()  # injected fault of each attempt ("": answered); (): one try
+    backoffs: tuple[float, ...] = ()  # the client's wait after each failed attempt but the last
+    undo: Callable[[], None] | None = None  # reverts a store write if the replay fails before it
+
+    @property
+    def failed(self) -> bool:
+        """Whether the call failed for the strategy (every attempt drew a fault)."""
+        return bool(self.faults) and self.faults[-1] != ""
+
+
+class CallFailed(Exception):
+    """A call that still failed after the client's retries: there is no answer.
+
+    Raised by ``ctx.llm`` and ``ctx.embedder`` when the scenario's ``[faults]``
+    fail every attempt of a request (``error`` is ``rate_limited`` or
+    ``timeout``). The call's attempts are metered all the same. A strategy handles
+    it as production code would: retry later, drop the work, or answer without
+    memory; one it does not handle ends the hook (the rest of ``after_turn`` or
+    of a background job is not done, what it stored before stays).
+    """
+
+    def __init__(self, purpose: str, error: str) -> None:
+        super().__init__(f"{purpose} call failed: {error}")
+        self.purpose, self.error = purpose, error
 
 
 STORE_STREAM = 5  # first spawn-key word of every store-latency generator
@@ -150,19 +174,20 @@ class LLMClient:
 
     def _meter(self, result: LLMResult) -> LLMResult:
         ctx = self._ctx
-        ctx.record(
-            llm_span(
-                ctx.services.chat_rates,
-                result.purpose,
-                result.tokens_in,
-                result.tokens_out,
-                result.latency_s,
-                result.error,
-                len(result.decision.events) if result.decision else len(result.factoids),
-                result.cached_tokens,
-                result.cache_write_tokens,
-            )
+        span = llm_span(
+            ctx.services.chat_rates,
+            result.purpose,
+            result.tokens_in,
+            result.tokens_out,
+            result.latency_s,
+            result.error,
+            len(result.decision.events) if result.decision else len(result.factoids),
+            result.cached_tokens,
+            result.cache_write_tokens,
         )
+        ctx.record(span)
+        if ctx.draws_faults:
+            ctx.draw_faults(span)
         return result
 
     def chat(
@@ -189,6 +214,7 @@ class LLMClient:
         template (:mod:`sim.extraction_prompts`) or a system prompt text.
         """
         ctx = self._ctx
+        ctx.stated.append(messages)
         result = ctx.services.llm.extract(ctx.user, messages, prompt, ctx.now)
         return self._meter(result).factoids
 
@@ -227,7 +253,10 @@ class EmbeddingClient:
         cfg = services.scenario.embedding
         latency = cfg.latency_base_s + cfg.latency_s_per_token * tokens
         usd = services.embedding_rates.usd(tokens, 0)
-        ctx.record(Span("embed", EMBEDDING, tokens, 0, latency, usd, "", len(texts)))
+        span = Span("embed", EMBEDDING, tokens, 0, latency, usd, "", len(texts))
+        ctx.record(span)
+        if ctx.draws_faults:
+            ctx.draw_faults(span)
         return services.embedder.embed(texts)
 
 
@@ -239,11 +268,20 @@ class StoreClient:
     def __init__(self, ctx: TurnContext) -> None:
         self._ctx = ctx
 
-    def _span(self, purpose: str, modelled_s: float, items: int) -> None:
-        """Meter one store call: its measured wall time if the store measures, else the model."""
+    def _span(
+        self, purpose: str, modelled_s: float, items: int, undo: Callable[[], None] | None = None
+    ) -> None:
+        """Meter one store call: its measured wall time if the store measures, else the model.
+
+        ``undo`` reverts a write; the engine calls it when the replay of the calls
+        fails before this one (a request that timed out waiting), so that nothing
+        is stored past a failed call.
+        """
         measured = self._ctx.services.store.last_call_s
         latency = modelled_s if measured is None else measured
-        self._ctx.record(Span(purpose, STORE, 0, 0, latency, 0.0, "", items))
+        span = Span(purpose, STORE, 0, 0, latency, 0.0, "", items)
+        span.undo = undo
+        self._ctx.record(span)
 
     def _scan_latency(self, vectors: int) -> float:
         return self._ctx.services.store_latency.query(vectors, self._ctx.user)
@@ -260,14 +298,27 @@ class StoreClient:
     def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:
         """Store memories with their vectors (one write)."""
         ctx = self._ctx
-        ctx.services.store.add(ctx.user, memories, vectors)
-        self._span("store_write", ctx.services.store_latency.write(ctx.user), len(memories))
+        store, user = ctx.services.store, ctx.user
+        store.add(user, memories, vectors)
+        ids = [m.id for m in memories]
+        self._span(
+            "store_write",
+            ctx.services.store_latency.write(user),
+            len(memories),
+            lambda: store.delete(user, ids),
+        )
 
     def delete(self, ids: Sequence[int]) -> None:
         """Delete memories by id (one write)."""
         ctx = self._ctx
-        ctx.services.store.delete(ctx.user, ids)
-        self._span("store_delete", ctx.services.store_latency.write(ctx.user), len(ids))
+        store, user = ctx.services.store, ctx.user
+        doomed = set(ids)
+        held, vectors = store.memories_with_vectors(user)
+        keep = [i for i, m in enumerate(held) if m.id in doomed]
+        gone, gone_vectors = [held[i] for i in keep], vectors[keep]
+        store.delete(user, ids)
+        undo = (lambda: store.add(user, gone, gone_vectors)) if gone else None
+        self._span("store_delete", ctx.services.store_latency.write(user), len(ids), undo)
 
     def memories(self) -> list[Memory]:
         """All of the user's memories, oldest first (one read of the partition)."""
@@ -314,8 +365,11 @@ class FaultyStoreClient(StoreClient):
         ctx.record(Span(purpose, STORE, 0, 0, latency, 0.0, STORE_DOWN, 0))
         return True
 
-    def _span(self, purpose: str, modelled_s: float, items: int) -> None:
-        super()._span(purpose, modelled_s * self._faults().store_factor(self._ctx.now), items)
+    def _span(
+        self, purpose: str, modelled_s: float, items: int, undo: Callable[[], None] | None = None
+    ) -> None:
+        factor = self._faults().store_factor(self._ctx.now)
+        super()._span(purpose, modelled_s * factor, items, undo)
 
     def query(self, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
         """As :meth:`StoreClient.query`; nothing during an outage."""
@@ -372,15 +426,25 @@ class TurnContext:
         session: Index of the user's current session.
         llm, embedder, store: Metered services bound to this user.
         tokens: The run's token counter (cached per text).
-        degraded: Set when a store call failed in an outage (the engine resets and
+        degraded: Set when a store call failed in an outage, or when the strategy
+            answered without memory because a call failed (the engine resets and
             reads it around each synchronous strategy hook).
         pending_writes: Store writes refused during an outage, replayed after it.
+        background: Whether the hook runs on a background worker (its requests
+            draw their faults from the background lane).
+        draws_faults: Whether LLM and embedding requests can fail (``[faults]``);
+            when they can, a request whose every attempt fails raises
+            :class:`CallFailed`.
+        stated: The messages sent to extraction during the current hook (the engine
+            books the facts they state after the hook; strategies need not).
     """
 
     __slots__ = (
         "_defer",
         "_next_id",
+        "background",
         "degraded",
+        "draws_faults",
         "embedder",
         "llm",
         "now",
@@ -388,6 +452,7 @@ class TurnContext:
         "services",
         "session",
         "spans",
+        "stated",
         "store",
         "tokens",
         "user",
@@ -410,7 +475,9 @@ class TurnContext:
             EmbeddingClient(self),
             store_client(self),
         )
-        self.degraded = False
+        self.degraded = self.background = False
+        self.draws_faults = faults is not None and faults.config.llm_faults
+        self.stated: list[Sequence[Message]] = []
         self.pending_writes: list[tuple[str, tuple]] = []
         self.now, self.session = 0.0, -1
         self.spans: list[Span] = []
@@ -421,10 +488,46 @@ class TurnContext:
         """Meter one call (services do this; strategies need not)."""
         self.spans.append(span)
 
+    def draw_faults(self, span: Span) -> None:
+        """Decide, as the request is made, how each of its attempts fares; raise if all fail.
+
+        One draw per attempt from the user's lane (:meth:`FaultModel.request_fault`)
+        until an attempt is answered or ``max_retries`` retries are spent, and one
+        backoff per retry; the engine replays exactly these attempts. The clock of
+        each attempt is the hook's, advanced by the waits before it (a 429 answers
+        after ``error_latency_s``, a timeout after the client timeout).
+        """
+        faults = self.services.faults
+        assert faults is not None
+        cfg, user, background = faults.config, self.user, self.background
+        scenario = self.services.scenario
+        limits = scenario.embedding.limits if span.endpoint == EMBEDDING else scenario.limits
+        timeout_s = limits.timeout_s
+        codes: list[str] = []
+        waits: list[float] = []
+        t = self.now
+        for attempt in range(cfg.max_retries + 1):
+            code = faults.request_fault(user, background, t)
+            codes.append(code)
+            if not code:
+                break
+            if attempt < cfg.max_retries:
+                wait = faults.backoff_s(user, background, attempt)
+                waits.append(wait)
+                t += wait + (cfg.error_latency_s if code == RATE_LIMITED else timeout_s)
+        span.faults, span.backoffs = tuple(codes), tuple(waits)
+        if codes[-1]:
+            raise CallFailed(span.purpose, codes[-1])
+
     def take_spans(self) -> list[Span]:
         """The spans recorded since the last call, and a fresh list for the next ones."""
         spans, self.spans = self.spans, []
         return spans
+
+    def take_stated(self) -> list[Sequence[Message]]:
+        """The messages sent to extraction since the last call, and a fresh list."""
+        stated, self.stated = self.stated, []
+        return stated
 
     def defer(self, job: Callable[[TurnContext], None]) -> None:
         """Run ``job(ctx)`` later on a background worker, competing for the same limits."""

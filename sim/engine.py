@@ -14,7 +14,8 @@ the user's next message is handled; their time is recorded as ``post_reply_s``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from operator import attrgetter
 
@@ -22,13 +23,22 @@ import pandas as pd
 import simpy
 
 from sim.config import Scenario
-from sim.context import EMBEDDING, LLM, STORE, Services, Span, TurnContext, replay_pending_writes
+from sim.context import (
+    EMBEDDING,
+    LLM,
+    STORE,
+    CallFailed,
+    Services,
+    Span,
+    TurnContext,
+    replay_pending_writes,
+)
 from sim.faults import RATE_LIMITED, RETRIABLE, STORE_DOWN, TIMEOUT, FaultModel
 from sim.limits import Endpoint
 from sim.metrics import call_recorder, store_recorder, turn_recorder
 from sim.textbank import INSTRUCTION_SLOT
 from sim.workload import SECONDS_PER_DAY, Message, UserScript, Workload
-from strategies.base import Strategy
+from strategies.base import Prompt, Strategy
 from strategies.jobs import reembed
 
 Job = Callable[[TurnContext], None]
@@ -94,6 +104,9 @@ class Engine:
             store_recorder(),
         )
         self.jobs = simpy.Store(env)
+        # Facts sent to extraction, by user: in hooks that completed, in hooks that failed.
+        self.extracted_facts: dict[int, set[tuple[str, int]]] = {}
+        self.failed_facts: dict[int, set[tuple[str, int]]] = {}
         self.contexts: dict[int, TurnContext] = {}
         self.horizon_s = scenario.days * SECONDS_PER_DAY
         self.cache = services.llm.cache  # the provider's prompt cache; None: nothing cached
@@ -178,8 +191,12 @@ class Engine:
         start = ctx.now = env.now
         ctx.session = msg.session
         store_size = self.services.store.count(user)
-        ctx.degraded = False  # reset and read around each synchronous hook: workers share ctx
-        prompt = strategy.build_prompt(ctx, msg)
+        ctx.degraded = ctx.background = False  # reset around each hook: workers share ctx
+        error = ""
+        try:
+            prompt = strategy.build_prompt(ctx, msg)
+        except CallFailed as failed:  # a strategy that lets a retrieval failure through
+            prompt, error = Prompt(msg), failed.error
         degraded = ctx.degraded
         planning = ctx.take_spans()
         parts = prompt.tokens(self.services.tokens)
@@ -191,24 +208,41 @@ class Engine:
             if cache is not None and prompt_tokens >= self.cache_from_tokens
             else None
         )
-        result = ctx.llm.chat(prompt_tokens, scripted, layout)
-        chat = ctx.take_spans()
-        error, queued = "", 0.0
-        if planning:  # no spans, no replay: nothing would be scheduled or recorded
-            error, queued = yield from self._replay(planning, user, background=False)
-        retrieval_s = env.now - start
+        result = None
         if not error:
-            error, chat_queued = yield from self._replay(chat, user, background=False)
+            try:
+                result = ctx.llm.chat(prompt_tokens, scripted, layout)
+                error = result.error
+            except CallFailed as failed:
+                error = failed.error
+        chat = ctx.take_spans()
+        stated = ctx.take_stated() if ctx.stated else None
+        queued = 0.0
+        replay_error = ""
+        if planning:  # no spans, no replay: nothing would be scheduled or recorded
+            replay_error, queued = yield from self._replay(planning, user, background=False)
+        retrieval_s = env.now - start
+        if not replay_error and chat:
+            replay_error, chat_queued = yield from self._replay(chat, user, background=False)
             queued += chat_queued
+        error = replay_error or error
+        if stated:
+            self._settle(user, stated, planning + chat, replay_error)
         latency = env.now - start
-        reply = None if error else result.reply
+        reply = None if error or result is None else result.reply
         ctx.now = env.now
-        ctx.degraded = False
+        ctx.degraded = ctx.background = False
         if remember:
-            strategy.after_turn(ctx, msg, reply)
+            with suppress(CallFailed):  # not handled: the rest of the hook is not done
+                strategy.after_turn(ctx, msg, reply)
         degraded = degraded or ctx.degraded
-        if ctx.spans:
-            yield from self._replay(ctx.take_spans(), user, background=False)
+        if ctx.spans or ctx.stated:
+            spans, stated = ctx.take_spans(), ctx.take_stated() if ctx.stated else None
+            after_error = ""
+            if spans:
+                after_error, _ = yield from self._replay(spans, user, background=False)
+            if stated:
+                self._settle(user, stated, spans, after_error)
         self.turns.add(
             user,
             msg.session,
@@ -235,8 +269,28 @@ class Engine:
             _instructions(prompt.memories) if self.count_instructions else 0,
         )
 
+    def _settle(
+        self, user: int, stated: list[Sequence[Message]], spans: list[Span], replay_error: str
+    ) -> None:
+        """Book the facts a hook sent to extraction as extracted, or as failed with its calls.
+
+        A hook failed when one of its calls failed for the strategy (every attempt
+        faulted) or its replay stopped at a call that timed out waiting.
+        """
+        failed = bool(replay_error) or any(span.failed for span in spans)
+        book = self.failed_facts if failed else self.extracted_facts
+        facts = {(f.slot, f.version) for msgs in stated for m in msgs for f in m.facts}
+        book.setdefault(user, set()).update(facts)
+
     def _replay(self, spans: list[Span], user: int, background: bool) -> Generator:
-        """Run spans in order through their endpoints; stop at the first failure.
+        """Run spans in order through their endpoints; stop at a call that fails here.
+
+        A call that fails only now (a request that timed out waiting for a slot or
+        its quota) was answered when the strategy planned: the calls after it did
+        not happen, so their store writes are reverted (:func:`_revert`) and the
+        replay stops. A call that failed when it was made (the model's own error,
+        or a request whose every attempt faulted) is recorded and the replay goes
+        on: the strategy saw that failure and planned what followed.
 
         A call that needs no waiting (:meth:`Endpoint.try_start`) is one timeout
         here instead of a nested :meth:`Endpoint.call` generator: the same single
@@ -246,7 +300,7 @@ class Engine:
             return (yield from self._replay_faulty(spans, user, background))
         queued = 0.0
         env, endpoints, record = self.env, self.endpoints, self._record_call
-        for span in spans:
+        for i, span in enumerate(spans):
             start = env.now
             endpoint = endpoints[span.endpoint]
             latency_s, failed = span.latency_s, span.error
@@ -259,49 +313,55 @@ class Engine:
                 queue_s, served, error = outcome.queue_s, outcome.served, failed or outcome.error
             queued += queue_s
             record(span, user, start, background, served, queue_s, error, 0)
-            if error:
+            if error and not failed:
+                _revert(spans, i)
                 return error, queued
         return "", queued
 
     def _replay_faulty(self, spans: list[Span], user: int, background: bool) -> Generator:
-        """:meth:`_replay` with injected faults: failed attempts are retried after a backoff.
+        """:meth:`_replay` with injected faults: each span's planned attempts, then its backoffs.
 
-        A store call refused by an outage was already answered (empty) while the
-        strategy planned; it is recorded and the replay goes on. A 429 or a timeout
-        is retried up to ``max_retries`` times, each attempt a call row of its own;
-        the last failure ends the replay with its error.
+        The fault of every attempt was drawn when the strategy made the call
+        (:meth:`TurnContext.draw_faults`); they are replayed here, each attempt a
+        call row of its own, with the backoffs drawn then. A store call refused by
+        an outage was already answered (empty) while the strategy planned; it is
+        recorded and the replay goes on. An attempt that times out waiting here is
+        retried too, while retries are left, after a backoff drawn now.
         """
         queued, env, faults = 0.0, self.env, self.faults
         assert faults is not None
         max_retries = faults.config.max_retries
-        for span in spans:
+        for i, span in enumerate(spans):
             if span.error == STORE_DOWN:
                 yield from self._failed_fast(span, user, background, STORE_DOWN, 0)
                 continue
+            codes, waits = span.faults, span.backoffs
             attempt = 0
             while True:
-                error, queue_s = yield from self._attempt(span, user, background, attempt)
+                code = codes[attempt] if attempt < len(codes) else ""
+                error, queue_s = yield from self._attempt(span, user, background, attempt, code)
                 queued += queue_s
-                if error not in RETRIABLE or attempt >= max_retries:
+                if not error or attempt >= max_retries or error not in RETRIABLE:
                     break
-                yield env.timeout(faults.backoff_s(user, background, attempt))
+                # A planned fault's backoff was drawn with it; a wait that timed out was not.
+                wait = waits[attempt] if code else faults.backoff_s(user, background, attempt)
+                yield env.timeout(wait)
                 attempt += 1
-            if error:
+            if error and not span.error and not span.failed:
+                _revert(spans, i)
                 return error, queued
         return "", queued
 
-    def _attempt(self, span: Span, user: int, background: bool, attempt: int) -> Generator:
-        """One try of ``span``; returns ``(error, queue_s)``.
+    def _attempt(
+        self, span: Span, user: int, background: bool, attempt: int, fault: str
+    ) -> Generator:
+        """One try of ``span`` with its planned ``fault``; returns ``(error, queue_s)``.
 
-        LLM and embedding requests draw their fault first: a 429 is answered at
-        once without using a slot or quota and is not billed; a timeout is a call
-        that never answers, so it holds its slot until the client's timeout and is
-        billed if it went out.
+        A 429 is answered at once without using a slot or quota and is not billed;
+        a timeout is a call that never answers, so it holds its slot until the
+        client's timeout and is billed if it went out.
         """
         env = self.env
-        fault = (
-            "" if span.endpoint == STORE else self.faults.request_fault(user, background, env.now)
-        )  # type: ignore[union-attr]
         if fault == RATE_LIMITED:
             yield from self._failed_fast(span, user, background, RATE_LIMITED, attempt)
             return RATE_LIMITED, 0.0
@@ -395,18 +455,26 @@ class Engine:
             user, job = yield self.jobs.get()
             ctx = self.contexts[user]
             ctx.now = self.env.now
-            job(ctx)
-            yield from self._replay(ctx.take_spans(), user, background=True)
+            ctx.background = True
+            with suppress(CallFailed):  # not handled by the job: the rest of it is not done
+                job(ctx)
+            spans, stated = ctx.take_spans(), ctx.take_stated() if ctx.stated else None
+            error, _ = yield from self._replay(spans, user, background=True)
+            if stated:
+                self._settle(user, stated, spans, error)
 
     def _ticker(self, period_s: float) -> Generator:
         env = self.env
         while env.now + period_s <= self.horizon_s:
             yield env.timeout(period_s)
-            self.strategy.on_tick(_TickView(self))
+            for ctx in self.contexts.values():
+                ctx.background = True
+            with suppress(CallFailed):  # not handled: the rest of the tick is not done
+                self.strategy.on_tick(_TickView(self))
             for user, ctx in sorted(self.contexts.items()):
-                spans = ctx.take_spans()
-                if spans:  # calls made directly in on_tick run as background work
-                    self.jobs.put((user, _replay_only(spans)))
+                spans, stated = ctx.take_spans(), ctx.take_stated() if ctx.stated else []
+                if spans or stated:  # calls made directly in on_tick run as background work
+                    self.jobs.put((user, _replay_only(spans, stated)))
 
     def _embedding_switch(self, day: float) -> Generator:
         """Change the embedding model; re-embed every user's memories if the scenario says so."""
@@ -441,8 +509,21 @@ class Engine:
                 "never_retrieved": pd.Series(
                     [self._never_retrieved(u) for u in users], dtype="int32"
                 ),
+                "facts_lost_to_faults": pd.Series(
+                    [self._facts_lost(u) for u in users], dtype="int32"
+                ),
             }
         )
+
+    def _facts_lost(self, user: int) -> int:
+        """Facts sent only to extractions that failed, and not in the store at the end."""
+        failed = self.failed_facts.get(user)
+        if not failed:
+            return 0
+        lost = failed - self.extracted_facts.get(user, set())
+        if lost:
+            lost -= {fact for m in self.services.store.memories(user) for fact in m.facts}
+        return len(lost)
 
     def _never_retrieved(self, user: int) -> int:
         """The user's memories never used in a prompt (no hit) by the end of the run."""
@@ -508,10 +589,18 @@ def _foreign_memories(items: list, user: int) -> int:
 _message_user = attrgetter("user")
 
 
-def _replay_only(spans: list[Span]) -> Job:
+def _replay_only(spans: list[Span], stated: list[Sequence[Message]]) -> Job:
     """A job that only re-records ``spans`` already made (calls from ``on_tick``)."""
 
     def job(ctx: TurnContext) -> None:
         ctx.spans.extend(spans)
+        ctx.stated.extend(stated)
 
     return job
+
+
+def _revert(spans: list[Span], failed_at: int) -> None:
+    """Undo, newest first, the store writes of ``spans[failed_at:]``: they never happened."""
+    for span in reversed(spans[failed_at:]):
+        if span.undo is not None:
+            span.undo()

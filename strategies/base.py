@@ -21,7 +21,7 @@ from typing import Annotated, ClassVar, Literal, Protocol
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sim.config import ConfigError
-from sim.context import TurnContext
+from sim.context import CallFailed, TurnContext
 from sim.extraction_prompts import extraction_prompt
 from sim.llm import Factoid
 from sim.prompt_cache import CLOSE, Layout, MessageChain, PromptCache
@@ -32,6 +32,7 @@ from sim.workload import Message
 __all__ = [
     "AFTER_HISTORY",
     "BEFORE_HISTORY",
+    "CallFailed",
     "ExtractionConfig",
     "Injectable",
     "MemoryLayoutConfig",
@@ -291,7 +292,12 @@ class Strategy(abc.ABC):
 
     @abc.abstractmethod
     def build_prompt(self, ctx: TurnContext, msg: Message) -> Prompt:
-        """Assemble the prompt that answers ``msg`` (foreground: adds to turn latency)."""
+        """Assemble the prompt that answers ``msg`` (foreground: adds to turn latency).
+
+        A call here that fails for good (:class:`~sim.context.CallFailed`, under
+        ``[faults]``) should not fail the answer: catch it, set ``ctx.degraded`` and
+        answer without what it would have fetched. Left uncaught, the turn fails.
+        """
 
     @abc.abstractmethod
     def after_turn(self, ctx: TurnContext, msg: Message, reply: Message | None) -> None:
@@ -299,7 +305,10 @@ class Strategy(abc.ABC):
 
         Calls made here run after the reply is delivered, before the user's next
         message is handled; wrap work in ``ctx.defer(job)`` to run it on a
-        background worker instead.
+        background worker instead. A call that fails for good raises
+        :class:`~sim.context.CallFailed`: keep the work for later, or drop it;
+        uncaught, the rest of the hook (or job) is not done and what it already
+        stored stays.
         """
 
     @property

@@ -29,6 +29,7 @@ from sim.store import Memory, hit_all, normalized_hash
 from sim.tokens import TokenCounter
 from sim.workload import Message
 from strategies.base import (
+    CallFailed,
     ExtractionConfig,
     Prompt,
     Strategy,
@@ -136,7 +137,11 @@ class BatchedDedupBudget(Strategy):
         if room <= 0:
             return []
         if query is None:
-            query = ctx.embedder.embed([msg.text])[0]
+            try:
+                query = ctx.embedder.embed([msg.text])[0]
+            except CallFailed:  # answer without memory rather than not at all
+                ctx.degraded = True
+                return []
         records, sims = ctx.store.query(query)
         ranking = self._ranking(ctx.user, records)
         order = np.multiply(sims, ranking.neg_importance).argsort(kind="stable").tolist()
@@ -199,6 +204,22 @@ class BatchedDedupBudget(Strategy):
 
     # -- background -------------------------------------------------------------
     def _extract_and_store(self, ctx: TurnContext, batch: list[Message]) -> None:
+        """The extraction job of one batch; a call that fails for good puts it back.
+
+        Extraction and embedding come before any write, so a failed batch stored
+        nothing: it goes back to the front of the user's buffer and is sent again
+        with the next batch (as a worker re-queues a failed job). With the buffer
+        never cleared (``clear_buffer_after_extraction = false``) it is there already.
+        """
+        try:
+            self._store_batch(ctx, batch)
+        except CallFailed:
+            if self.config.clear_buffer_after_extraction:
+                buffer = self._buffers.setdefault(ctx.user, _Buffer())
+                buffer.messages[:0] = batch
+                buffer.tokens += sum(m.tokens for m in batch)
+
+    def _store_batch(self, ctx: TurnContext, batch: list[Message]) -> None:
         hashes = self._hashes.setdefault(ctx.user, set())
         fresh: dict[object, Factoid] = {}
         for i, factoid in enumerate(self.extract(ctx, batch)):

@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from sim.context import TurnContext
+from sim.context import CallFailed, TurnContext
 from sim.llm import DELETE, NONE, UPDATE, Factoid
 from sim.store import Memory
 from strategies.base import TickContext
@@ -89,7 +89,10 @@ def _merge(ctx: TurnContext, pairs: list[tuple[Memory, Memory]], use_llm: bool) 
             doomed.add(candidate.id)
             continue
         fact = Factoid(candidate.text, candidate.importance, candidate.category, candidate.facts)
-        event = ctx.llm.update(fact, [kept]).event
+        try:
+            event = ctx.llm.update(fact, [kept]).event
+        except CallFailed:  # undecided: both stay until the next pass
+            continue
         if event == NONE:  # the kept memory already says it
             doomed.add(candidate.id)
         elif event in (UPDATE, DELETE):  # the kept memory is the outdated one

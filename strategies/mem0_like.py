@@ -64,6 +64,7 @@ from sim.store import Memory, normalized_hash
 from sim.textbank import MEM0_EXTRACT_SYSTEM_PROMPT
 from sim.workload import Message
 from strategies.base import (
+    CallFailed,
     MemoryLayoutConfig,
     Prompt,
     Strategy,
@@ -123,7 +124,12 @@ class _Mem0Base(Strategy):
         room = memory_room(ctx.tokens, self.config.budget_tokens)
         if room <= 0:
             return []
-        records, sims = ctx.store.query(ctx.embedder.embed([msg.text])[0])
+        try:
+            query = ctx.embedder.embed([msg.text])[0]
+        except CallFailed:  # answer without memory rather than not at all
+            ctx.degraded = True
+            return []
+        records, sims = ctx.store.query(query)
         nearest = np.argsort(-sims, kind="stable")[: self.config.search_limit]
         chosen = fill_budget([records[i] for i in nearest], room)
         for memory in chosen:
@@ -167,7 +173,10 @@ class Mem0Like(_Mem0Base):
             records, sims = ctx.store.query(vector[0])
             nearest = np.argsort(-sims, kind="stable")[: self.config.update_candidates]
             candidates = [records[i] for i in nearest]
-            decision = ctx.llm.update(factoid, candidates)
+            try:
+                decision = ctx.llm.update(factoid, candidates)
+            except CallFailed:  # Mem0 logs a failed update call and applies no event
+                continue
             self._apply(ctx, factoid, vector, decision, {m.id: m for m in candidates})
 
     @staticmethod

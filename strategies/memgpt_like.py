@@ -86,6 +86,7 @@ Defaults and sources:
 
 from __future__ import annotations
 
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -95,7 +96,7 @@ from pydantic import Field
 from sim.llm import Factoid, Summary
 from sim.store import Memory, normalized_hash
 from sim.workload import Message
-from strategies.base import ExtractionConfig, Prompt, Strategy, TurnContext
+from strategies.base import CallFailed, ExtractionConfig, Prompt, Strategy, TurnContext
 from strategies.history import History
 from strategies.registry import register
 
@@ -274,7 +275,11 @@ class MemGPTLike(Strategy):
         has_recall = cfg.recall_top_k and agent.recall.messages
         if not (has_archival or has_recall):
             return []
-        query = ctx.embedder.embed([msg.text])[0]
+        try:
+            query = ctx.embedder.embed([msg.text])[0]
+        except CallFailed:  # the agent answers without searching
+            ctx.degraded = True
+            return []
         if agent.core.best(query)[1] >= cfg.core_answer_similarity:
             return []
         found: list = []
@@ -314,11 +319,15 @@ class MemGPTLike(Strategy):
         if not count:
             return False
         evicted = queue.messages[:count]
-        agent.summary = ctx.llm.summarize(evicted, agent.summary)
+        try:
+            agent.summary = ctx.llm.summarize(evicted, agent.summary)
+        except CallFailed:  # nothing leaves the queue: the prompt may overflow the window
+            return False
         queue.drop_oldest(count, evicted_tokens)
         said = [m for m in evicted if m.role == "user"]
         if cfg.recall_top_k and said:
-            agent.recall.add(said, ctx.embedder.embed([m.text for m in said]))
+            with suppress(CallFailed):  # evicted all the same: the summary holds them
+                agent.recall.add(said, ctx.embedder.embed([m.text for m in said]))
         return True
 
     # -- after the reply -----------------------------------------------------------
@@ -330,7 +339,12 @@ class MemGPTLike(Strategy):
         agent.pending.append(msg)
         if len(agent.pending) >= self.config.extract_every_messages:
             batch, agent.pending = agent.pending, []
-            self._edit_core(ctx, agent, self.extract(ctx, batch))
+            try:
+                factoids = self.extract(ctx, batch)
+            except CallFailed:  # keep the messages for the next extraction
+                agent.pending[:0] = batch
+                return
+            self._edit_core(ctx, agent, factoids)
 
     def _edit_core(self, ctx: TurnContext, agent: _Agent, factoids: list[Factoid]) -> None:
         """Write new facts to the core block and to archival storage."""

@@ -21,7 +21,7 @@ from typing import Literal
 from sim.store import Memory, hit_all
 from sim.tokens import TokenCounter
 from sim.workload import Message
-from strategies.base import ExtractionConfig, Prompt, Strategy, TurnContext
+from strategies.base import CallFailed, ExtractionConfig, Prompt, Strategy, TurnContext
 from strategies.history import SessionHistories
 from strategies.registry import register
 
@@ -96,7 +96,10 @@ class PerTurnExtract(Strategy):
         """Extract facts from the user's message and store every one of them."""
         history = self._sessions.of(ctx.user, msg.session)
         history.exchange(ctx.tokens, msg, reply)
-        factoids = self.extract(ctx, [msg])
-        if factoids:
-            vectors = ctx.embedder.embed([f.content for f in factoids])
-            ctx.store.add([ctx.new_memory(f) for f in factoids], vectors)
+        try:
+            factoids = self.extract(ctx, [msg])
+            if factoids:
+                vectors = ctx.embedder.embed([f.content for f in factoids])
+                ctx.store.add([ctx.new_memory(f) for f in factoids], vectors)
+        except CallFailed:  # the per-message write path: log and drop, never block the chat
+            return

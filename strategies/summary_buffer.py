@@ -47,7 +47,7 @@ from pydantic import Field
 
 from sim.llm import Summary
 from sim.workload import Message
-from strategies.base import MemoryLayoutConfig, Prompt, Strategy, TurnContext
+from strategies.base import CallFailed, MemoryLayoutConfig, Prompt, Strategy, TurnContext
 from strategies.history import History
 from strategies.registry import register
 
@@ -102,7 +102,10 @@ class SummaryBuffer(Strategy):
             or memory.buffer.tokens > cfg.summarize_trigger_share * cfg.buffer_token_limit
         ):
             previous = memory.line
-            summary = ctx.llm.summarize(memory.buffer.messages, previous)
+            try:
+                summary = ctx.llm.summarize(memory.buffer.messages, previous)
+            except CallFailed:  # keep the buffer; the next turn's trigger tries again
+                return
             memory.line = summary
             memory.buffer = History()
             memory.turns = 0
