@@ -15,6 +15,15 @@ Recall and stale share are not compared when neither run asked a probe question
 worse: prompts lost their cacheable prefix) and ``cache_write_tokens`` (tokens
 paid at the cache-write premium) watch the prompt cache; a baseline written
 before they existed is compared on the rest.
+
+What is checked: the strategies the baseline holds (``memsim baseline -s`` writes
+one for the strategy a team ships), or those ``memsim check -s`` names. Every
+invariant of :mod:`reports.invariants` applies to every checked strategy unless
+``--invariant NAME=STRATEGY,...`` names the strategies it applies to: a strategy
+that breaks one by design (``per-turn-extract`` makes an extraction call on every
+turn) is then exempted by name, and its row still shows what was measured, as
+``skipped``. The check fails (exit code 1) on a ``regressed`` metric or a
+``FAILED`` invariant, and on nothing else: the table shows every row that failed.
 """
 
 from __future__ import annotations
@@ -26,6 +35,8 @@ from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
+from reports.invariants import NAMES as INVARIANTS
+from reports.invariants import Invariant, check_invariants
 from sim.config import ConfigError, canonical_json
 
 FORMAT = 1
@@ -138,10 +149,15 @@ class Comparison:
 
 
 def compare(
-    baseline: dict[str, Any], summary: dict[str, Any], tolerances: dict[str, float], source: str
+    baseline: dict[str, Any],
+    summary: dict[str, Any],
+    tolerances: dict[str, float],
+    source: str,
+    strategies: list[str] | None = None,
 ) -> list[Comparison]:
-    """Every metric of every strategy of the baseline against this run."""
-    missing = sorted(set(baseline["strategies"]) - set(summary["strategies"]))
+    """Every metric of the checked strategies (default: all the baseline's) against this run."""
+    checked = list(baseline["strategies"]) if strategies is None else strategies
+    missing = [name for name in checked if name not in summary["strategies"]]
     if missing:
         raise ConfigError(
             f"{source}: strategy {missing[0]!r} is in the baseline but not in this run"
@@ -154,7 +170,8 @@ def compare(
             float(summary["strategies"][name][metric]),
             tolerances[metric],
         )
-        for name, block in baseline["strategies"].items()
+        for name in checked
+        for block in [baseline["strategies"][name]]
         for metric in METRICS
         if metric in block  # a baseline written before the metric existed does not have it
         and (metric not in RECALL_METRICS or _measured(block, summary["strategies"][name]))
@@ -184,24 +201,121 @@ def check_scenario(baseline: dict[str, Any], resolved: dict[str, Any], source: s
         )
 
 
-def _fmt(x: float) -> str:
-    return f"{x:,.6g}"
+def checked_strategies(
+    baseline: dict[str, Any], selected: list[str] | None, source: str
+) -> list[str]:
+    """The strategies a check runs: ``selected`` (``-s``), else every one of the baseline.
+
+    A selected strategy the baseline does not hold is an error: there is nothing to
+    compare it with.
+    """
+    held = list(baseline["strategies"])
+    if selected is None:
+        return held
+    for name in selected:
+        if name not in held:
+            raise ConfigError(
+                f"--strategy: {name!r} is not in the baseline {source} (it holds "
+                f"{', '.join(held)}); write one with `memsim baseline -s {name}`"
+            )
+    return list(dict.fromkeys(selected))
 
 
-def _pct(change: float) -> str:
-    return "n/a" if change != change else f"{change:+.1%}" if abs(change) != float("inf") else "new"
+def parse_invariant_scopes(specs: list[str], checked: list[str]) -> dict[str, frozenset[str]]:
+    """``["extraction_calls_per_session_within_limit=naive-append,batched-dedup-budget"]``.
+
+    Returns the strategies each invariant applies to: every checked strategy unless
+    a spec names them (``NAME=`` with nothing after it: none). A spec given twice
+    for one invariant applies it to the strategies of both.
+    """
+    named: dict[str, set[str]] = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or name not in INVARIANTS:
+            raise ConfigError(
+                f"--invariant: {spec!r}: expected NAME=STRATEGY,... with NAME one of "
+                f"{', '.join(INVARIANTS)}"
+            )
+        strategies = [s.strip() for s in value.split(",") if s.strip()]
+        for strategy in strategies:
+            if strategy not in checked:
+                raise ConfigError(
+                    f"--invariant: {spec!r}: {strategy!r} is not a checked strategy "
+                    f"(checked: {', '.join(checked)})"
+                )
+        named.setdefault(name, set()).update(strategies)
+    return {name: frozenset(named.get(name, checked)) for name in INVARIANTS}
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedInvariant:
+    """One invariant of one strategy, and whether the check applies it to that strategy."""
+
+    strategy: str
+    invariant: Invariant
+    applies: bool = True
+
+    @property
+    def verdict(self) -> str:
+        """``ok``, ``FAILED`` or ``skipped`` (measured, but not applied to this strategy)."""
+        if not self.applies:
+            return "skipped"
+        return "ok" if self.invariant.passed else "FAILED"
+
+
+def run_invariants(
+    result: Any, summary: dict[str, Any], scopes: dict[str, frozenset[str]] | None = None
+) -> list[CheckedInvariant]:
+    """Every invariant of every strategy of a run, applied as ``scopes`` says.
+
+    The checks that need no baseline: budget, cap, extraction calls per session,
+    no cross-user memory. Without ``scopes`` every invariant applies to every strategy.
+    """
+    out = []
+    for run in result.runs:
+        config = result.resolved["strategy"].get(run.strategy, {})
+        block = summary["strategies"][run.strategy]
+        for inv in check_invariants(block, config, run.turns, run.calls):
+            applies = scopes is None or run.strategy in scopes.get(inv.name, ())
+            out.append(CheckedInvariant(run.strategy, inv, applies))
+    return out
+
+
+def outcome(comparisons: list[Comparison], invariants: list[CheckedInvariant]) -> str:
+    """``passed``, or ``FAILED:`` and what failed; the check exits 1 exactly when FAILED."""
+    regressed = sum(c.verdict == "regressed" for c in comparisons)
+    broken = sum(i.verdict == "FAILED" for i in invariants)
+    problems = [f"{regressed} regressed"] * bool(regressed)
+    problems += [f"{broken} invariant{'s' * (broken > 1)} broken"] * bool(broken)
+    return "FAILED: " + ", ".join(problems) if problems else "passed"
+
+
+def fmt_number(x: float | None) -> str:
+    """A figure as the check's tables show it (``n/a`` when it was not measured)."""
+    return "n/a" if x is None else f"{x:,.6g}"
+
+
+def fmt_change(change: float) -> str:
+    """A relative change: ``+4.2%``, ``+2500%``, ``new`` from a zero baseline, ``n/a`` for NaN."""
+    if change != change:
+        return "n/a"
+    if abs(change) == float("inf"):
+        return "new"
+    return f"{change:+.0%}" if abs(change) >= 10 else f"{change:+.1%}"  # +2500%, not +2500.0%
+
+
+def fmt_bound(inv: Invariant) -> str:
+    """An invariant's bound, ``≤ 1,500`` (every invariant is "measured ≤ bound")."""
+    return "n/a" if inv.bound is None else f"≤ {inv.bound:,.6g}"
 
 
 def markdown(
-    comparisons: list[Comparison], title: str, invariants: list[tuple[str, Any]] = ()
+    comparisons: list[Comparison], title: str, invariants: list[CheckedInvariant] = ()
 ) -> str:
-    """A Markdown summary fit for a CI job summary."""
-    regressed = [c for c in comparisons if c.verdict == "regressed"]
-    broken = [(s, inv) for s, inv in invariants if not inv.passed]
-    problems = [f"{len(regressed)} regressed"] * bool(regressed)
-    problems += [f"{len(broken)} invariant(s) broken"] * bool(broken)
+    """A Markdown summary fit for a CI job summary: metrics, then invariants."""
+    verdict = outcome(comparisons, invariants)
     head = f"### memsim check: {title} — " + (
-        "❌ " + ", ".join(problems) if problems else "✅ within tolerance"
+        "✅ within tolerance" if verdict == "passed" else "❌ " + verdict.removeprefix("FAILED: ")
     )
     lines = [
         head,
@@ -212,65 +326,61 @@ def markdown(
     for c in comparisons:
         mark = {"regressed": "❌ regressed", "improved": "✅ improved", "ok": "ok"}[c.verdict]
         lines.append(
-            f"| {c.strategy} | {c.metric} | {_fmt(c.baseline)} | {_fmt(c.now)} | "
-            f"{_pct(c.change)} | {c.tolerance:.0%} | {mark} |"
+            f"| {c.strategy} | {c.metric} | {fmt_number(c.baseline)} | {fmt_number(c.now)} | "
+            f"{fmt_change(c.change)} | {c.tolerance:.0%} | {mark} |"
         )
     if invariants:
-        lines += ["", "| strategy | invariant | holds | detail |", "|---|---|---|---|"]
         lines += [
-            f"| {s} | {inv.name} | {'✅' if inv.passed else '❌'} | {inv.detail} |"
-            for s, inv in invariants
+            "",
+            "| strategy | invariant | measure | now | limit | verdict | detail |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        marks = {"FAILED": "❌ FAILED", "ok": "ok", "skipped": "skipped (--invariant)"}
+        lines += [
+            f"| {i.strategy} | {i.invariant.name} | {i.invariant.measure} | "
+            f"{fmt_number(i.invariant.measured)} | {fmt_bound(i.invariant)} | {marks[i.verdict]} | "
+            f"{i.invariant.detail} |"
+            for i in invariants
         ]
     return "\n".join(lines) + "\n"
 
 
-def run_invariants(result: Any, summary: dict[str, Any]) -> list[tuple[str, Any]]:
-    """``(strategy, Invariant)`` for every strategy of a run.
-
-    The checks that need no baseline: budget, cap, extraction calls per session,
-    no cross-user memory.
-    """
-    from reports.invariants import check_invariants
-
-    out = []
-    for run in result.runs:
-        config = result.resolved["strategy"].get(run.strategy, {})
-        block = summary["strategies"][run.strategy]
-        out += [
-            (run.strategy, inv) for inv in check_invariants(block, config, run.turns, run.calls)
-        ]
-    return out
-
-
 def junit_xml(
-    comparisons: list[Comparison], suite: str, invariants: list[tuple[str, Any]] = ()
+    comparisons: list[Comparison], suite: str, invariants: list[CheckedInvariant] = ()
 ) -> str:
     """JUnit XML: one test case per strategy and metric, and per invariant.
 
-    A regression or a broken invariant is a failure.
+    A regression or a broken invariant is a failure; an invariant not applied to a
+    strategy is skipped.
     """
     failures = sum(c.verdict == "regressed" for c in comparisons)
-    failures += sum(not inv.passed for _, inv in invariants)
+    failures += sum(i.verdict == "FAILED" for i in invariants)
+    skipped = sum(i.verdict == "skipped" for i in invariants)
     cases = []
-    for strategy, inv in invariants:
+    for i in invariants:
         case = (
-            f"  <testcase classname={quoteattr(f'memsim.{strategy}.invariant')} "
-            f"name={quoteattr(inv.name)}"
+            f"  <testcase classname={quoteattr(f'memsim.{i.strategy}.invariant')} "
+            f"name={quoteattr(i.invariant.name)}"
         )
-        cases.append(
-            f"{case}/>"
-            if inv.passed
-            else f"{case}>\n    <failure message={quoteattr(inv.detail)}>{escape(inv.detail)}"
-            "</failure>\n  </testcase>"
-        )
+        detail = i.invariant.detail
+        if i.verdict == "ok":
+            cases.append(f"{case}/>")
+        elif i.verdict == "skipped":
+            message = f"not applied to {i.strategy} (--invariant): {detail}"
+            cases.append(f"{case}>\n    <skipped message={quoteattr(message)}/>\n  </testcase>")
+        else:
+            cases.append(
+                f"{case}>\n    <failure message={quoteattr(detail)}>{escape(detail)}"
+                "</failure>\n  </testcase>"
+            )
     for c in comparisons:
         case = (
             f"  <testcase classname={quoteattr(f'memsim.{c.strategy}')} name={quoteattr(c.metric)}"
         )
         if c.verdict == "regressed":
             message = (
-                f"{c.metric} {_fmt(c.baseline)} → {_fmt(c.now)} ({_pct(c.change)}, "
-                f"tolerance {c.tolerance:.0%})"
+                f"{c.metric} {fmt_number(c.baseline)} → {fmt_number(c.now)} "
+                f"({fmt_change(c.change)}, tolerance {c.tolerance:.0%})"
             )
             cases.append(
                 f"{case}>\n    <failure message={quoteattr(message)}>"
@@ -281,5 +391,7 @@ def junit_xml(
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n'
         f'<testsuite name={quoteattr(suite)} tests="{len(comparisons) + len(invariants)}" '
-        f'failures="{failures}" errors="0">\n' + "\n".join(cases) + "\n</testsuite>\n"
+        f'failures="{failures}" errors="0" skipped="{skipped}">\n'
+        + "\n".join(cases)
+        + "\n</testsuite>\n"
     )

@@ -3,7 +3,9 @@
 :func:`check_invariants` reads one strategy's ``summary.json`` block, its resolved
 configuration (``config.json``'s ``strategy[name]``) and its turns (and, if given,
 its calls). Budget and cap are checked only when the configuration has them
-(``budget_tokens``, ``max_memories_per_user``).
+(``budget_tokens``, ``max_memories_per_user``). Each :class:`Invariant` carries what
+it measured (``measure``, ``measured``) and the bound it held that to (``bound``),
+so that a check's table can show "16, limit 10" and not only "failed".
 """
 
 from __future__ import annotations
@@ -17,15 +19,29 @@ from reports.alerts import AlertThresholds, extraction_calls_by_session
 from sim.engine import StrategyRun
 
 EXTRACTIONS_PER_SESSION = AlertThresholds().extraction_calls_per_session
+NAMES = (
+    "injected_tokens_within_budget",
+    "memories_per_user_within_cap",
+    "extraction_calls_per_session_within_limit",
+    "no_cross_user_memory",
+)
+"""Every invariant :func:`check_invariants` knows, in the order it checks them."""
 
 
 @dataclass(frozen=True, slots=True)
 class Invariant:
-    """One checked invariant: its name, whether it held, and what was seen."""
+    """One checked invariant: its name, whether it held, and what was seen.
+
+    ``measured`` is the worst value of ``measure`` over the run (``None`` when it
+    could not be measured) and ``bound`` the most it may be.
+    """
 
     name: str
     passed: bool
     detail: str
+    measure: str = ""
+    measured: float | None = None
+    bound: float | None = None
 
 
 def check_invariants(
@@ -56,6 +72,9 @@ def check_invariants(
                 "injected_tokens_within_budget",
                 worst <= budget,
                 f"largest memory block {worst:,} tokens, budget {budget:,}",
+                "injected_tokens_max",
+                worst,
+                budget,
             )
         )
     cap = config.get("max_memories_per_user")
@@ -67,10 +86,24 @@ def check_invariants(
                 "memories_per_user_within_cap",
                 worst <= cap,
                 f"largest store {worst:,} memories, cap {cap:,}",
+                "memories_per_user_max",
+                worst,
+                cap,
             )
         )
-    passed, detail = _extractions(summary_block, turns_df, calls_df, max_extractions_per_session)
-    out.append(Invariant("extraction_calls_per_session_within_limit", passed, detail))
+    limit = max_extractions_per_session
+    passed, detail, worst = _extractions(summary_block, turns_df, calls_df, limit)
+    out.append(
+        Invariant(
+            "extraction_calls_per_session_within_limit",
+            passed,
+            detail,
+            "extraction_calls_per_session_max",
+            worst,
+            limit,
+        )
+    )
+    measure = "cross_user_memory_prompts"  # prompts that held another user's memory
     if "foreign_memories" in turns_df:
         foreign = turns_df["foreign_memories"]
         bad = int((foreign > 0).sum())
@@ -79,18 +112,20 @@ def check_invariants(
             if bad
             else f"no prompt of {len(turns_df):,} held another user's memory"
         )
-        out.append(Invariant("no_cross_user_memory", bad == 0, detail))
+        out.append(Invariant("no_cross_user_memory", bad == 0, detail, measure, bad, 0))
     else:
-        out.append(
-            Invariant("no_cross_user_memory", False, "not verifiable: no foreign_memories column")
-        )
+        detail = "not verifiable: no foreign_memories column"
+        out.append(Invariant("no_cross_user_memory", False, detail, measure, None, 0))
     return out
 
 
 def _extractions(
     block: dict[str, Any], turns: pd.DataFrame, calls: pd.DataFrame | None, limit: int
-) -> tuple[bool, str]:
-    """Whether every session kept to ``limit`` LLM extraction calls, and what was seen."""
+) -> tuple[bool, str, int | None]:
+    """Whether every session kept to ``limit`` LLM extraction calls, what was seen, the most.
+
+    From the summary's alert alone the most calls in one session is not known (``None``).
+    """
     if calls is None:
         alert = (block.get("alerts") or {}).get("extraction_calls_per_session")
         if alert is None or limit != EXTRACTIONS_PER_SESSION:
@@ -99,11 +134,12 @@ def _extractions(
                 f"alert at the default limit {EXTRACTIONS_PER_SESSION})"
             )
         if alert["fired"]:
-            return False, f"over {limit} in a session, first on day {alert['first_fired_day'] + 1}"
-        return True, f"at most {limit} in every session"
+            day = alert["first_fired_day"] + 1
+            return False, f"over {limit} in a session, first on day {day}", None
+        return True, f"at most {limit} in every session", None
     run = StrategyRun("", turns, calls, pd.DataFrame(), pd.DataFrame())
     per_call = extraction_calls_by_session(run)
     if not len(per_call):
-        return True, "no extraction calls"
+        return True, "no extraction calls", 0
     worst = int(per_call.groupby(["user", "session"]).size().max())
-    return worst <= limit, f"at most {worst:,} in a session, limit {limit:,}"
+    return worst <= limit, f"at most {worst:,} in a session, limit {limit:,}", worst
