@@ -15,13 +15,46 @@ counted. Three endpoints:
 * ``POST /v1/embeddings`` — the scenario's embedder (the latent mock or MiniLM);
   ``encoding_format`` ``float`` or ``base64``; ``dimensions``, when sent, must be
   the embedder's.
-* ``GET /v1/models`` — the scenario's chat and embedding models.
+* ``GET /v1/models`` — the scenario's chat and embedding models
+  (``GET /v1/models/{model}``: one of them).
+
+**Models.** The server knows the models it was started with, the ones
+``/v1/models`` lists: the scenario's ``[llm] model`` at the chat endpoint and its
+``[embedding] model`` at the embeddings endpoint, each also under a dated snapshot
+name (``gpt-4o-mini-2024-07-18``). Any other name is refused as the API refuses
+it, 404 ``model_not_found`` (the other endpoint's model: 404 "not a chat model"):
+the answers' latency, context window and prices are the scenario's model's, and
+answering for another name would pass them off as that model's (see
+:meth:`MockBackend.check_model`). The record keeps the name sent.
 
 **Answers.** Deterministic: each answer draws from a generator seeded by the
 scenario seed, the purpose and a hash of the part of the request the answer is
 about (for an extraction, the conversation to extract from — not the date or the
-existing memories Mem0 adds around it), never from global state. Any model name
-is accepted and answered by the mock (the record keeps the name sent).
+existing memories Mem0 adds around it), never from global state. ``n`` choices
+(1 to 128): choice 0 is the answer ``n = 1`` gets; further prose replies are
+drawn per choice (keyed by its index, so they differ and repeat), while an
+extraction, update or summary is the oracle's one answer, repeated in every
+choice. ``usage.completion_tokens`` counts every choice's tokens, as the API bills
+``n``; the modelled latency is the longest choice's (choices decode side by side).
+
+**Streaming.** ``stream: true`` is answered with server-sent events
+(``text/event-stream``): ``data: {chat.completion.chunk}`` lines — per choice, the
+``role``, one chunk per content token, then the ``finish_reason`` — then, with
+``stream_options: {"include_usage": true}``, a chunk with ``choices: []`` and the
+request's ``usage``, and ``data: [DONE]`` (:func:`completion_chunks`). The chunks
+join to the non-streamed answer, and that usage is the non-streamed usage: a
+streamed request is answered, recorded and billed exactly as the same request
+unstreamed. A refused request is not streamed: it gets its error status and body.
+With ``simulate_latency`` a stream is not paced: its chunks follow the whole latency.
+
+**Errors.** Every error is in OpenAI's shape, ``{"error": {"message", "type",
+"param", "code"}}`` (:func:`add_error_handlers`): a malformed request 400
+``invalid_request_error`` naming the parameter (``messages[2].role`` for a role the
+API does not know; FastAPI's 422s become 400 too), an unknown model 404
+``model_not_found``, an unknown route 404, a wrong method 405, a request over the
+context window 400 ``context_length_exceeded``, anything unexpected 500
+``server_error``. The server injects no rate-limit faults (429): the simulator
+models those on its own clock.
 
 **Ground truth.** Text the server knows — the synthetic workload's messages, which
 an in-process caller registers before each call with :meth:`MockBackend.expect` —
@@ -42,9 +75,10 @@ answer) and the scenario's embedding latency; it is slept only with
 record). A request over the context window fails as OpenAI's API does: status 400,
 ``error.code`` ``context_length_exceeded``.
 
-**Records.** Every request, good or bad, is recorded (:class:`RequestRecord`): in
-memory, to an optional ``sink`` list (the in-process adapter reads it), and as one
-JSON line per request to ``record_path`` when given.
+**Records.** Every request to an endpoint, good or bad, is recorded
+(:class:`RequestRecord`; a request to an unknown route or with a wrong method is
+not): in memory, to an optional ``sink`` list (the in-process adapter reads it),
+and as one JSON line per request to ``record_path`` when given.
 """
 
 from __future__ import annotations
@@ -65,7 +99,9 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from sim.config import EmbeddingConfig, Scenario
 from sim.embed import Embedder
@@ -108,6 +144,12 @@ _SUMMARIZE = re.compile(r"\bsummar(?:y|ize|ise|izing|ising)\b", re.IGNORECASE)
 _ROLE_LINE = re.compile(r"^(user|assistant|system): ", re.MULTILINE)
 _SECTION = re.compile(r"^## (.+)$", re.MULTILINE)
 _FENCED = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
+_SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}")  # a dated snapshot: gpt-4o-mini-2024-07-18
+
+ROLES = ("system", "assistant", "user", "function", "tool", "developer")
+"""The message roles the Chat Completions API accepts (in the order its error lists them)."""
+MAX_CHOICES = 128
+"""The largest ``n`` the Chat Completions API accepts."""
 
 
 class RequestError(Exception):
@@ -211,6 +253,85 @@ def _json_list(text: str) -> list:
     except (json.JSONDecodeError, TypeError):
         return []
     return value if isinstance(value, list) else []
+
+
+def _json_type(value: Any) -> str:
+    """How OpenAI's errors name a JSON value's type ("a string", "an object", …)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _check_message(index: int, message: Any) -> None:
+    """Refuse a message that is not an object, has no role or an unknown one (400)."""
+    where = f"messages[{index}]"
+    if not isinstance(message, dict):
+        raise RequestError(
+            400,
+            f"Invalid type for '{where}': expected an object, but got {_json_type(message)} "
+            "instead.",
+            "invalid_type",
+            where,
+        )
+    role = message.get("role")
+    if role is None:
+        raise RequestError(
+            400,
+            f"Missing required parameter: '{where}.role'.",
+            "missing_required_parameter",
+            f"{where}.role",
+        )
+    if role not in ROLES:
+        supported = ", ".join(f"'{r}'" for r in ROLES[:-1]) + f", and '{ROLES[-1]}'"
+        raise RequestError(
+            400,
+            f"Invalid value: {role!r}. Supported values are: {supported}.",
+            "invalid_value",
+            f"{where}.role",
+        )
+
+
+def _stream_options(body: dict[str, Any]) -> bool:
+    """Whether a chat request streams and asks for the usage chunk (400 if malformed)."""
+    stream, options = body.get("stream"), body.get("stream_options")
+    if stream is not None and not isinstance(stream, bool):
+        raise RequestError(
+            400,
+            f"Invalid type for 'stream': expected a boolean, but got {_json_type(stream)} instead.",
+            "invalid_type",
+            "stream",
+        )
+    if options is None:
+        return False
+    if not stream:
+        raise RequestError(
+            400,
+            "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+            "invalid_value",
+            "stream_options",
+        )
+    if not isinstance(options, dict) or not isinstance(options.get("include_usage", False), bool):
+        raise RequestError(
+            400,
+            "Invalid 'stream_options': expected an object with a boolean 'include_usage'.",
+            "invalid_type",
+            "stream_options",
+        )
+    return bool(options.get("include_usage"))
+
+
+def _is_model(model: str, served: Sequence[str]) -> bool:
+    """Whether ``model`` is one of ``served`` or a dated snapshot of one."""
+    return any(
+        model == name or (model.startswith(name) and _SNAPSHOT.fullmatch(model[len(name) :]))
+        for name in served
+    )
 
 
 class MockBackend:
@@ -324,11 +445,18 @@ class MockBackend:
         return total
 
     def chat(self, body: Any) -> tuple[dict[str, Any], RequestRecord]:
-        """Answer a ``/v1/chat/completions`` body: the response and its record."""
+        """Answer a ``/v1/chat/completions`` body: the response and its record.
+
+        The response is the non-streamed ``chat.completion``; a streamed request gets
+        the same answer cut into chunks by :func:`completion_chunks`.
+        """
         arrived = time.time()
         model = str(body.get("model", "")) if isinstance(body, dict) else ""
         try:
             messages = self._chat_messages(body)
+            n = self._choice_count(body)
+            _stream_options(body)
+            self.check_model(CHAT, model)
             pairs = [(str(m.get("role", "")), _content_text(m.get("content"))) for m in messages]
             kind = classify(pairs)
             purpose = _KIND_PURPOSE[kind]
@@ -339,15 +467,15 @@ class MockBackend:
         except RequestError as err:
             self.refused(CHAT, "chat", model, err, arrived)
             raise
-        text, items = self._answer(kind, pairs)
+        drawn = self._answers(kind, pairs, n)
+        items = drawn[0][1]
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        finish = "stop"
-        if isinstance(limit, int) and limit > 0 and self.tokens.count(text) > limit:
-            text = encoding().decode(encoding().encode_ordinary(text)[:limit])
-            finish = "length"
-        tokens_out = self.tokens.count(text)
+        answers = [self._truncated(text, limit) for text, _ in drawn]
+        counts = [self.tokens.count(text) for text, _ in answers]
+        tokens_out = sum(counts)  # billed: every choice's tokens
+        # The choices decode side by side: the call takes as long as its longest choice.
         latency = self.llm.latency(
-            self._rng("latency", kind, text, tokens_in), tokens_in, tokens_out
+            self._rng("latency", kind, answers[0][0], tokens_in), tokens_in, max(counts)
         )
         record = self.record(
             RequestRecord(
@@ -370,15 +498,16 @@ class MockBackend:
             "id": f"chatcmpl-{digest}",
             "object": "chat.completion",
             "created": 0,  # no wall clock in an answer: the same request, the same bytes
-            "model": model or self.llm.cfg.model,
+            "model": model,
             "system_fingerprint": "memsim-mock",
             "choices": [
                 {
-                    "index": 0,
+                    "index": i,
                     "message": {"role": "assistant", "content": text, "refusal": None},
                     "logprobs": None,
                     "finish_reason": finish,
                 }
+                for i, (text, finish) in enumerate(answers)
             ],
             "usage": {
                 "prompt_tokens": tokens_in,
@@ -387,6 +516,45 @@ class MockBackend:
             },
         }
         return response, record
+
+    def _truncated(self, text: str, limit: Any) -> tuple[str, str]:
+        """An answer cut to ``max_completion_tokens`` (or ``max_tokens``), and its finish reason."""
+        if isinstance(limit, int) and limit > 0 and self.tokens.count(text) > limit:
+            return encoding().decode(encoding().encode_ordinary(text)[:limit]), "length"
+        return text, "stop"
+
+    # -- request checks -----------------------------------------------------------------
+    def served_models(self, endpoint: str) -> tuple[str, ...]:
+        """The model ``endpoint`` answers as: the scenario's chat or embedding model."""
+        return (self.llm.cfg.model,) if endpoint == CHAT else (self.embedding.model,)
+
+    def check_model(self, endpoint: str, model: str) -> None:
+        """Refuse a model this server does not serve at ``endpoint``, as OpenAI does (404).
+
+        Known are the models the server was started with (:attr:`models`, what
+        ``/v1/models`` lists): the scenario's chat model at ``/v1/chat/completions``
+        and its embedding model at ``/v1/embeddings``, each also under a dated
+        snapshot name (``gpt-4o-mini-2024-07-18``). Nothing else is answered: the
+        latency, context window and prices of a run are the scenario's model's, and
+        an answer under another name would pass them off as that model's.
+        """
+        if _is_model(model, self.served_models(endpoint)):
+            return
+        if _is_model(model, self.models):  # served, at the other endpoint
+            what = "chat" if endpoint == CHAT else "embedding"
+            raise RequestError(
+                404,
+                f"This is not a{'n' if what == 'embedding' else ''} {what} model and thus not "
+                f"supported in the {endpoint} endpoint (this server's {what} model is "
+                f"{self.served_models(endpoint)[0]!r}).",
+                param="model",
+            )
+        raise RequestError(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it.",
+            "model_not_found",
+            "model",
+        )
 
     @staticmethod
     def _chat_messages(body: Any) -> list[dict[str, Any]]:
@@ -397,11 +565,49 @@ class MockBackend:
         messages = body.get("messages")
         if not isinstance(messages, list) or not messages:
             raise RequestError(400, "'messages' must be a non-empty array.", param="messages")
-        if not all(isinstance(m, dict) and m.get("role") for m in messages):
-            raise RequestError(400, "Every message needs a 'role'.", param="messages")
+        for i, message in enumerate(messages):
+            _check_message(i, message)
         return messages
 
-    def _answer(self, kind: str, pairs: list[tuple[str, str]]) -> tuple[str, int]:
+    @staticmethod
+    def _choice_count(body: dict[str, Any]) -> int:
+        """The request's ``n`` (1 when absent): an integer from 1 to :data:`MAX_CHOICES`."""
+        n = body.get("n")
+        if n is None:
+            return 1
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise RequestError(
+                400,
+                f"Invalid type for 'n': expected an integer, but got {_json_type(n)} instead.",
+                "invalid_type",
+                "n",
+            )
+        if not 1 <= n <= MAX_CHOICES:
+            low = n < 1
+            raise RequestError(
+                400,
+                f"Invalid 'n': integer {'below minimum' if low else 'above maximum'} value. "
+                f"Expected a value {'>= 1' if low else f'<= {MAX_CHOICES}'}, but got {n} "
+                "instead.",
+                "integer_below_min_value" if low else "integer_above_max_value",
+                "n",
+            )
+        return n
+
+    def _answers(self, kind: str, pairs: list[tuple[str, str]], n: int) -> list[tuple[str, int]]:
+        """``n`` answers: prose drawn per choice, a structured answer repeated.
+
+        Choice 0 is the answer ``n = 1`` gets. A plain chat reply for choice ``i > 0``
+        is drawn from a generator keyed by ``i`` as well, so the choices differ as
+        sampled replies do, and repeat across identical requests. Extractions,
+        updates and summaries are the oracle's one answer to the request (ground
+        truth with the scenario's noise, drawn once): every choice carries it.
+        """
+        if kind != PLAIN:
+            return [self._answer(kind, pairs)] * n
+        return [self._answer(kind, pairs, choice) for choice in range(n)]
+
+    def _answer(self, kind: str, pairs: list[tuple[str, str]], choice: int = 0) -> tuple[str, int]:
         """The answer's text and its number of items (facts, events; 0 for prose)."""
         if kind == MEM0_ADDITIVE:
             return self._additive(pairs)
@@ -411,7 +617,7 @@ class MockBackend:
             return self._update(pairs)
         if kind == SUMMARY:
             return self._summary(pairs), 0
-        rng = self._rng(PLAIN, pairs)
+        rng = self._rng(PLAIN, pairs) if choice == 0 else self._rng(PLAIN, pairs, choice)
         return self.llm.draw_reply(rng).text, 0
 
     # -- extraction -----------------------------------------------------------------------
@@ -542,6 +748,7 @@ class MockBackend:
         model = str(body.get("model", "")) if isinstance(body, dict) else ""
         try:
             texts = self._inputs(body)
+            self.check_model(EMBEDDINGS, model)
             dimensions = body.get("dimensions")
             if dimensions is not None and dimensions != self.embedder.dim:
                 raise RequestError(
@@ -618,17 +825,142 @@ class MockBackend:
         self.record(
             RequestRecord(0, MODELS, "models", "", 0, 0, 0.0, len(models), time=time.time())
         )
-        return {
-            "object": "list",
-            "data": [
-                {"id": m, "object": "model", "created": 0, "owned_by": "memsim"} for m in models
-            ],
-        }
+        return {"object": "list", "data": [_model_object(m) for m in models]}
+
+    def retrieve_model(self, model: str) -> dict[str, Any]:
+        """The ``/v1/models/{model}`` answer (recorded too); 404 for a model not served."""
+        arrived = time.time()
+        if not _is_model(model, self.models):
+            err = RequestError(
+                404,
+                f"The model `{model}` does not exist or you do not have access to it.",
+                "model_not_found",
+                "model",
+            )
+            self.refused(MODELS, "models", model, err, arrived)
+            raise err
+        self.record(RequestRecord(0, MODELS, "models", model, 0, 0, 0.0, 1, time=arrived))
+        return _model_object(model)
+
+
+def _model_object(model: str) -> dict[str, Any]:
+    return {"id": model, "object": "model", "created": 0, "owned_by": "memsim"}
+
+
+def content_deltas(text: str) -> list[str]:
+    """``text`` cut at its cl100k token boundaries, one piece per token.
+
+    A character whose bytes span several tokens (an emoji, accented letters) stays
+    whole: its tokens share one piece. The pieces join back to ``text``.
+    """
+    enc = encoding()
+    pieces, pending = [], b""
+    for token in enc.encode_ordinary(text):
+        pending += enc.decode_single_token_bytes(token)
+        try:
+            pieces.append(pending.decode("utf-8"))
+        except UnicodeDecodeError:
+            continue  # the character goes on in the next token
+        pending = b""
+    return pieces
+
+
+def completion_chunks(response: dict[str, Any], include_usage: bool) -> Iterator[dict[str, Any]]:
+    """A ``chat.completion`` as the ``chat.completion.chunk`` objects a stream sends.
+
+    The shape is the Chat Completions API's (OpenAI API reference, "The chat
+    completion chunk object" and ``stream_options``; the OpenAPI text reproduced at
+    https://rubydoc.info/github/openai/openai-ruby/OpenAI/Models/Chat/ChatCompletionStreamOptions,
+    and the chunks shown in https://cookbook.openai.com/examples/how_to_stream_completions):
+    every chunk has the completion's ``id``, ``created``, ``model`` and
+    ``system_fingerprint``; per choice, a first chunk whose ``delta`` holds the
+    ``role`` (and empty content), one chunk per content token (:func:`content_deltas`),
+    then one with an empty ``delta`` and the ``finish_reason``. With ``include_usage``
+    "an additional chunk will be streamed before the data: [DONE] message": its
+    ``choices`` is an empty array and its ``usage`` the whole request's (the
+    non-streamed ``usage``); every other chunk then carries ``"usage": null``.
+    Choices stream one after the other, in index order (the API may interleave
+    them; clients join deltas by ``index``).
+    """
+    head = {k: response[k] for k in ("id", "created", "model", "system_fingerprint")}
+    extra = {"usage": None} if include_usage else {}
+
+    def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        return {**head, "object": "chat.completion.chunk", "choices": [choice], **extra}
+
+    for choice in response["choices"]:
+        index, message = choice["index"], choice["message"]
+        yield chunk(index, {"role": "assistant", "content": "", "refusal": None})
+        for piece in content_deltas(message["content"]):
+            yield chunk(index, {"content": piece})
+        yield chunk(index, {}, choice["finish_reason"])
+    if include_usage:
+        yield {**head, "object": "chat.completion.chunk", "choices": [], "usage": response["usage"]}
+
+
+def server_sent_events(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:
+    """Chunks as the API's data-only server-sent events, ending with ``data: [DONE]``."""
+    for chunk in chunks:
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(RequestError(status, message).body(), status_code=status, headers=headers)
+
+
+def _param(location: Sequence[Any]) -> str | None:
+    """A validation error's location as OpenAI names a parameter: ``messages[0].role``."""
+    name = ""
+    for part in location[1:] if location and location[0] in _LOCATIONS else location:
+        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
+    return name or None
+
+
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+SERVER_ERROR = "The server had an error while processing your request. Sorry about that!"
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer every error in OpenAI's shape: ``{"error": {message, type, param, code}}``.
+
+    A refused request (:class:`RequestError`) with its own status and code; an
+    unknown route 404 ``Invalid URL (POST /v1/…)`` and a wrong method 405 ``Invalid
+    method for URL (…)`` (the ``Allow`` header kept), as the API words them; a
+    request FastAPI's validation rejects 400, not FastAPI's 422 (OpenAI answers a
+    malformed parameter 400), with ``param`` naming it; anything unexpected 500
+    ``server_error``. ``type`` is ``invalid_request_error`` below 500.
+    """
+
+    @app.exception_handler(RequestError)
+    async def refused(request: Request, err: RequestError) -> JSONResponse:
+        return JSONResponse(err.body(), status_code=err.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        where = f"{request.method} {request.url.path}"
+        messages = {404: f"Invalid URL ({where})", 405: f"Invalid method for URL ({where})"}
+        message = messages.get(err.status_code, str(err.detail))
+        return _error(err.status_code, message, err.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError) -> JSONResponse:
+        first = (err.errors() or [{}])[0]
+        param = _param(first.get("loc", ()))
+        message = f"Invalid '{param}': {first.get('msg', 'invalid value')}."
+        body = RequestError(400, message if param else str(first.get("msg")), param=param).body()
+        return JSONResponse(body, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, err: Exception) -> JSONResponse:
+        return _error(500, SERVER_ERROR)
 
 
 def create_app(backend: MockBackend, simulate_latency: bool = False) -> FastAPI:
     """The FastAPI app serving ``backend`` (handlers run one at a time, on the event loop)."""
     app = FastAPI(title="memsim mock OpenAI API", docs_url=None, redoc_url=None, openapi_url=None)
+    add_error_handlers(app)
 
     async def body_of(request: Request) -> Any:
         try:
@@ -636,30 +968,36 @@ def create_app(backend: MockBackend, simulate_latency: bool = False) -> FastAPI:
         except (json.JSONDecodeError, UnicodeDecodeError):
             return None
 
-    async def answer(handler: Callable, request: Request) -> JSONResponse:
-        try:
-            response, record = handler(await body_of(request))
-        except RequestError as err:
-            return JSONResponse(err.body(), status_code=err.status)
-        if simulate_latency:
-            await asyncio.sleep(record.latency_s)
+    async def answer(handler: Callable, request: Request) -> Response:
+        body = await body_of(request)
+        response, record = handler(body)  # a RequestError goes to its handler
         headers = {
             "x-memsim-latency-s": f"{record.latency_s:.6f}",
             "x-memsim-purpose": record.purpose,
         }
+        if simulate_latency:  # a stream is not paced: its chunks follow the whole latency
+            await asyncio.sleep(record.latency_s)
+        if record.endpoint == CHAT and body.get("stream"):
+            events = server_sent_events(completion_chunks(response, _stream_options(body)))
+            headers["cache-control"] = "no-cache"
+            return StreamingResponse(events, media_type="text/event-stream", headers=headers)
         return JSONResponse(response, headers=headers)
 
     @app.post(CHAT)
-    async def chat_completions(request: Request) -> JSONResponse:
+    async def chat_completions(request: Request) -> Response:
         return await answer(backend.chat, request)
 
     @app.post(EMBEDDINGS)
-    async def embeddings(request: Request) -> JSONResponse:
+    async def embeddings(request: Request) -> Response:
         return await answer(backend.embeddings, request)
 
     @app.get(MODELS)
     async def models() -> JSONResponse:
         return JSONResponse(backend.list_models())
+
+    @app.get(MODELS + "/{model:path}")
+    async def model(model: str) -> JSONResponse:
+        return JSONResponse(backend.retrieve_model(model))
 
     return app
 
