@@ -240,7 +240,7 @@ def _cpu_seconds(process: psutil.Process) -> float:
     [(signal.SIGINT, "1"), (signal.SIGTERM, "1"), (signal.SIGTERM, "2")],
     ids=["ctrl-c", "sigterm", "sigterm-2-workers"],
 )
-def test_interrupted_run_exits_2_and_keeps_earlier_output(tmp_path, signum, workers):
+def test_interrupted_run_exits_128_plus_signal_and_keeps_earlier_output(tmp_path, signum, workers):
     out = _previous_output(tmp_path)
     args = ["run", "support-bot", "--users", "6000", "--shard-users", "3000", "-w", workers]
     proc = subprocess.Popen(
@@ -258,8 +258,10 @@ def test_interrupted_run_exits_2_and_keeps_earlier_output(tmp_path, signum, work
     children = watched.children(recursive=True)
     proc.send_signal(signum)  # to memsim alone: its workers must be stopped by it
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 2
-    assert "interrupted" in _one_error_line(stderr)
+    assert proc.returncode == 128 + signum  # 130 for SIGINT, 143 for SIGTERM; not 2 (bad input)
+    line = _one_error_line(stderr)
+    assert "interrupted" in line and f"the earlier results in {out} are intact" in line
     _assert_kept(out)
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]  # its unfinished new folder is gone
     _gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, f"worker processes left running: {alive}"
