@@ -45,6 +45,18 @@ Rules (names are the keys of ``summary.json``'s ``alerts`` block):
   - A day is judged when it closes: the rule fires at the end of the first day
     over the threshold (1 ms before the next day starts, so the reported day is
     the day judged; the spend then is the spend through that day).
+  - A strategy whose memory block has a token budget (the ``budget_tokens``
+    setting of batched-dedup-budget, lazy-retrieval, mem0-like, external-mem0)
+    grows while its block fills toward that budget, and stops there: that growth
+    is bounded, not a leak. For such a strategy each day's level is first reduced
+    by how much its mean memory block per turn (capped at the budget) grew over
+    the baseline days' mean; only what is left is compared. When the raw level
+    was over the threshold and the rest never was, the rule does not fire and its
+    entry says so (``filling``: the budget, the first week's and the last day's
+    mean block); so does it when the last week's daily tokens are over the first
+    week's by the threshold (the measure of report.md's "leaks tokens" finding,
+    which then says the block is filling instead). A strategy without a budget is
+    judged on its raw level: an unbounded block that grows is what a leak is.
 """
 
 from __future__ import annotations
@@ -56,7 +68,9 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
-from sim.config import Scenario
+import strategies
+from reports.compare import growth
+from sim.config import ConfigError, Scenario
 from sim.engine import StrategyRun
 from sim.workload import SECONDS_PER_DAY
 
@@ -212,34 +226,111 @@ def _embedding_switch(
     return (at if len(embedded) else None), int(embedded["items"].sum())
 
 
+def _day_of(start_s: pd.Series, days: int) -> np.ndarray:
+    return np.minimum((start_s.to_numpy() // SECONDS_PER_DAY).astype(int), days - 1)
+
+
+def turns_per_day(run: StrategyRun, days: int) -> np.ndarray:
+    """User turns started on each simulated day."""
+    return np.bincount(_day_of(run.turns["start_s"], days), minlength=days)
+
+
 def daily_levels(run: StrategyRun, days: int, per_turn: bool = True) -> np.ndarray:
     """Each day's billed tokens, per user turn started that day when ``per_turn``."""
     calls = run.calls
-    day = np.minimum((calls["start_s"].to_numpy() // SECONDS_PER_DAY).astype(int), days - 1)
     tokens = np.bincount(
-        day, weights=(calls["tokens_in"] + calls["tokens_out"]).to_numpy(), minlength=days
+        _day_of(calls["start_s"], days),
+        weights=(calls["tokens_in"] + calls["tokens_out"]).to_numpy(),
+        minlength=days,
     )
     if not per_turn:
         return tokens
-    turn_day = np.minimum(
-        (run.turns["start_s"].to_numpy() // SECONDS_PER_DAY).astype(int), days - 1
-    )
-    turns = np.bincount(turn_day, minlength=days)
+    turns = turns_per_day(run, days)
     return np.divide(tokens, turns, out=np.zeros(days), where=turns > 0)
 
 
-def _daily_growth(run: StrategyRun, days: int, t: AlertThresholds) -> tuple[float | None, float]:
+def daily_memory_block(run: StrategyRun, days: int) -> np.ndarray:
+    """Each day's mean memory block per prompt (``turns.memory_tokens``); 0 without turns."""
+    turns = turns_per_day(run, days)
+    block = np.bincount(
+        _day_of(run.turns["start_s"], days),
+        weights=run.turns["memory_tokens"].to_numpy(dtype=float),
+        minlength=days,
+    )
+    return np.divide(block, turns, out=np.zeros(days), where=turns > 0)
+
+
+MEMORY_BUDGET_SETTING = "budget_tokens"
+"""The strategy setting that caps the memory block of every prompt: memories are added in
+rank order while they fit (:func:`strategies.base.fill_budget`), so the block never
+passes it. A strategy without this setting has no memory budget."""
+
+
+def memory_budget(scenario: Scenario | dict[str, Any], strategy: str) -> int | None:
+    """The token budget of ``strategy``'s memory block in this scenario, or ``None``.
+
+    ``scenario`` is a :class:`Scenario` or its dict (``config.json``, or a model dump);
+    settings it does not give take the strategy's defaults.
+    """
+    if isinstance(scenario, Scenario):
+        settings = scenario.strategy.get(strategy, {})
+    else:
+        settings = (scenario.get("strategy") or {}).get(strategy) or {}
+    try:
+        config = strategies.resolve(strategy).Config
+    except ConfigError:  # a strategy this installation does not have: its own settings only
+        budget = settings.get(MEMORY_BUDGET_SETTING)
+        return None if budget is None else int(budget)
+    if MEMORY_BUDGET_SETTING not in config.model_fields:
+        return None
+    return int(getattr(config.model_validate(settings), MEMORY_BUDGET_SETTING))
+
+
+def _daily_growth(
+    run: StrategyRun, days: int, t: AlertThresholds, budget: int | None
+) -> tuple[float | None, float, dict[str, Any] | None]:
+    """First day over the threshold, the ratio, and the ``filling`` note (see the module)."""
     levels = daily_levels(run, days, t.per_turn)
-    worst = 0.0
+    mean_block = daily_memory_block(run, days)
+    # Growth of the block up to its budget is excused; without a budget, none is.
+    block = np.minimum(mean_block, 0 if budget is None else budget)
+    scale = np.ones(days) if t.per_turn else turns_per_day(run, days).astype(float)
+    worst, held_back = 0.0, False
     for d in range(t.first_compared_day, days):
-        base = float(np.mean(levels[: min(d, t.baseline_days)]))
+        first = min(d, t.baseline_days)
+        base = float(np.mean(levels[:first]))
         if base <= 0:
             continue
-        ratio = float(levels[d]) / base
+        filled = max(0.0, float(block[d] - np.mean(block[:first]))) * scale[d]
+        ratio = float(levels[d] - filled) / base
+        held_back |= float(levels[d]) / base > 1 + t.daily_tokens_growth
         worst = max(worst, ratio)
         if ratio > 1 + t.daily_tokens_growth:
-            return float((d + 1) * SECONDS_PER_DAY - _CLOSE), ratio
-    return None, worst
+            return float((d + 1) * SECONDS_PER_DAY - _CLOSE), ratio, None
+    # The weekly totals too: report.md's "leaks tokens" finding reads them.
+    held_back |= growth(daily_levels(run, days, per_turn=False)) > 1 + t.daily_tokens_growth
+    active = np.flatnonzero(turns_per_day(run, days))
+    if budget is None or not held_back or not len(active):
+        return None, worst, None
+    last = int(active[-1])
+    first_week = float(np.mean(mean_block[: t.baseline_days]))
+    if mean_block[last] <= first_week:  # the block did not grow: filling explains nothing
+        return None, worst, None
+    filling = {
+        "budget_tokens": budget,
+        "block_tokens_first_week": _r(first_week),
+        "block_tokens_last_day": _r(mean_block[last]),
+        "last_day": last,
+    }
+    return None, worst, filling
+
+
+def filling_text(filling: dict[str, Any]) -> str:
+    """``filling toward its budget of 1,500 tokens: day-30 block 259 tokens`` (day 1 first)."""
+    return (
+        f"filling toward its budget of {filling['budget_tokens']:,} tokens: "
+        f"day-{filling['last_day'] + 1} block {filling['block_tokens_last_day']:,.0f} tokens"
+    )
 
 
 def evaluate(
@@ -251,8 +342,10 @@ def evaluate(
     """Every rule of :data:`RULES` for one strategy's run, in that order.
 
     Each entry: ``rule``, ``fired``, ``first_fired_s``, ``first_fired_day`` (0-based),
-    ``usd_by_then`` (all ``None`` when it did not fire), ``threshold`` and
-    ``observed`` (the value that fired it, else the worst value seen).
+    ``usd_by_then`` (all ``None`` when it did not fire), ``threshold``, ``observed``
+    (the value that fired it, else the worst value seen) and ``filling`` (for
+    ``daily_tokens_growth`` held back by a memory block filling toward its budget:
+    the budget, the first week's and the last day's mean block; else ``None``).
     """
     t = thresholds or AlertThresholds()
     found = {
@@ -270,8 +363,9 @@ def evaluate(
             t.retrieval_p99_s,
         ),
         "embedding_switch_without_reembed": (_embedding_switch(run, scenario, days), 0),
-        "daily_tokens_growth": (_daily_growth(run, days, t), 1 + t.daily_tokens_growth),
     }
+    *daily, filling = _daily_growth(run, days, t, memory_budget(scenario, run.strategy))
+    found["daily_tokens_growth"] = (tuple(daily), 1 + t.daily_tokens_growth)
     starts, usd = run.calls["start_s"].to_numpy(), run.calls["usd"].to_numpy()
     order = np.argsort(starts, kind="stable")
     starts, usd = starts[order], usd[order]
@@ -289,15 +383,31 @@ def evaluate(
                 "usd_by_then": _r(spent) if fired else None,
                 "threshold": threshold,
                 "observed": _r(observed),
+                "filling": filling if rule == "daily_tokens_growth" else None,
             }
         )
     return out
 
 
 def summary_block(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """The ``alerts`` block of a strategy in ``summary.json``."""
+    """The ``alerts`` block of a strategy in ``summary.json``.
+
+    ``daily_tokens_growth`` gains a ``filling`` entry only when it was held back by a
+    memory block filling toward its budget (see the module docstring).
+    """
     keys = ("fired", "first_fired_s", "first_fired_day", "usd_by_then")
-    return {a["rule"]: {k: a[k] for k in keys} for a in alerts}
+    block = {}
+    for a in alerts:
+        block[a["rule"]] = {k: a[k] for k in keys}
+        if a.get("filling"):
+            block[a["rule"]]["filling"] = a["filling"]
+    return block
+
+
+def _held_back(block: dict[str, Any]) -> str:
+    """`` (daily_tokens_growth held back: filling toward …)`` or ``""``."""
+    filling = (block.get("daily_tokens_growth") or {}).get("filling")
+    return f" (`daily_tokens_growth` held back: {filling_text(filling)})" if filling else ""
 
 
 def when(seconds: float) -> str:
@@ -326,7 +436,7 @@ def fired_rows(summary: dict[str, Any], names: list[str]) -> list[tuple[str, str
             (name, rule, when(a["first_fired_s"]), f"${a['usd_by_then']:,.2f}") for rule, a in fired
         ]
         if not fired:
-            rows.append((name, "none fired", "", ""))
+            rows.append((name, "none fired" + _held_back(block).replace("`", ""), "", ""))
     return rows
 
 
@@ -340,7 +450,7 @@ def fired_lines(summary: dict[str, Any], names: list[str]) -> list[str]:
             continue
         fired = [(rule, a) for rule, a in block.items() if a["fired"]]
         if not fired:
-            lines.append(f"- **{name}**: no alert fired.")
+            lines.append(f"- **{name}**: no alert fired{_held_back(block)}.")
             continue
         fired.sort(key=lambda ra: (ra[1]["first_fired_s"], ra[0]))
         parts = [

@@ -165,20 +165,39 @@ def memories_over_time(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
     return fig
 
 
+PERCENTILE_STYLES = {"p50": "-", "p95": "--", "p99": ":"}
+"""The line style of each latency percentile: one strategy's three lines told apart."""
+
+
 def latency_per_day(frame: pd.DataFrame, palette: dict[str, str]) -> Figure:
-    """Three panels sharing the y axis: p50, p95 and p99 turn latency per day."""
-    fig = Figure(figsize=FIGSIZE, layout="constrained")
-    axes = fig.subplots(1, 3, sharey=True)
-    for ax, column in zip(axes, ("p50", "p95", "p99"), strict=True):
-        for name, color in palette.items():
-            own = frame[frame["strategy"] == name]
-            ax.plot(own["day"], own[column], color=color, marker=".", lw=1.4)
-        ax.set_title(column)
+    """One panel per strategy, on one y axis: p50, p95 and p99 turn latency per day.
+
+    Strategies often answer within a few percent of each other (the chat call
+    dominates latency), so their lines on one panel would lie on top of each other;
+    a panel each keeps them apart, and the shared axis keeps them comparable. In a
+    panel the percentiles differ by line style (:data:`PERCENTILE_STYLES`).
+    """
+    columns = min(len(palette), 3) or 1
+    rows = -(-len(palette) // columns) or 1
+    fig = Figure(figsize=(FIGSIZE[0], 1.2 + 2.5 * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, sharex=True, sharey=True, squeeze=False).ravel()
+    for ax, (name, color) in zip(axes, palette.items(), strict=False):
+        own = frame[frame["strategy"] == name]
+        dot = (
+            "." if len(own) == 1 else None
+        )  # one day has no line to draw; markers would hide dashes
+        for column, style in PERCENTILE_STYLES.items():
+            ax.plot(own["day"], own[column], color=color, ls=style, lw=1.4, marker=dot)
+        ax.set_title(name, color=color, fontsize=9)
         _days_axis(ax)
-    axes[0].set_ylabel("turn latency (s)")
+    for ax in axes[len(palette) :]:
+        ax.set_visible(False)
+    for ax in axes[::columns]:
+        ax.set_ylabel("turn latency (s)")
     axes[0].set_ylim(bottom=0)
     fig.suptitle("Turn latency per day (turns that got a reply)", fontweight="bold", fontsize=10)
-    _legend_below(fig, _strategy_handles(palette, lw=1.4), list(palette))
+    key = [Line2D([], [], color="#444444", lw=1.4, ls=s) for s in PERCENTILE_STYLES.values()]
+    _legend_below(fig, key, list(PERCENTILE_STYLES))
     return fig
 
 
@@ -320,8 +339,9 @@ SPECS = (
     _Spec(
         "latency-per-day",
         "Turn latency per day",
-        "p50, p95 and p99 of the time from a user's message to the reply, queueing "
-        "included, over turns that got a reply, per simulated day.",
+        "p50 (solid), p95 (dashed) and p99 (dotted) of the time from a user's message to "
+        "the reply, queueing included, over turns that got a reply, per simulated day: one "
+        "panel per strategy, on one scale.",
         lambda d, p: latency_per_day(d["latency_per_day"], p),
     ),
     _Spec(

@@ -19,7 +19,7 @@ from typing import Any
 from reports.alerts import fired_rows
 from reports.charts import Chart
 from reports.compare import MEMORY_WORK_TITLE, Row, memory_work_lead, prompt_cache_text
-from reports.markdown import ALERTS_LEAD, NOTES
+from reports.markdown import ALERTS_LEAD, NOTES, run_size
 
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 STYLE = """
@@ -41,6 +41,7 @@ dt { color: var(--muted); }
 dd { margin: 0; }
 ul.findings { padding-left: 20px; margin: 0; }
 ul.findings li { margin-bottom: 6px; }
+.table-scroll { overflow-x: auto; }  /* a wide table scrolls inside, the page does not */
 table { border-collapse: collapse; width: 100%; font-variant-numeric: tabular-nums; }
 th, td { padding: 6px 10px; border-bottom: 1px solid var(--rule); }
 thead th { text-align: right; background: var(--band); border-bottom: 2px solid var(--rule); }
@@ -88,7 +89,7 @@ def _scenario(summary: dict[str, Any], config: dict[str, Any]) -> list[tuple[str
     llm, embedding = config["llm"], config["embedding"]
     return [
         ("scenario", summary["scenario"]),
-        ("description", config.get("description") or "–"),
+        ("scenario description", config.get("description") or "–"),
         ("users", f"{summary['users']:,}"),
         ("simulated days", f"{summary['days']}"),
         ("seed", f"{summary['seed']}"),
@@ -122,7 +123,17 @@ def _definition_list(summary: dict[str, Any], config: dict[str, Any]) -> str:
     return "<dl>\n" + "\n".join(rows) + "\n</dl>"
 
 
-def _table(names: list[str], rows: list[Row]) -> str:
+def _scrolling(table: str) -> str:
+    """``table`` in a box that scrolls sideways when the table is wider than the page.
+
+    Cells do not wrap (figures stay on one line), so a table of many strategies is
+    wider than a narrow window; it scrolls in its box instead of pushing the page
+    wider than the screen.
+    """
+    return f'<div class="table-scroll">\n{table}\n</div>'
+
+
+def _table(names: list[str], rows: list[Row], table_id: str = "comparison-table") -> str:
     head = "".join(f"<th scope=col>{escape(n)}</th>" for n in names)
     body = "\n".join(
         f"<tr><th scope=row>{escape(r.label)}</th>"
@@ -130,8 +141,8 @@ def _table(names: list[str], rows: list[Row]) -> str:
         + "</tr>"
         for r in rows
     )
-    return (
-        f'<table id="comparison-table">\n<thead><tr><th scope=col>measurement</th>{head}</tr>'
+    return _scrolling(
+        f'<table id="{table_id}">\n<thead><tr><th scope=col>measurement</th>{head}</tr>'
         f"</thead>\n<tbody>\n{body}\n</tbody>\n</table>"
     )
 
@@ -146,7 +157,7 @@ def _alerts_table(rows: list[tuple[str, str, str, str]]) -> str:
         f"<td>{escape(at)}</td><td>{escape(usd)}</td></tr>"
         for name, rule, at, usd in rows
     )
-    return (
+    return _scrolling(
         f'<table id="alerts-table">\n<thead><tr>{head}</tr></thead>\n'
         f"<tbody>\n{body}\n</tbody>\n</table>"
     )
@@ -171,7 +182,8 @@ def _memory_work(names: list[str], memory_work: tuple[list[str], list[Row]] | No
     real, rows = memory_work
     return (
         f'<section id="memory-work">\n<h2>{escape(MEMORY_WORK_TITLE)}</h2>\n'
-        f"<p>{inline_markdown(memory_work_lead(real))}</p>\n{_table(names, rows)}\n</section>"
+        f"<p>{inline_markdown(memory_work_lead(real))}</p>\n"
+        f"{_table(names, rows, 'memory-work-table')}\n</section>"
     )
 
 
@@ -190,7 +202,7 @@ def render(
     """
     names = list(summary["strategies"])
     title = f"memsim report: {summary['scenario']}"
-    lede = config.get("description") or ""
+    lede = run_size(summary, config.get("description") or "")
     config_json = json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False)
     lines = [
         "<!DOCTYPE html>",
@@ -205,7 +217,7 @@ def render(
         "<body>",
         "<main>",
         f"<h1>{escape(title)}</h1>",
-        f'<p class="lede">{escape(lede)}</p>' if lede else "",
+        f'<p class="lede">{inline_markdown(lede)}</p>',
         '<div class="top">',
         f'<section id="findings">\n<h2>Findings</h2>\n{_bullets(findings, "findings")}\n</section>',
         f'<section id="scenario">\n<h2>Scenario</h2>\n{_definition_list(summary, config)}\n'

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from reports.alerts import AlertThresholds, fired_lines
+from reports.alerts import AlertThresholds, filling_text, fired_lines
 from reports.compare import (
     DAYS_PER_MONTH,
     MEMORY_WORK_TITLE,
@@ -42,7 +42,8 @@ ALERTS_LEAD = (
     f"{_DEFAULTS.injected_tokens_per_prompt:,} injected tokens per prompt, retrieval p99 over "
     f"{_DEFAULTS.retrieval_p99_s * 1000:g} ms in a trailing hour, an embedding-model switch "
     f"without re-embedding, daily tokens per turn over {_DEFAULTS.daily_tokens_growth:.0%} "
-    "above the first week's level): when each first fired and the dollars spent by then. "
+    "above the first week's level, not counting a memory block's growth toward its token "
+    "budget): when each first fired and the dollars spent by then. "
     "Day 1 is the first simulated day."
 )
 
@@ -76,12 +77,7 @@ def findings(
             f"${blocks[cheapest]['usd_total'] / days * DAYS_PER_MONTH:,.2f} a month)."
         )
     for name, block in blocks.items():
-        g = growth(block["tokens_per_day"])
-        if days >= 14 and g > 1.25:
-            lines.append(
-                f"- **{name}** leaks tokens: its daily tokens in the last week are {g:.1f}× "
-                "those of the first week."
-            )
+        lines += _growth(name, block, days)
         if block["duplicate_ratio"] >= 0.2:
             lines.append(
                 f"- **{name}** stores duplicates: {block['duplicate_ratio']:.0%} of its "
@@ -123,7 +119,109 @@ def findings(
         )
     if trace:
         lines.append(trace_finding(trace))
-    return lines
+    return lines + recommendation(summary, names)
+
+
+LEAK_GROWTH = 1 + _DEFAULTS.daily_tokens_growth
+"""Last week's daily tokens over the first week's above which a strategy is said to leak:
+the threshold of the ``daily_tokens_growth`` alert (see :mod:`reports.alerts`)."""
+
+
+def _growth(name: str, block: dict[str, Any], days: int) -> list[str]:
+    """The "leaks tokens" finding, or why growth is not a leak (a block filling its budget).
+
+    Needs two weeks (a first and a last one that do not overlap). A strategy whose
+    ``daily_tokens_growth`` alert was held back because its memory block is still
+    filling toward its token budget is said to be filling, with the budget and the
+    last day's block: that growth stops at the budget.
+    """
+    g = growth(block["tokens_per_day"])
+    if days < 14 or g <= LEAK_GROWTH:
+        return []
+    filling = ((block.get("alerts") or {}).get("daily_tokens_growth") or {}).get("filling")
+    if filling:
+        return [
+            f"- **{name}** is {filling_text(filling)} (mean per prompt); its daily tokens in "
+            f"the last week are {g:.1f}× the first week's, growth that stops when the block "
+            "reaches its budget: not a leak."
+        ]
+    return [
+        f"- **{name}** leaks tokens: its daily tokens in the last week are {g:.1f}× "
+        "those of the first week."
+    ]
+
+
+RECALL_MARGIN = 0.05
+"""Recall (a share) a recommended strategy may give up against the best one: 5 points.
+Wider than recall's seed-to-seed noise: over the 3 seeds of every point of
+``examples/sweeps/dedup-budget.toml`` (support-bot, 200 users × 14 days) its 95%
+interval is ±0.5 points at the median and ±3.2 at most, so strategies closer than 5
+points are not reliably told apart by recall."""
+MAX_FAILED_SHARE = 0.01
+"""Share of failed turns above which a strategy is not recommended: a failed turn is not
+billed, so a strategy that fails is cheap for the wrong reason. 1%: the share at which
+``memsim project`` flags timeouts."""
+
+
+def recommendation(summary: dict[str, Any], names: list[str]) -> list[str]:
+    """One bullet recommending a strategy, and why; nothing when one strategy ran.
+
+    The rule: leave out strategies that failed more than :data:`MAX_FAILED_SHARE` of
+    their turns (unless all did); of the rest, keep those whose recall is within
+    :data:`RECALL_MARGIN` of the best one's; recommend the cheapest of those (USD per
+    user-month; ties: the better recall, then the run's order). Without recall (a
+    trace without ground truth) the cheapest is recommended on cost alone.
+    """
+    if len(names) < 2:
+        return []
+    blocks = {n: summary["strategies"][n] for n in names}
+    # Every strategy served the same users: per user-month ranks as per month does.
+    users = summary.get("users") or 1
+    unit, digits = ("per user-month", 4) if "users" in summary else ("a month", 2)
+
+    usd = {n: blocks[n]["usd_total"] / users / summary["days"] * DAYS_PER_MONTH for n in names}
+
+    def dollars(n: str) -> str:
+        return f"${usd[n]:,.{digits}f}"
+
+    def failed(n: str) -> float:
+        return blocks[n]["error_turns"] / blocks[n]["turns"] if blocks[n]["turns"] else 0.0
+
+    eligible = [n for n in names if failed(n) <= MAX_FAILED_SHARE] or list(names)
+    recall = {n: blocks[n]["recall"] for n in names}
+    left_out = [n for n in names if n not in eligible]
+    why_not = (
+        " (not "
+        + ", ".join(f"**{n}**, which failed {failed(n):.0%} of its turns" for n in left_out)
+        + ")"
+        if left_out
+        else ""
+    )
+    cheapest = min(eligible, key=lambda n: (usd[n], -recall[n], names.index(n)))
+    if not all(recall_available(blocks[n]) for n in names):
+        return [
+            f"- Ship **{cheapest}**: the cheapest ({dollars(cheapest)} {unit}); "
+            f"recall is unavailable, so cost alone decides{why_not}."
+        ]
+    best = max(eligible, key=lambda n: (recall[n], -usd[n], -names.index(n)))
+    close = [n for n in eligible if recall[n] >= recall[best] - RECALL_MARGIN]
+    pick = min(close, key=lambda n: (usd[n], -recall[n], names.index(n)))
+    margin = f"{RECALL_MARGIN * 100:.0f} points"
+    if pick == best == cheapest:
+        reason = f"the cheapest ({dollars(pick)} {unit}) and the best recall ({recall[pick]:.1%})"
+    elif pick == best:
+        reason = (
+            f"the best recall ({recall[pick]:.1%}); the cheaper **{cheapest}** recalls "
+            f"{recall[cheapest]:.1%}, more than {margin} less "
+            f"({dollars(pick)} vs {dollars(cheapest)} {unit})"
+        )
+    else:
+        reason = (
+            f"the cheapest within {margin} of the best recall ({recall[pick]:.1%} vs "
+            f"{recall[best]:.1%} for **{best}**; {dollars(pick)} vs {dollars(best)} "
+            f"{unit})"
+        )
+    return [f"- Ship **{pick}**: {reason}{why_not}."]
 
 
 def cache_findings(blocks: dict[str, dict[str, Any]], days: int) -> list[str]:
@@ -227,6 +325,20 @@ def _memory_rows(runs: list[StrategyRun], days: int) -> list[list[str]]:
     return rows
 
 
+def run_size(summary: dict[str, Any], description: str) -> str:
+    """The report's first line: the run's own size, then the scenario's description.
+
+    The size comes from ``summary.json`` (after ``--users``, ``--days``, a trace), so
+    it is the run that happened; the description is the scenario file's text, which
+    may speak of another size, and is marked as the scenario's.
+    """
+    size = (
+        f"**{summary['users']:,} users × {summary['days']} simulated days**, "
+        f"seed {summary['seed']}."
+    )
+    return f"{size} Scenario description: “{description}”" if description else size
+
+
 def render(
     summary: dict[str, Any], runs: list[StrategyRun], resolved: dict[str, Any], description: str
 ) -> str:
@@ -236,10 +348,9 @@ def render(
     out = [
         f"# memsim report: {summary['scenario']}",
         "",
-        description or "",
+        run_size(summary, description),
         "",
-        f"{summary['users']:,} users × {summary['days']} simulated days, seed {summary['seed']}, "
-        f"model {resolved['llm']['model']} ({extra['chat_usd_per_million_tokens']['source']}), "
+        f"Model {resolved['llm']['model']} ({extra['chat_usd_per_million_tokens']['source']}), "
         f"embeddings {resolved['embedding']['model']} at "
         f"${extra['embedding_usd_per_million_tokens']:g}/1M tokens. "
         f"Prompt cache: {prompt_cache_text(extra)}. "

@@ -61,9 +61,9 @@ from typing import Any
 
 import numpy as np
 from rich.console import Console
-from rich.table import Table
 
 from reports.output import atomic_write, prepare_out_dir
+from reports.terminal import Column, Line, fitted_tables
 from sim import __version__, calibration
 from sim.config import ConfigError, EndpointLimits, Scenario, config_sha256
 from sim.context import EMBEDDING, LLM
@@ -579,43 +579,59 @@ def print_projection(console: Console, document: dict[str, Any]) -> None:
 
     One row per strategy and size, one USD column per model; failures, latency and
     queueing are the first model's (they follow its latency profile, not its price).
-    ``projection.md`` has every figure per model.
+    ``projection.md`` has every figure per model. On a narrow terminal the columns
+    after the USD ones move to a second table that repeats strategy and users
+    (:func:`reports.terminal.fitted_tables`): every name and figure stays whole.
     """
     d = document
     models = list(d["prices"])
-    table = Table(
-        title=f"{d['scenario']}: monthly cost projection (genai-prices at {d['price_date']}; "
-        f"≤{d['sim_users']:,} simulated users per size)",
-        title_justify="left",
-        caption=" · ".join(
+    # Cost first, then the simulated sample (n) with what the limits did to it: at 80
+    # columns the two halves make two tables that each fit.
+    columns = [
+        Column("strategy", "left"),
+        Column("users"),
+        Column("tokens\n/ month"),
+        *(Column(f"{m}\nUSD / month") for m in models),
+        *(
+            Column(name)
+            for name in ("n", "turns\nfailed", "turns\ntimed out", "calls\ntimed out", "p99\n(s)")
+        ),
+        Column("queue\n(s)"),
+    ]
+    by_key = {(r["strategy"], r["users"], r["model"]): r for r in d["rows"]}
+    lines = []
+    for strategy in dict.fromkeys(r["strategy"] for r in d["rows"]):
+        for i, size in enumerate(d["sizes"]):
+            rows = [by_key[strategy, size["users"], m] for m in models]
+            cells = _cells(rows[0])
+            lines.append(
+                Line(
+                    [
+                        strategy if i == 0 else "",
+                        cells[2],
+                        cells[6],
+                        *(_usd(r["usd_per_month"]) for r in rows),
+                        cells[3],
+                        *cells[7:],
+                    ],
+                    style="red" if _bites(rows[0]) else None,
+                    end_section=i == len(d["sizes"]) - 1,
+                )
+            )
+    title = (
+        f"{d['scenario']}: monthly cost projection (genai-prices at {d['price_date']}; "
+        f"≤{d['sim_users']:,} simulated users per size)"
+    )
+    for table in fitted_tables(columns, lines, console.width, 2, title):
+        console.print(table)
+    console.print(
+        " · ".join(
             f"{m}: ${p['input_usd_per_million_tokens']:g} in, "
             f"${p['output_usd_per_million_tokens']:g} out per 1M tokens"
             for m, p in d["prices"].items()
         ),
-        caption_justify="left",
+        highlight=False,
     )
-    table.add_column("strategy", no_wrap=True)
-    for name in ("users", "n", "tokens\n/ month", *(f"{m}\nUSD / month" for m in models)):
-        table.add_column(name, justify="right", no_wrap=True)
-    for name in ("failed\nturns", "timed-out\nturns", "timed-out\ncalls", "p99\n(s)", "queue\n(s)"):
-        table.add_column(name, justify="right", no_wrap=True)
-    by_key = {(r["strategy"], r["users"], r["model"]): r for r in d["rows"]}
-    strategies = list(dict.fromkeys(r["strategy"] for r in d["rows"]))
-    for strategy in strategies:
-        for i, size in enumerate(d["sizes"]):
-            rows = [by_key[strategy, size["users"], m] for m in models]
-            cells = _cells(rows[0])
-            table.add_row(
-                strategy if i == 0 else "",
-                cells[2],
-                cells[3],
-                cells[6],
-                *(_usd(r["usd_per_month"]) for r in rows),
-                *cells[7:],
-                style="red" if _bites(rows[0]) else None,
-                end_section=i == len(d["sizes"]) - 1,
-            )
-    console.print(table)
     if len(models) > 1:
         console.print(
             f"failures, p99 and queue: {models[0]}; projection.md has them per model",
@@ -684,8 +700,40 @@ def draw_chart(document: dict[str, Any]) -> Any:
     )
     ax.grid(True, which="major", alpha=0.4)
     ax.grid(True, which="minor", alpha=0.15)
-    ax.legend(fontsize=7, loc="upper left")
+    ax.legend(
+        *_legend_key(strategies, models, flagged=bool(flagged_x)),
+        fontsize=7,
+        loc="upper left",
+        handlelength=LEGEND_HANDLE_LENGTH,
+    )
     return fig
+
+
+LEGEND_HANDLE_LENGTH = 5.0
+"""Legend lines, in font sizes (5 × 7 pt = 35 pt): two periods of the longest dash pattern
+drawn (``-.`` at matplotlib's default width, about 16 pt), so every style reads as itself."""
+
+
+def _legend_key(strategies: list[str], models: list[str], flagged: bool) -> tuple[list, list]:
+    """One entry per strategy (its color, solid) and per model (its line style, in grey).
+
+    The chart draws strategy × model lines; keying color and style apart keeps the
+    legend short. Model entries carry no marker, which would hide the dashes.
+    """
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=f"C{si % 10}") for si in range(len(strategies))]
+    labels = list(strategies)
+    if len(models) > 1:
+        handles += [
+            Line2D([], [], color="#555555", linestyle=LINESTYLES[mi % len(LINESTYLES)])
+            for mi in range(len(models))
+        ]
+        labels += models
+    if flagged:
+        handles.append(Line2D([], [], ls="", marker="o", ms=9, mfc="none", mec="red", mew=1.5))
+        labels.append(f"≥{TIMEOUT_NOTICE:.0%} of turns or calls timed out")
+    return handles, labels
 
 
 def _save(fig: Any, fmt: str) -> Callable[[Path], None]:

@@ -1,18 +1,21 @@
 """The ``memsim`` command line. Thin: parse, call, print.
 
 Errors a user can cause (a bad scenario field, an unknown strategy, a missing
-file, an unwritable folder) print one line on stderr and exit with code 2.
+file, an unwritable folder) print one line on stderr and exit with code 2. An
+interrupt (Ctrl-C, SIGTERM) prints one line and exits with 130 or 143 (:func:`main`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
@@ -31,7 +34,17 @@ from rich.progress import (
 
 import scenarios
 import strategies
-from reports.output import atomic_write, prepare_out_dir, summarize, write_outputs, write_reports
+from reports.output import (
+    REPORT_ENTRIES,
+    RUN_ENTRIES,
+    ReplacedFolder,
+    atomic_write,
+    earlier_run,
+    prepare_out_dir,
+    summarize,
+    write_outputs,
+    write_reports,
+)
 from reports.results import load_results
 from reports.terminal import print_calibration, print_check, print_comparison
 from sim import __version__
@@ -39,6 +52,21 @@ from sim.config import ConfigError, Scenario, format_validation_error
 from sim.runner import RunResult, build_strategies, rates_for, resolve_config, run_scenario
 from sim.sweep import with_settings
 from sim.traces import bind_trace
+
+_value_type = typer.core.TyperOption.display_type_rich
+
+
+def _flag_takes_no_value(self: typer.core.TyperOption, ctx: typer.Context) -> str | None:
+    """Help shows no value type for a flag (``--quiet``, ``--help``): it takes no value.
+
+    typer 0.29's rich help prints every option's type, flags too (``--quiet -q <bool>``),
+    though its plain help leaves a flag's type out; returning ``None`` is how an
+    option shows no type, so this puts flags back the way the plain help shows them.
+    """
+    return None if self.is_flag else _value_type(self, ctx)
+
+
+typer.core.TyperOption.display_type_rich = _flag_takes_no_value  # type: ignore[method-assign]
 
 app = typer.Typer(
     name="memsim",
@@ -231,7 +259,12 @@ def run(
         bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
     ] = False,
 ) -> None:
-    """Simulate a scenario with each strategy and write summary.json, report.md and the raw data."""
+    """Simulate a scenario with each strategy and write summary.json, report.md and the raw data.
+
+    The run is written into a new folder beside ``--out`` that replaces it only once
+    complete (see ``reports.output.ReplacedFolder``): an interrupted run leaves the
+    earlier results as they were. Replacing an earlier run is said on stderr.
+    """
     try:
         for spec in strategy or []:
             _check_strategy_flag(spec)
@@ -249,10 +282,12 @@ def run(
         )
         out_dir = out if out is not None else Path("out") / scn.name
         started = time.perf_counter()
-        result = _simulate(scn, source, out_dir, quiet, Parallel(workers, executor, address))
-        summary = summarize(result)
-        write_outputs(result, out_dir, summary)
-        write_reports(load_results(out_dir))  # charts and report.html, from the saved files
+        with _output_folder(out_dir, RUN_ENTRIES, _say_replacing) as new_dir:
+            parallel = Parallel(workers, executor, address)
+            result = _simulate(scn, source, new_dir, quiet, parallel)
+            summary = summarize(result)
+            write_outputs(result, new_dir, summary)
+            write_reports(load_results(new_dir))  # charts and report.html, from the saved files
     except ConfigError as err:
         raise _fail(str(err)) from None
     if not quiet:
@@ -302,17 +337,30 @@ def _progress(quiet: bool, unit: str = "turns") -> Progress:
 def baseline(
     scenario: ScenarioArg,
     output: Annotated[Path, typer.Option("--output", "-o", help="Baseline file to write.")],
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--strategy",
+            "-s",
+            help="Strategy to record (repeatable): the one you ship; default: the scenario's.",
+        ),
+    ] = None,
     settings: SetOpt = None,
     workers: WorkersOpt = 1,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Run a scenario and write its figures as the baseline `memsim check` compares with."""
+    """Run a scenario and write its figures as the baseline `memsim check` compares with.
+
+    `memsim check` checks the strategies the baseline holds.
+    """
     from reports.check import baseline_document
 
     try:
-        scn, source = _load(scenario, settings=settings)
+        for spec in strategy or []:
+            _check_strategy_flag(spec)
+        scn, source = _load(scenario, settings=settings, strategies=strategy or None)
         prepare_out_dir(output.parent)
         with tempfile.TemporaryDirectory(prefix="memsim-baseline-") as scratch:
             parallel = Parallel(workers, executor, address)
@@ -330,9 +378,27 @@ def check(
     baseline_file: Annotated[
         Path, typer.Option("--baseline", "-b", help="A file written by `memsim baseline`.")
     ],
+    strategy: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--strategy",
+            "-s",
+            help="Strategy to check (repeatable); default: every strategy of the baseline "
+            "(what it was written for).",
+        ),
+    ] = None,
     tolerance: Annotated[
         list[str] | None,
         typer.Option(help="METRIC=N% (repeatable); default 5% for every metric."),
+    ] = None,
+    invariant: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="NAME=STRATEGY,... (repeatable): apply invariant NAME to these checked "
+            "strategies only (NAME= to none); the others show it as skipped, e.g. "
+            "extraction_calls_per_session_within_limit=batched-dedup-budget. Default: every "
+            "invariant applies to every checked strategy (a promise any memory should keep).",
+        ),
     ] = None,
     out: Annotated[
         Path | None,
@@ -343,21 +409,39 @@ def check(
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
     quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
+        bool,
+        typer.Option(
+            "--quiet", "-q", help="No progress bar (the table, the result, still prints)."
+        ),
     ] = False,
 ) -> None:
-    """Run a scenario and compare it with a baseline (exit 0 ok, 1 regressed, 2 bad input).
+    """Run a scenario and check it against a baseline (exit 0 passed, 1 failed, 2 bad input).
 
-    Bad input: a missing, corrupt or mismatched baseline, an unknown metric.
-    Writes check.md (for a CI job summary; appended to $GITHUB_STEP_SUMMARY when
-    set) and junit.xml (one test case per strategy and metric).
+    One table, per strategy: each metric against the baseline (regressed beyond
+    its tolerance, improved, ok), then each invariant, the worst value measured
+    against its limit (ok, FAILED, or skipped by --invariant). Exit 1 exactly
+    when a row says regressed or FAILED.
+
+    Invariants: injected_tokens_within_budget, memories_per_user_within_cap,
+    extraction_calls_per_session_within_limit (at most 10), no_cross_user_memory.
+
+    Bad input: a missing, corrupt or mismatched baseline, an unknown metric,
+    invariant or strategy. Writes check.md (for a CI job summary; appended to
+    $GITHUB_STEP_SUMMARY when set) and junit.xml (a test case per strategy and
+    metric or invariant).
     """
     from reports import check as ci
 
     try:
         reference = ci.load_baseline(baseline_file)
         tolerances = ci.parse_tolerances(tolerance or [])
+        for spec in strategy or []:
+            _check_strategy_flag(spec)
+        selected = [strategies.resolve(spec).name for spec in strategy] if strategy else None
+        checked = ci.checked_strategies(reference, selected, str(baseline_file))
+        scopes = ci.parse_invariant_scopes(invariant or [], checked)
         scn, source = _load(scenario, settings=settings)
+        scn = scn.with_overrides(strategies=strategy or _specs_of(scn, checked))
         out_dir = out if out is not None else Path("out") / f"{scn.name}-check"
         bound, trace = bind_trace(scn, source)
         resolved = resolve_config(
@@ -368,8 +452,8 @@ def check(
             parallel = Parallel(workers, executor, address)
             result = _simulate(scn, source, Path(scratch), quiet, parallel)
         summary = summarize(result)
-        comparisons = ci.compare(reference, summary, tolerances, str(baseline_file))
-        invariants = ci.run_invariants(result, summary)
+        comparisons = ci.compare(reference, summary, tolerances, str(baseline_file), checked)
+        invariants = ci.run_invariants(result, summary, scopes)
         prepare_out_dir(out_dir)
         text = ci.markdown(comparisons, scn.name, invariants)
         atomic_write(out_dir / "check.md", lambda tmp: tmp.write_text(text))
@@ -381,31 +465,49 @@ def check(
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as fh:
             fh.write(text)
-    if not quiet:
-        print_check(Console(), comparisons)
-    regressed = [c for c in comparisons if c.verdict == "regressed"]
-    broken = [(s, inv) for s, inv in invariants if not inv.passed]
-    for strategy, inv in broken:
+    print_check(Console(), comparisons, invariants, f"memsim check {scn.name}")
+    for i in (i for i in invariants if i.verdict == "FAILED"):
         err_console.print(
-            f"invariant broken: {strategy} {inv.name}: {inv.detail}", markup=False, highlight=False
+            f"invariant broken: {i.strategy} {i.invariant.name}: {i.invariant.detail}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
-    for c in regressed:
+    for c in (c for c in comparisons if c.verdict == "regressed"):
         err_console.print(
             f"regressed: {c.strategy} {c.metric} {c.baseline:,.6g} → {c.now:,.6g}",
             markup=False,
             highlight=False,
+            soft_wrap=True,
         )
     typer.echo(f"wrote {out_dir}/check.md and junit.xml")
-    raise typer.Exit(1 if regressed or broken else 0)
+    raise typer.Exit(0 if ci.outcome(comparisons, invariants) == "passed" else 1)
+
+
+def _specs_of(scenario: Scenario, names: list[str]) -> list[str]:
+    """How the scenario spells each strategy (``module:Class`` for a user's), else its name."""
+    spelled = {}
+    for spec in scenario.strategies:
+        try:
+            spelled[strategies.resolve(spec).name] = spec
+        except ConfigError:
+            continue  # not checked unless the baseline names it; then its name is the error
+    return [spelled.get(name, name) for name in names]
 
 
 @app.command()
 def report(
     out_dir: Annotated[Path, typer.Argument(help="A run's output folder (from `memsim run`).")],
 ) -> None:
-    """Draw report.md, report.html and the charts again from a run's saved files."""
+    """Draw report.md, report.html and the charts again from a run's saved files.
+
+    They are drawn into a copy of the folder (the run's files hard-linked) that then
+    replaces it, so an interrupt leaves the earlier report whole.
+    """
     try:
-        write_reports(load_results(out_dir))
+        results = load_results(out_dir)
+        with _output_folder(out_dir, REPORT_ENTRIES) as new_dir:
+            write_reports(dataclasses.replace(results, out_dir=new_dir))
     except ConfigError as err:
         raise _fail(str(err)) from None
     typer.echo(f"wrote {out_dir}/ (report.md, report.html, charts/)")
@@ -562,17 +664,17 @@ def project(
         projection.model_rates(scn, models)  # fail fast on an unknown model
         build_strategies(scn, source)
         out_dir = out if out is not None else Path("out") / f"{scn.name}-projection"
-        prepare_out_dir(out_dir)
         started = time.perf_counter()
-        with _progress(quiet) as progress:
+        with _output_folder(out_dir, projection.FILES) as new_dir:  # replaced once complete
+            with _progress(quiet) as progress:
 
-            def on_size(n_users: int, simulated: int, turns: int) -> Callable[[int], None]:
-                label = f"{projection.size_label(n_users)} users (n={simulated:,})"
-                task = progress.add_task(label, total=turns)
-                return lambda done: progress.advance(task, done)
+                def on_size(n_users: int, simulated: int, turns: int) -> Callable[[int], None]:
+                    label = f"{projection.size_label(n_users)} users (n={simulated:,})"
+                    task = progress.add_task(label, total=turns)
+                    return lambda done: progress.advance(task, done)
 
-            document = projection.project(scn, source, sizes, models, sim_users, on_size)
-        projection.write_projection(document, out_dir)
+                document = projection.project(scn, source, sizes, models, sim_users, on_size)
+            projection.write_projection(document, new_dir)
     except ConfigError as err:
         raise _fail(str(err)) from None
     if not quiet:
@@ -682,9 +784,18 @@ def serve_mock(
 ) -> None:
     """Serve the scenario's mock LLM and embedder as an OpenAI-compatible API until Ctrl-C.
 
-    Endpoints: /v1/chat/completions, /v1/embeddings, /v1/models. Point a client at
-    http://HOST:PORT/v1 with any API key. Answers are deterministic; `usage` holds real
-    cl100k token counts. Stop with Ctrl-C (or SIGTERM): exit code 0.
+    Endpoints: /v1/chat/completions, /v1/embeddings, /v1/models. Point a client
+    at http://HOST:PORT/v1 with any API key. Answers are deterministic; `usage`
+    holds real cl100k token counts.
+
+    It speaks the API's dialect: `stream` (server-sent chunks that join to the
+    answer; `stream_options.include_usage` adds the usage chunk), `n` choices
+    (all billed in `usage`), and every error in OpenAI's shape. Known models
+    are the scenario's chat and embedding models (what /v1/models lists, and
+    their dated snapshots): any other is 404 model_not_found; an unknown
+    message role is 400.
+
+    Stop with Ctrl-C (or SIGTERM): exit code 0.
     """
     from sim.serve import MockBackend, MockServer
 
@@ -717,20 +828,55 @@ class Interrupted(BaseException):
     """Raised by the SIGINT and SIGTERM handlers of :func:`main`.
 
     Not a ``KeyboardInterrupt``: the command-line framework would turn that into
-    its own exit code before :func:`main` could report it.
+    its own exit code before :func:`main` could report it. ``note`` says what the
+    command's output folder holds now.
     """
+
+    def __init__(self, signum: int, note: str = "earlier results, if any, are intact") -> None:
+        super().__init__(signum, note)
+        self.signum = signum
+        self.note = note
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    raise Interrupted(signal.Signals(signum).name)
+    raise Interrupted(signum)
+
+
+@contextmanager
+def _output_folder(
+    out: Path, owned: Collection[str], on_replace: Callable[[Path], None] | None = None
+) -> Iterator[Path]:
+    """A new folder that replaces ``out`` once the block ends (``ReplacedFolder``).
+
+    An interrupt on the way out carries what ``out`` then holds: the earlier
+    results, untouched, or (past the swap) the new ones, complete.
+    """
+    folder = ReplacedFolder(out, owned, on_replace)
+    try:
+        with folder as new_dir:
+            yield new_dir
+    except Interrupted as stop:
+        raise Interrupted(stop.signum, folder.status()) from None
+
+
+def _say_replacing(out: Path) -> None:
+    """One line on stderr (even with -q) before a run replaces an earlier one."""
+    err_console.print(
+        f"memsim: warning: replacing the earlier run in {out} ({earlier_run(out)})",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:
     """Console-script entry point.
 
-    An interrupted run (Ctrl-C, SIGTERM) prints one line and exits with code 2,
-    like other input that stops a run; files are only ever replaced by renaming
-    finished ones into place, so the previous results stay as they were.
+    An interrupted command (Ctrl-C, SIGTERM) prints one line saying what its
+    output folder holds and exits with 128 + the signal's number: 130 for SIGINT,
+    143 for SIGTERM (bad input stays 2). A run's folder is replaced only once the
+    new one is complete (``reports.output.ReplacedFolder``), and single files only
+    by renaming finished ones into place, so the earlier results stay as they were.
     """
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -738,9 +884,9 @@ def main() -> None:
         app()
     except Interrupted as why:
         err_console.print(
-            f"memsim: interrupted ({why}); earlier results were left untouched",
+            f"memsim: interrupted ({signal.Signals(why.signum).name}); {why.note}",
             markup=False,
             highlight=False,
             soft_wrap=True,
         )
-        sys.exit(EXIT_BAD_INPUT)
+        sys.exit(128 + why.signum)

@@ -1,9 +1,12 @@
 """report.html in a real browser (headless Chromium): the table and every chart render,
-and nothing is fetched. Skips when Chromium is not installed."""
+nothing is fetched, and at 700 px a wide table scrolls in its box, not the page.
+Skips when Chromium is not installed (``MEMSIM_CHROMIUM`` names another binary)."""
 
 import json
+import os
 import re
 import subprocess
+from dataclasses import replace
 from html import unescape
 from pathlib import Path
 
@@ -11,15 +14,16 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from reports import charts
+from reports import charts, html
 from reports.compare import comparison_rows
+from reports.markdown import findings
 from reports.output import write_outputs, write_reports
 from reports.results import load_results
 
-CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM = Path(os.environ.get("MEMSIM_CHROMIUM", "/usr/bin/chromium"))
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason="Chromium not found at /usr/bin/chromium (apt-get install chromium)",
+    reason=f"Chromium not found at {CHROMIUM} (apt-get install chromium, or set MEMSIM_CHROMIUM)",
 )
 FLAGS = (
     "--headless",
@@ -115,3 +119,46 @@ def test_screenshot_shows_the_charts(report, tmp_path):
     blue = np.array([0x00, 0x72, 0xB2]) / 255
     lower = pixels[1200:]
     assert (np.abs(lower - blue).max(axis=2) < 0.08).sum() > 500
+
+
+# At a narrow width: how wide the page is, and how wide each table's box and table are.
+NARROW_PROBE = """<pre id="probe"></pre><script>
+window.addEventListener("load", () => {
+  const boxes = [...document.querySelectorAll(".table-scroll")].map(box => ({
+    table: box.querySelector("table").id, overflowX: getComputedStyle(box).overflowX,
+    box: box.clientWidth, content: box.scrollWidth}));
+  document.getElementById("probe").textContent = JSON.stringify({
+    viewport: window.innerWidth, page: document.documentElement.scrollWidth, boxes});
+});
+</script>"""
+
+
+def test_a_wide_table_scrolls_in_its_box_at_700_px(report, tmp_path):
+    """Six strategies at 700 px: the comparison table is wider than the window, and its
+    box scrolls sideways while the page keeps the window's width."""
+    results = load_results(report)
+    names = [f"{n}-{copy}" for copy in ("a", "b") for n in results.strategies]
+    blocks = list(results.summary["strategies"].values()) * 2
+    summary = {**results.summary, "strategies": dict(zip(names, blocks, strict=True))}
+    runs = [replace(r, strategy=n) for r, n in zip(results.runs() * 2, names, strict=True)]
+    page = html.render(
+        summary,
+        results.config,
+        comparison_rows(summary, runs),
+        findings(summary, names, results.config),
+        [],
+    )
+    page = page.replace("default-src 'none';", "default-src 'none'; script-src 'unsafe-inline';")
+    (tmp_path / "narrow.html").write_text(page.replace("</body>", NARROW_PROBE + "\n</body>"))
+    dom = chromium(
+        tmp_path, "--window-size=700,1400", "--dump-dom", (tmp_path / "narrow.html").as_uri()
+    )
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found and found.group(1), "the probe script did not run"
+    probe = json.loads(unescape(found.group(1)))
+    assert probe["viewport"] == 700
+    assert probe["page"] <= probe["viewport"]  # nothing pushes the page sideways
+    boxes = {b["table"]: b for b in probe["boxes"]}
+    comparison = boxes["comparison-table"]
+    assert comparison["overflowX"] == "auto"
+    assert comparison["content"] > comparison["box"]  # the table is wider: its box scrolls
