@@ -141,10 +141,10 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
         rows.insert(
             1,
             row(
-                "turns degraded / failed; retries",
+                "turns degraded / failed; retries; facts lost",
                 lambda b, r: (
                     f"{b.get('degraded_turns', 0):,} / {b['error_turns']:,}; "
-                    f"{b.get('retries', 0):,}"
+                    f"{b.get('retries', 0):,}; {b.get('facts_lost_to_faults', 0):,}"
                 ),
             ),
         )

@@ -92,7 +92,12 @@ def findings(
         if block.get("degraded_turns"):
             lines.append(
                 f"- **{name}** answered {block['degraded_turns']:,} of {block['turns']:,} turns "
-                "degraded, without memory: the vector store was down."
+                "degraded, without memory: the vector store was down or a retrieval call failed."
+            )
+        if block.get("facts_lost_to_faults"):
+            lines.append(
+                f"- **{name}** lost {block['facts_lost_to_faults']:,} facts users stated to "
+                "faults: every extraction sent them failed, and they are not stored."
             )
         if block.get("retries"):
             lines.append(
