@@ -311,8 +311,12 @@ def test_report_counts_degraded_and_failed_turns():
     assert f"failed {b['error_turns']:,} of {b['turns']:,} turns" in text
     retries = f"made {b['retries']:,} retries of failed requests ({b['rate_limited_calls']:,}"
     assert retries in text
+    lost = b["facts_lost_to_faults"]
+    assert lost > 0 and f"lost {lost:,} facts users stated to faults" in text
     (row,) = [r for r in comparison_rows(summary, result.runs) if r.label.startswith("turns degr")]
-    assert row.cells == [f"{b['degraded_turns']:,} / {b['error_turns']:,}; {b['retries']:,}"]
+    assert row.cells == [
+        f"{b['degraded_turns']:,} / {b['error_turns']:,}; {b['retries']:,}; {lost:,}"
+    ]
 
 
 def test_no_fault_row_in_the_report_without_faults():
