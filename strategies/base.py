@@ -18,6 +18,7 @@ from itertools import chain
 from operator import attrgetter
 from typing import Annotated, ClassVar, Literal, Protocol
 
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from sim.config import ConfigError
@@ -43,6 +44,7 @@ __all__ = [
     "TickContext",
     "TurnContext",
     "memory_part_tokens",
+    "query_vector",
 ]
 
 
@@ -154,6 +156,19 @@ def memory_part_tokens(tokens: TokenCounter, items: list) -> int:
 def memory_room(tokens: TokenCounter, budget_tokens: int) -> int:
     """Tokens left for memory lines in a memory block of at most ``budget_tokens``."""
     return budget_tokens - tokens.message("system", tokens.count(MEMORY_HEADER))
+
+
+def query_vector(ctx: TurnContext, msg: Message) -> np.ndarray | None:
+    """The embedding of ``msg`` to search memories with; ``None`` if the call failed for good.
+
+    On a failure (:class:`~sim.context.CallFailed`) the turn is marked degraded: the
+    strategy answers without memory rather than not at all.
+    """
+    try:
+        return ctx.embedder.embed([msg.text])[0]
+    except CallFailed:
+        ctx.degraded = True
+        return None
 
 
 def fill_budget(ranked: list, room: int) -> list:

@@ -37,6 +37,7 @@ from strategies.base import (
     TurnContext,
     fill_budget,
     memory_room,
+    query_vector,
 )
 from strategies.history import SessionHistories
 from strategies.jobs import ConsolidationConfig, schedule_consolidation
@@ -137,10 +138,8 @@ class BatchedDedupBudget(Strategy):
         if room <= 0:
             return []
         if query is None:
-            try:
-                query = ctx.embedder.embed([msg.text])[0]
-            except CallFailed:  # answer without memory rather than not at all
-                ctx.degraded = True
+            query = query_vector(ctx, msg)
+            if query is None:
                 return []
         records, sims = ctx.store.query(query)
         ranking = self._ranking(ctx.user, records)

@@ -49,7 +49,7 @@ from pydantic import Field
 
 from sim.store import Memory
 from sim.workload import Message
-from strategies.base import CallFailed, TurnContext
+from strategies.base import TurnContext, query_vector
 from strategies.batched_dedup_budget import BatchedDedupBudget, BatchedDedupBudgetConfig
 from strategies.registry import register
 
@@ -87,10 +87,8 @@ class LazyRetrieval(BatchedDedupBudget):
 
     def _select(self, ctx: TurnContext, msg: Message) -> list[Memory]:
         """The cached selection, or a fresh one when the topic, the session or time moved on."""
-        try:
-            query = ctx.embedder.embed([msg.text])[0]
-        except CallFailed:  # answer without memory rather than not at all
-            ctx.degraded = True
+        query = query_vector(ctx, msg)
+        if query is None:
             return []
         cached = self._cache.get(ctx.user)
         if cached is None or self._changed(cached, query, ctx.now, msg.session):

@@ -71,6 +71,7 @@ from strategies.base import (
     TurnContext,
     fill_budget,
     memory_room,
+    query_vector,
 )
 from strategies.history import SessionHistories
 from strategies.registry import register
@@ -124,10 +125,8 @@ class _Mem0Base(Strategy):
         room = memory_room(ctx.tokens, self.config.budget_tokens)
         if room <= 0:
             return []
-        try:
-            query = ctx.embedder.embed([msg.text])[0]
-        except CallFailed:  # answer without memory rather than not at all
-            ctx.degraded = True
+        query = query_vector(ctx, msg)
+        if query is None:
             return []
         records, sims = ctx.store.query(query)
         nearest = np.argsort(-sims, kind="stable")[: self.config.search_limit]

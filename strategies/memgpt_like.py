@@ -96,7 +96,14 @@ from pydantic import Field
 from sim.llm import Factoid, Summary
 from sim.store import Memory, normalized_hash
 from sim.workload import Message
-from strategies.base import CallFailed, ExtractionConfig, Prompt, Strategy, TurnContext
+from strategies.base import (
+    CallFailed,
+    ExtractionConfig,
+    Prompt,
+    Strategy,
+    TurnContext,
+    query_vector,
+)
 from strategies.history import History
 from strategies.registry import register
 
@@ -275,10 +282,8 @@ class MemGPTLike(Strategy):
         has_recall = cfg.recall_top_k and agent.recall.messages
         if not (has_archival or has_recall):
             return []
-        try:
-            query = ctx.embedder.embed([msg.text])[0]
-        except CallFailed:  # the agent answers without searching
-            ctx.degraded = True
+        query = query_vector(ctx, msg)
+        if query is None:  # the agent answers without searching
             return []
         if agent.core.best(query)[1] >= cfg.core_answer_similarity:
             return []
