@@ -1,5 +1,8 @@
 """Alert rules replayed on the simulated timeline: when would production have paged?
 
+It is long because each alert rule is replayed on the simulated timeline by its own
+function, beside its threshold and its source.
+
 Each rule is evaluated per strategy on the recorded DataFrames and answers: did it
 fire, at which simulated second (and 0-based day) did it first fire, and how many
 dollars had the strategy spent by then (every call with ``start_s`` at or before
@@ -70,11 +73,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import strategies
 from reports.compare import growth
+from reports.numbers import rounded
 from sim.config import ConfigError, Scenario
-from sim.engine import StrategyRun
+from sim.records import StrategyRun
 from sim.workload import SECONDS_PER_DAY
 
-DIGITS = 6
 _CLOSE = 1e-3
 """A day is closed 1 ms before the next one starts, so its close keeps its own day number."""
 
@@ -111,11 +114,6 @@ class AlertThresholds(BaseModel):
     """First (0-based) day compared; earlier days only build the baseline."""
     per_turn: bool = True
     """Compare tokens per user turn of each day (``False``: raw daily totals)."""
-
-
-def _r(x: float) -> float:
-    x = float(x)
-    return 0.0 if math.isnan(x) or x == 0 else round(x, DIGITS)
 
 
 def _switch(scenario: Scenario | dict[str, Any]) -> tuple[float | None, bool]:
@@ -318,8 +316,8 @@ def _daily_growth(
         return None, worst, None
     filling = {
         "budget_tokens": budget,
-        "block_tokens_first_week": _r(first_week),
-        "block_tokens_last_day": _r(mean_block[last]),
+        "block_tokens_first_week": rounded(first_week),
+        "block_tokens_last_day": rounded(mean_block[last]),
         "last_day": last,
     }
     return None, worst, filling
@@ -378,11 +376,11 @@ def evaluate(
             {
                 "rule": rule,
                 "fired": fired,
-                "first_fired_s": _r(at) if fired else None,
+                "first_fired_s": rounded(at) if fired else None,
                 "first_fired_day": int(min(at // SECONDS_PER_DAY, days - 1)) if fired else None,
-                "usd_by_then": _r(spent) if fired else None,
+                "usd_by_then": rounded(spent) if fired else None,
                 "threshold": threshold,
-                "observed": _r(observed),
+                "observed": rounded(observed),
                 "filling": filling if rule == "daily_tokens_growth" else None,
             }
         )

@@ -13,7 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.compare import DAYS_PER_MONTH, part_means
+from reports.compare import part_means
+from reports.numbers import DAYS_PER_MONTH
 from reports.summary import TOKEN_PURPOSES
 from sim.workload import SECONDS_PER_DAY
 

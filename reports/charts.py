@@ -9,19 +9,18 @@ every chart (the Okabe-Ito palette, readable with color-vision deficiencies).
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import matplotlib as mpl
 import pandas as pd
 from matplotlib.axes import Axes
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 from reports.chartdata import PROMPT_PARTS
+from reports.numbers import figure_bytes
 from reports.summary import TOKEN_PURPOSES
 
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000")
@@ -361,13 +360,6 @@ SPECS = (
 )
 
 
-def _save(fig: Figure, fmt: str, **kwargs: object) -> bytes:
-    buffer = io.BytesIO()
-    FigureCanvasAgg(fig)
-    fig.savefig(buffer, format=fmt, facecolor="white", **kwargs)
-    return buffer.getvalue()
-
-
 def render(data: dict[str, pd.DataFrame], names: list[str]) -> list[Chart]:
     """Draw every chart from :func:`reports.chartdata.chart_data`'s frames."""
     palette = colors(names)
@@ -380,8 +372,8 @@ def render(data: dict[str, pd.DataFrame], names: list[str]) -> list[Chart]:
                     spec.name,
                     spec.title,
                     spec.caption,
-                    png=_save(fig, "png", dpi=PNG_DPI),
-                    svg=_save(fig, "svg", metadata=SVG_METADATA),
+                    png=figure_bytes(fig, "png", dpi=PNG_DPI),
+                    svg=figure_bytes(fig, "svg", metadata=SVG_METADATA),
                 )
             )
     return charts

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from sim.engine import StrategyRun
-
-DAYS_PER_MONTH = 30
+from reports.numbers import DAYS_PER_MONTH
+from sim.records import StrategyRun
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from typing import Any
 import pandas as pd
 
 from reports.alerts import AlertThresholds, extraction_calls_by_session
-from sim.engine import StrategyRun
+from sim.records import StrategyRun
 
 EXTRACTIONS_PER_SESSION = AlertThresholds().extraction_calls_per_session
 NAMES = (

@@ -1,4 +1,7 @@
-"""``report.md``: the run explained for a person, from the summary and the DataFrames."""
+"""``report.md``: the run explained for a person, from the summary and the DataFrames.
+
+It is long because every finding of ``report.md`` lives here, each with its rule.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,6 @@ import numpy as np
 
 from reports.alerts import AlertThresholds, filling_text, fired_lines
 from reports.compare import (
-    DAYS_PER_MONTH,
     MEMORY_WORK_TITLE,
     comparison_rows,
     growth,
@@ -18,7 +20,8 @@ from reports.compare import (
     prompt_cache_text,
     recall_available,
 )
-from sim.engine import StrategyRun
+from reports.numbers import DAYS_PER_MONTH
+from sim.records import StrategyRun
 from strategies.registry import external_strategies
 
 # Definitions for the reader, one Markdown bullet each (shared with ``report.html``).

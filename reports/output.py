@@ -26,10 +26,11 @@ import pandas as pd
 
 from reports import markdown, prometheus
 from reports.compare import comparison_rows, memory_work_rows
+from reports.numbers import dumps
 from reports.results import Results
-from reports.summary import build_summary, dumps
+from reports.summary import build_summary
 from sim.config import ConfigError, canonical_json
-from sim.runner import RunResult
+from sim.records import RunResult
 from strategies.registry import external_strategies
 
 FILES = (
@@ -91,7 +92,11 @@ def summarize(result: RunResult) -> dict:
 
 
 def write_outputs(result: RunResult, out: Path, summary: dict | None = None) -> dict:
-    """Write every file of a run into ``out``; returns the summary."""
+    """Write a run's data into ``out``: the parquet files, ``config.json``, ``summary.json``.
+
+    Returns the summary. The reports drawn from them (``report.md``,
+    ``report.html``, ``charts/``, ``metrics.prom``) are :func:`write_reports`'s.
+    """
     prepare_out_dir(out)
     summary = summary if summary is not None else summarize(result)
     for attr, name in (
@@ -102,11 +107,6 @@ def write_outputs(result: RunResult, out: Path, summary: dict | None = None) -> 
         frame = _combined(result, attr)
         atomic_write(out / name, lambda tmp, f=frame: f.to_parquet(tmp, index=False))
     _write_text(out / "config.json", canonical_json(result.resolved))
-    _write_text(
-        out / "report.md",
-        markdown.render(summary, result.runs, result.resolved, result.scenario.description),
-    )
-    _write_text(out / "metrics.prom", prometheus.render(summary))
     _write_text(out / "summary.json", dumps(summary))
     return summary
 

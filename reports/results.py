@@ -17,8 +17,8 @@ from typing import Any
 import pandas as pd
 
 from sim.config import ConfigError
-from sim.engine import StrategyRun
 from sim.metrics import CALL_COLUMNS, STORE_COLUMNS, TURN_COLUMNS
+from sim.records import StrategyRun
 
 SUMMARY_KEYS = ("scenario", "seed", "config_sha256", "users", "days", "strategies")
 # The per-strategy keys the reports read (a subset of the documented schema).

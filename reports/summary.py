@@ -1,8 +1,8 @@
 """``summary.json``: the stable per-strategy measurements users' CI scripts read.
 
 The schema is fixed (see the README); keys may be added, none renamed or removed
-without a version bump. Floats are rounded to :data:`DIGITS` decimals so the file
-is byte-identical across runs and platforms.
+without a version bump. Floats are rounded by :func:`reports.numbers.rounded` (6
+decimals) so the file is byte-identical across runs and platforms.
 
 Definitions:
 
@@ -55,7 +55,6 @@ Definitions:
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Any
 
@@ -63,24 +62,18 @@ import numpy as np
 import pandas as pd
 
 from reports import alerts
+from reports.numbers import rounded
 from sim import __version__
 from sim.config import Scenario
-from sim.engine import StrategyRun
+from sim.records import StrategyRun
 from sim.workload import SECONDS_PER_DAY
 
-DIGITS = 6
 TOKEN_PURPOSES = ("chat", "extract", "summarize", "update", "embed")
 LLM_PURPOSES = ("chat", "extract", "summarize", "update")
 
 
-def _r(x: float) -> float:
-    """Round for the file; -0.0 and NaN become 0.0 so output is stable."""
-    x = float(x)
-    return 0.0 if math.isnan(x) or x == 0 else round(x, DIGITS)
-
-
 def _pct(values: pd.Series | np.ndarray, q: float) -> float:
-    return _r(np.percentile(values, q)) if len(values) else 0.0
+    return rounded(np.percentile(values, q)) if len(values) else 0.0
 
 
 def call_days(calls: pd.DataFrame, days: int) -> np.ndarray:
@@ -119,12 +112,14 @@ def strategy_summary(
         "retries": int((calls["attempt"] > 0).sum()) if "attempt" in calls else 0,
         "rate_limited_calls": int((calls["error"] == "rate_limited").sum()),
         "tokens_total": int(tokens.sum()),
-        "usd_total": _r(math.fsum(calls["usd"])),
+        "usd_total": rounded(math.fsum(calls["usd"])),
         "tokens_by_purpose": {p: int(by_purpose.get(p, 0)) for p in TOKEN_PURPOSES},
         "tokens_per_day": [int(t) for t in tokens_per_day],
-        "usd_per_day": [_r(u) for u in usd_by_day],
+        "usd_per_day": [rounded(u) for u in usd_by_day],
         "llm_calls_by_purpose": {p: int(llm_calls.get(p, 0)) for p in LLM_PURPOSES},
-        "extraction_calls_per_session_mean": _r(llm_calls.get("extract", 0) / max(sessions, 1)),
+        "extraction_calls_per_session_mean": rounded(
+            llm_calls.get("extract", 0) / max(sessions, 1)
+        ),
         "extraction_calls": int(llm_calls.get("extract", 0)),
         "extraction_attempts": int(attempts.get("extract", 0)),
         "facts_lost_to_faults": int(final["facts_lost_to_faults"].sum())
@@ -136,21 +131,21 @@ def strategy_summary(
         "retrieval_latency_p99_s": _pct(retrieval, 99),
         "retrieval_latency_p50_s": _pct(retrieval, 50),
         "retrieval_latency_p95_s": _pct(retrieval, 95),
-        "memories_per_user_mean": _r(memories.mean()) if len(memories) else 0.0,
+        "memories_per_user_mean": rounded(memories.mean()) if len(memories) else 0.0,
         "memories_per_user_p99": _pct(memories, 99),
         "memories_per_user_max": int(memories.max()) if len(memories) else 0,
-        "duplicate_ratio": _r(final["duplicates"].sum() / total_memories)
+        "duplicate_ratio": rounded(final["duplicates"].sum() / total_memories)
         if total_memories
         else 0.0,
-        "injected_tokens_mean": _r(turns["memory_tokens"].mean()) if len(turns) else 0.0,
+        "injected_tokens_mean": rounded(turns["memory_tokens"].mean()) if len(turns) else 0.0,
         "injected_tokens_p99": _pct(turns["memory_tokens"], 99),
         "injected_tokens_max": int(turns["memory_tokens"].max()) if len(turns) else 0,
         "factoids_extracted": extracted,
         "memories_written": written,
-        "dedup_rate": _r(max(1 - written / extracted, 0.0)) if extracted else 0.0,
-        "recall": _r(probes["recall"].mean()) if len(probes) else 0.0,
+        "dedup_rate": rounded(max(1 - written / extracted, 0.0)) if extracted else 0.0,
+        "recall": rounded(probes["recall"].mean()) if len(probes) else 0.0,
         "probes": len(probes),
-        "stale_share": _r(probes["stale"].mean()) if len(probes) else 0.0,
+        "stale_share": rounded(probes["stale"].mean()) if len(probes) else 0.0,
         **_question_keys(probes),
         **_memory_use_keys(calls, final, total_memories),
         **_instruction_keys(turns),
@@ -172,8 +167,10 @@ def _memory_use_keys(
     memory_usd = math.fsum(calls.loc[calls["purpose"] != "chat", "usd"])
     never = int(final["never_retrieved"].sum()) if "never_retrieved" in final else 0
     return {
-        "memory_usd_total": _r(memory_usd),
-        "memories_never_retrieved_share": _r(never / total_memories) if total_memories else 0.0,
+        "memory_usd_total": rounded(memory_usd),
+        "memories_never_retrieved_share": rounded(never / total_memories)
+        if total_memories
+        else 0.0,
     }
 
 
@@ -186,8 +183,8 @@ def _question_keys(probes: pd.DataFrame) -> dict[str, float]:
     """
     answered = probes.loc[probes["error"] == "", "latency_s"]
     return {
-        "probe_prompt_tokens_mean": _r(probes["prompt_tokens"].mean()) if len(probes) else 0.0,
-        "probe_memory_tokens_mean": _r(probes["memory_tokens"].mean()) if len(probes) else 0.0,
+        "probe_prompt_tokens_mean": rounded(probes["prompt_tokens"].mean()) if len(probes) else 0.0,
+        "probe_memory_tokens_mean": rounded(probes["memory_tokens"].mean()) if len(probes) else 0.0,
         "probe_latency_p50_s": _pct(answered, 50),
         "probe_latency_p95_s": _pct(answered, 95),
     }
@@ -210,9 +207,9 @@ def _cache_keys(calls: pd.DataFrame, day: np.ndarray, days: int) -> dict[str, An
     return {
         "cached_input_tokens": int(cached.sum()),
         "cache_write_tokens": int(written.sum()),
-        "cache_hit_share": _r(cached[chat].sum() / chat_in) if chat_in else 0.0,
-        "usd_saved_by_cache": _r(saved),
-        "usd_total_uncached": _r(math.fsum(calls["usd"]) + saved),
+        "cache_hit_share": rounded(cached[chat].sum() / chat_in) if chat_in else 0.0,
+        "usd_saved_by_cache": rounded(saved),
+        "usd_total_uncached": rounded(math.fsum(calls["usd"]) + saved),
         "cached_input_tokens_per_day": [int(t) for t in per_day],
         "llm_input_tokens_per_day": [int(t) for t in input_per_day],
     }
@@ -253,8 +250,3 @@ def build_summary(
         "days": days,
         "strategies": {run.strategy: strategy_summary(run, days, scenario) for run in runs},
     }
-
-
-def dumps(summary: dict[str, Any]) -> str:
-    """The exact text written to ``summary.json``."""
-    return json.dumps(summary, indent=2, ensure_ascii=False) + "\n"

@@ -1,5 +1,8 @@
 """A sweep's results: mean and 95% confidence interval across seeds, as files and a table.
 
+It is long because one sweep document becomes statistics (t intervals), CSV,
+Markdown, a terminal table and heatmaps.
+
 For every point of the grid and every strategy, each metric of the summary block
 (every scalar figure of ``summary.json``'s strategy block) and the monthly cost per
 user (``usd_total / users × 30 / days``) is summed up over the seeds: its mean, the
@@ -34,14 +37,12 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from reports.numbers import DAYS_PER_MONTH, dumps, figure_bytes, md_table, rounded_significant
 from reports.output import atomic_write, prepare_out_dir
 from sim import __version__
 from sim.config import ConfigError
-from sim.sweep import SweepPlan
+from sim.records import SweepPlan
 
-DIGITS = 6  # at least this many decimals...
-SIGNIFICANT = 6  # ...and at least this many significant digits, so small costs keep theirs
-DAYS_PER_MONTH = 30
 CONFIDENCE = 0.95
 COST = "usd_per_user_per_month"
 CSV_METRICS = (
@@ -110,14 +111,6 @@ def interval(values: Sequence[float]) -> Interval:
     return Interval(mean, t_critical(n - 1) * sd / math.sqrt(n), sd, n)
 
 
-def _r(x: float) -> float:
-    """Round for the files: at least DIGITS decimals and SIGNIFICANT significant digits."""
-    x = float(x)
-    if x == 0 or not math.isfinite(x):
-        return 0.0
-    return round(x, max(DIGITS, SIGNIFICANT - 1 - math.floor(math.log10(abs(x)))))
-
-
 # -- per run ----------------------------------------------------------------------
 def usd_per_user_per_month(summary: dict[str, Any], users: int, days: int) -> float:
     """``usd_total / users × 30 / days``."""
@@ -126,7 +119,7 @@ def usd_per_user_per_month(summary: dict[str, Any], users: int, days: int) -> fl
 
 def run_metrics(summary: dict[str, Any], users: int, days: int) -> dict[str, float]:
     """The monthly cost per user, then every scalar figure of the summary block."""
-    metrics = {COST: _r(usd_per_user_per_month(summary, users, days))}
+    metrics = {COST: rounded_significant(usd_per_user_per_month(summary, users, days))}
     for name, value in summary.items():
         if isinstance(value, int | float) and not isinstance(value, bool):
             metrics[name] = value
@@ -158,11 +151,11 @@ def run_rows(plan: SweepPlan, summaries: dict[str, dict[str, Any]]) -> list[RunR
 def _metric_block(values: Sequence[float]) -> dict[str, Any]:
     ci = interval(values)
     return {
-        "mean": _r(ci.mean),
-        "ci95_low": _r(ci.mean - ci.half_width),
-        "ci95_high": _r(ci.mean + ci.half_width),
-        "ci95_half_width": _r(ci.half_width),
-        "sd": _r(ci.sd),
+        "mean": rounded_significant(ci.mean),
+        "ci95_low": rounded_significant(ci.mean - ci.half_width),
+        "ci95_high": rounded_significant(ci.mean + ci.half_width),
+        "ci95_half_width": rounded_significant(ci.half_width),
+        "sd": rounded_significant(ci.sd),
         "n": ci.n,
     }
 
@@ -219,11 +212,6 @@ def build_document(plan: SweepPlan, rows: list[RunRow]) -> dict[str, Any]:
         "metrics": metrics,
         "points": points,
     }
-
-
-def dumps(document: dict[str, Any]) -> str:
-    """The exact text of ``sweep.json``."""
-    return json.dumps(document, indent=2, ensure_ascii=False) + "\n"
 
 
 # -- sweep.csv --------------------------------------------------------------------
@@ -306,11 +294,6 @@ def table(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
     return [*labels.values(), *TABLE_HEADER], rows
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return lines + ["| " + " | ".join(row) + " |" for row in rows]
-
-
 def _setting(key: str, value: Any) -> str:
     return f"`{key}` = {_value(value)}"
 
@@ -339,7 +322,7 @@ def markdown(document: dict[str, Any]) -> str:
         f"USD / user / month = usd_total / users × {DAYS_PER_MONTH} / days; p99 latency and "
         "memories per user are means across seeds.",
         "",
-        *_md_table(*table(d)),
+        *md_table(*table(d)),
         "",
     ]
     names = heatmap_names(d)
@@ -531,17 +514,11 @@ def heatmaps(document: dict[str, Any]) -> list[Heatmap]:
                 drawn.append(
                     Heatmap(
                         f"heatmap-{part}-{_file_part(strategy)}",
-                        _save(fig, "png", dpi=PNG_DPI),
-                        _save(fig, "svg", metadata=SVG_METADATA),
+                        figure_bytes(fig, "png", dpi=PNG_DPI),
+                        figure_bytes(fig, "svg", metadata=SVG_METADATA),
                     )
                 )
     return drawn
-
-
-def _save(fig: Any, fmt: str, **kwargs: Any) -> bytes:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=fmt, facecolor="white", **kwargs)
-    return buffer.getvalue()
 
 
 # -- files ------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from reports.compare import comparison_rows
-from sim.engine import StrategyRun
+from sim.records import StrategyRun
 
 FRAME = 3
 """Columns a table spends on each of its columns besides the text: a space of padding on

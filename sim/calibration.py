@@ -1,5 +1,8 @@
 """Calibration profiles: what the fast mocks borrow from the real components.
 
+It is long because the measurement and the profile it writes are read together: the
+sweep over users and layouts, the fits, and the profile's lookups.
+
 A profile (JSON) holds
 
 * ``similarity``: cosine similarities measured with a real embedder on the fact

@@ -1,5 +1,9 @@
 """ChromaStore: the :class:`~sim.store.VectorStore` protocol on a real ChromaDB 1.5.
 
+It is long because ChromaDB needs adapting at each call: metering, per-user or
+shared collections, the open-file headroom, and the mirror that answers counts
+without a round trip.
+
 The store runs embedded (:func:`embedded_store`, a ``PersistentClient`` on a folder)
 or against a server (:func:`http_store`, an ``HttpClient``). Two layouts:
 

@@ -1,5 +1,8 @@
 """Scenario and run configuration: pydantic models, TOML loading, one-line errors.
 
+It is long because it is the whole scenario schema, every field documented with its
+default's source.
+
 A scenario is a TOML file (see ``scenarios/support-bot.toml``). Every field has a
 documented default; unknown fields are errors, so a typo never silently falls
 back to a default. Validation errors become a :class:`ConfigError` whose message

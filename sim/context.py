@@ -1,18 +1,29 @@
 """What a strategy sees of the world: a per-user context with metered services.
 
+It is long because it is everything a strategy can touch: the metered clients, the
+fault-aware store, the per-user context, and the model server for real libraries.
+
 Strategies are plain synchronous Python. They reach the LLM, the embedder and the
 store only through the :class:`TurnContext` the engine hands them, bound to one
 user. Every call records a :class:`Span` (purpose, tokens, modelled latency,
 USD); the engine later replays the spans through the shared SimPy resources to
 turn them into simulated time and queueing.
+
+A context's public attributes are what a strategy may use (:mod:`strategies.api`
+documents them); the engine reaches the rest through the functions at the end of
+this module. :class:`ModelServer` serves the run's models to a real memory library
+over HTTP and meters what it asks, for adapters (``strategies/external.py``).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
+from datetime import date
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -22,10 +33,13 @@ from sim.extraction_prompts import ExtractionPrompt
 from sim.faults import RATE_LIMITED, STORE_DOWN, FaultModel
 from sim.llm import Candidate, Factoid, LLMResult, MockLLM, Summary, UpdateDecision
 from sim.pricing import Rates
-from sim.prompt_cache import Layout
+from sim.prompt_cache import NO_USE, Layout
 from sim.store import Memory, VectorStore, normalized_hash
 from sim.tokens import TokenCounter
-from sim.workload import Message
+from sim.types import Message
+
+if TYPE_CHECKING:  # the server (FastAPI) loads when a library runs, not with every context
+    from sim.serve import MockServer, RequestRecord
 
 LLM, EMBEDDING, STORE = "llm", "embedding", "store"
 
@@ -175,7 +189,7 @@ class LLMClient:
     def _meter(self, result: LLMResult) -> LLMResult:
         ctx = self._ctx
         span = llm_span(
-            ctx.services.chat_rates,
+            ctx._services.chat_rates,
             result.purpose,
             result.tokens_in,
             result.tokens_out,
@@ -185,9 +199,9 @@ class LLMClient:
             result.cached_tokens,
             result.cache_write_tokens,
         )
-        ctx.record(span)
-        if ctx.draws_faults:
-            ctx.draw_faults(span)
+        ctx._record(span)
+        if ctx._draws_faults:
+            ctx._draw_faults(span)
         return result
 
     def chat(
@@ -202,7 +216,7 @@ class LLMClient:
         """
         ctx = self._ctx
         return self._meter(
-            ctx.services.llm.chat(ctx.user, prompt_tokens, scripted, layout, ctx.now)
+            ctx._services.llm.chat(ctx.user, prompt_tokens, scripted, layout, ctx.now)
         )
 
     def extract(
@@ -214,20 +228,20 @@ class LLMClient:
         template (:mod:`sim.extraction_prompts`) or a system prompt text.
         """
         ctx = self._ctx
-        ctx.stated.append(messages)
-        result = ctx.services.llm.extract(ctx.user, messages, prompt, ctx.now)
+        ctx._stated.append(messages)
+        result = ctx._services.llm.extract(ctx.user, messages, prompt, ctx.now)
         return self._meter(result).factoids
 
     def update(self, fact: Factoid, candidates: Sequence[Candidate]) -> UpdateDecision:
         """Mem0's ADD/UPDATE/DELETE/NONE decision for ``fact`` (one update call)."""
         ctx = self._ctx
-        result = ctx.services.llm.update(ctx.user, fact, candidates, ctx.now)
+        result = ctx._services.llm.update(ctx.user, fact, candidates, ctx.now)
         return self._meter(result).decision  # type: ignore[return-value]
 
     def summarize(self, messages: Sequence[Message], previous: Summary | None = None) -> Summary:
         """A new running summary (one summarization call)."""
         ctx = self._ctx
-        result = ctx.services.llm.summarize(ctx.user, messages, previous, ctx.now)
+        result = ctx._services.llm.summarize(ctx.user, messages, previous, ctx.now)
         return self._meter(result).summary  # type: ignore[return-value]
 
 
@@ -242,21 +256,21 @@ class EmbeddingClient:
     @property
     def model(self) -> str:
         """Name of the embedding model (stored with every memory)."""
-        return self._ctx.services.embedder.model
+        return self._ctx._services.embedder.model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Unit vectors for ``texts`` (one embedding call, billed per input token)."""
         ctx = self._ctx
-        services = ctx.services
+        services = ctx._services
         count = services.tokens.count
         tokens = count(texts[0]) if len(texts) == 1 else sum(map(count, texts))
         cfg = services.scenario.embedding
         latency = cfg.latency_base_s + cfg.latency_s_per_token * tokens
         usd = services.embedding_rates.usd(tokens, 0)
         span = Span("embed", EMBEDDING, tokens, 0, latency, usd, "", len(texts))
-        ctx.record(span)
-        if ctx.draws_faults:
-            ctx.draw_faults(span)
+        ctx._record(span)
+        if ctx._draws_faults:
+            ctx._draw_faults(span)
         return services.embedder.embed(texts)
 
 
@@ -277,19 +291,19 @@ class StoreClient:
         fails before this one (a request that timed out waiting), so that nothing
         is stored past a failed call.
         """
-        measured = self._ctx.services.store.last_call_s
+        measured = self._ctx._services.store.last_call_s
         latency = modelled_s if measured is None else measured
         span = Span(purpose, STORE, 0, 0, latency, 0.0, "", items)
         span.undo = undo
-        self._ctx.record(span)
+        self._ctx._record(span)
 
     def _scan_latency(self, vectors: int) -> float:
-        return self._ctx.services.store_latency.query(vectors, self._ctx.user)
+        return self._ctx._services.store_latency.query(vectors, self._ctx.user)
 
     def query(self, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
         """The user's memories and their cosine similarity to ``vector`` (read-only list)."""
         ctx = self._ctx
-        services = ctx.services
+        services = ctx._services
         memories, sims = services.store.query(ctx.user, vector)
         n = len(memories)
         self._span("store_query", services.store_latency.query(n, ctx.user), n)
@@ -298,12 +312,12 @@ class StoreClient:
     def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:
         """Store memories with their vectors (one write)."""
         ctx = self._ctx
-        store, user = ctx.services.store, ctx.user
+        store, user = ctx._services.store, ctx.user
         store.add(user, memories, vectors)
         ids = [m.id for m in memories]
         self._span(
             "store_write",
-            ctx.services.store_latency.write(user),
+            ctx._services.store_latency.write(user),
             len(memories),
             lambda: store.delete(user, ids),
         )
@@ -311,32 +325,51 @@ class StoreClient:
     def delete(self, ids: Sequence[int]) -> None:
         """Delete memories by id (one write)."""
         ctx = self._ctx
-        store, user = ctx.services.store, ctx.user
+        store, user = ctx._services.store, ctx.user
         doomed = set(ids)
         held, vectors = store.memories_with_vectors(user)
         keep = [i for i, m in enumerate(held) if m.id in doomed]
         gone, gone_vectors = [held[i] for i in keep], vectors[keep]
         store.delete(user, ids)
         undo = (lambda: store.add(user, gone, gone_vectors)) if gone else None
-        self._span("store_delete", ctx.services.store_latency.write(user), len(ids), undo)
+        self._span("store_delete", ctx._services.store_latency.write(user), len(ids), undo)
 
     def memories(self) -> list[Memory]:
         """All of the user's memories, oldest first (one read of the partition)."""
         ctx = self._ctx
-        memories = ctx.services.store.memories(ctx.user)
+        memories = ctx._services.store.memories(ctx.user)
         self._span("store_query", self._scan_latency(len(memories)), len(memories))
         return memories
 
     def memories_with_vectors(self) -> tuple[list[Memory], np.ndarray]:
         """All of the user's memories, oldest first, with their stored vectors (one read)."""
         ctx = self._ctx
-        memories, vectors = ctx.services.store.memories_with_vectors(ctx.user)
+        memories, vectors = ctx._services.store.memories_with_vectors(ctx.user)
         self._span("store_query", self._scan_latency(len(memories)), len(memories))
         return memories, vectors
 
     def count(self) -> int:
         """Number of memories the user has."""
-        return self._ctx.services.store.count(self._ctx.user)
+        return self._ctx._services.store.count(self._ctx.user)
+
+    def mirror_add(self, memories: Sequence[Memory], texts: Sequence[str]) -> None:
+        """Copy memories a real library stored into the user's partition: no span, by design.
+
+        For adapters of real memory libraries (``strategies/external.py``): the
+        library's own store calls were metered as it made them (:class:`ModelServer`);
+        the copy keeps the run's store, which the per-user counts, duplicates and
+        recall read, in step with the library's. The vectors are the run's embedder's
+        for ``texts``, unmetered for the same reason, and no outage applies: the
+        library's store is its own.
+        """
+        ctx = self._ctx
+        services = ctx._services
+        services.store.add(ctx.user, memories, services.embedder.embed(texts))
+
+    def mirror_delete(self, ids: Sequence[int]) -> None:
+        """Drop from the copy memories the library deleted or replaced (no span: see above)."""
+        ctx = self._ctx
+        ctx._services.store.delete(ctx.user, ids)
 
 
 class FaultyStoreClient(StoreClient):
@@ -344,7 +377,7 @@ class FaultyStoreClient(StoreClient):
 
     During an outage every call fails fast (a span with error ``store_unavailable``)
     and marks ``ctx.degraded``: queries return no memories, so the strategy answers
-    without memory; writes and deletes are kept in ``ctx.pending_writes`` and replayed
+    without memory; writes and deletes are kept on the context and replayed
     after the window (:func:`replay_pending_writes`), so no memory is lost. Outside
     outages, latencies are scaled by the slow-store multiplier in force.
     """
@@ -352,7 +385,7 @@ class FaultyStoreClient(StoreClient):
     __slots__ = ()
 
     def _faults(self) -> FaultModel:
-        return self._ctx.services.faults  # type: ignore[return-value]
+        return self._ctx._services.faults  # type: ignore[return-value]
 
     def _down(self, purpose: str) -> bool:
         """Whether the store is down now; if so, meter the failed call and mark the context."""
@@ -362,7 +395,7 @@ class FaultyStoreClient(StoreClient):
             return False
         ctx.degraded = True
         latency = faults.config.error_latency_s
-        ctx.record(Span(purpose, STORE, 0, 0, latency, 0.0, STORE_DOWN, 0))
+        ctx._record(Span(purpose, STORE, 0, 0, latency, 0.0, STORE_DOWN, 0))
         return True
 
     def _span(
@@ -392,14 +425,14 @@ class FaultyStoreClient(StoreClient):
     def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:
         """As :meth:`StoreClient.add`; kept for later during an outage."""
         if self._down("store_write"):
-            self._ctx.pending_writes.append(("add", (list(memories), vectors)))
+            self._ctx._pending_writes.append(("add", (list(memories), vectors)))
             return
         super().add(memories, vectors)
 
     def delete(self, ids: Sequence[int]) -> None:
         """As :meth:`StoreClient.delete`; kept for later during an outage."""
         if self._down("store_delete"):
-            self._ctx.pending_writes.append(("delete", (list(ids),)))
+            self._ctx._pending_writes.append(("delete", (list(ids),)))
             return
         super().delete(ids)
 
@@ -407,9 +440,9 @@ class FaultyStoreClient(StoreClient):
 def replay_pending_writes(ctx: TurnContext) -> None:
     """Job: apply, in their order, the writes the store refused during an outage.
 
-    Writes refused again (another outage) go back to ``ctx.pending_writes``.
+    Writes refused again (another outage) are kept again, for the next window's end.
     """
-    pending, ctx.pending_writes = ctx.pending_writes, []
+    pending, ctx._pending_writes = ctx._pending_writes, []
     for op, args in pending:
         if op == "add":
             ctx.store.add(*args)
@@ -417,8 +450,145 @@ def replay_pending_writes(ctx: TurnContext) -> None:
             ctx.store.delete(*args)
 
 
+@dataclass(slots=True)
+class _LibraryStoreCall:
+    """One call a real library made on its own vector store."""
+
+    purpose: str  # store_query, store_write, store_delete
+    items: int  # records returned or written
+    wall_s: float
+
+
+class ModelServer:
+    """The run's mock models served over HTTP to a real memory library, and its meter.
+
+    For adapters of real libraries (``strategies/external.py``). Built from any
+    context of the run, it starts a :class:`sim.serve.MockServer` (OpenAI's API on a
+    free local port: :attr:`base_url`) on the run's own mock LLM, embedder and token
+    counter; the library calls it instead of a provider. Within :meth:`metered`,
+    every request the server answers and every call the library reports on its own
+    vector store (:meth:`store_call`) becomes, in order, a span on the context of
+    the user it was made for: the library's work is metered and replayed like any
+    strategy's.
+    """
+
+    def __init__(self, ctx: TurnContext) -> None:
+        from sim.serve import MockBackend, MockServer  # FastAPI loads when a library runs
+
+        services = self._services = ctx._services
+        scn = services.scenario
+        self._events: list[RequestRecord | _LibraryStoreCall] = []
+        self._backend = MockBackend(
+            services.tokens, services.llm, services.embedder, scn.embedding, scn.seed
+        )
+        self._backend.sink = self._events
+        self._server: MockServer = MockServer(self._backend).start()
+        self.chat_model, self.embedding_model = scn.llm.model, scn.embedding.model
+        """The scenario's models: the only ones the server answers for."""
+        self.embedding_dims: int = services.embedder.dim
+        self.start_date = date.fromisoformat(scn.pricing.price_date)
+        """The simulated calendar date of the run's first day (``[pricing] price_date``)."""
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI ``base_url`` of the running server (``http://host:port/v1``)."""
+        return self._server.base_url
+
+    def serves(self, ctx: TurnContext) -> bool:
+        """Whether ``ctx`` belongs to the run this server serves."""
+        return ctx._services is self._services
+
+    def stop(self) -> None:
+        """Stop the server."""
+        self._server.stop()
+
+    def expect(
+        self, messages: Sequence[Message], known: dict[str, tuple[tuple[str, int], ...]]
+    ) -> AbstractContextManager[dict[str, Factoid]]:
+        """Tell the mock extractor which workload messages the block sends, and what is known.
+
+        See :meth:`sim.serve.MockBackend.expect`: the yielded dict fills with the
+        factoids answered, by memory text.
+        """
+        return self._backend.expect(messages, known)
+
+    def learn_topics(self, text: str, like: str) -> None:
+        """Let the latent embedder place ``text`` as it places ``like`` (if it knows ``like``)."""
+        catalog = self._services.llm.catalog
+        topics = catalog.topics.get(like)
+        if topics:
+            catalog.register(text, topics)
+
+    def store_call(self, purpose: str, items: int, wall_s: float) -> None:
+        """Report one call the library made on its own store (metered with the block's)."""
+        self._events.append(_LibraryStoreCall(purpose, items, wall_s))
+
+    @contextmanager
+    def metered(self, ctx: TurnContext, vectors: int) -> Iterator[None]:
+        """Meter on ``ctx``, in order, what the library asked during the block.
+
+        ``vectors``: the user's memories in the library's store (what a query's
+        modelled latency scans). What was asked outside any block is not metered.
+        """
+        self._events.clear()
+        try:
+            yield
+        finally:
+            for event in self._events:
+                ctx._record(self._span(ctx, event, vectors))
+            self._events.clear()
+
+    def _span(
+        self, ctx: TurnContext, event: RequestRecord | _LibraryStoreCall, vectors: int
+    ) -> Span:
+        services = self._services
+        if isinstance(event, _LibraryStoreCall):
+            if services.scenario.vector_store.latency == "measured":
+                latency = event.wall_s
+            elif event.purpose == "store_query":
+                latency = services.store_latency.query(vectors, ctx.user)
+            else:
+                latency = services.store_latency.write(ctx.user)
+            return Span(event.purpose, STORE, 0, 0, latency, 0.0, "", event.items)
+        if event.purpose == "embed":
+            usd = services.embedding_rates.usd(event.tokens_in, 0)
+            return Span(
+                "embed",
+                EMBEDDING,
+                event.tokens_in,
+                0,
+                event.latency_s,
+                usd,
+                event.error,
+                event.items,
+            )
+        llm, latency, use = services.llm, event.latency_s, NO_USE
+        if event.prefix is not None and not event.error:
+            use = llm.prefix_use(
+                ctx.user, ctx.now, event.tokens_in, event.prefix_tokens, event.prefix
+            )
+            latency = llm.cached_latency(
+                latency, event.tokens_in, event.tokens_out, use.cached_tokens
+            )
+        return llm_span(
+            services.chat_rates,
+            event.purpose,
+            event.tokens_in,
+            event.tokens_out,
+            latency,
+            event.error,
+            event.items,
+            use.cached_tokens,
+            use.written_tokens,
+        )
+
+
 class TurnContext:
     """A strategy's handle on one user: services, clock, and background jobs.
+
+    This is all a strategy sees (:mod:`strategies.api`); every other attribute is
+    the harness's (underscored; the engine reads it through the functions below
+    the class).
 
     Attributes:
         user: The user's index; ``user_id`` is its printable id.
@@ -429,30 +599,25 @@ class TurnContext:
         degraded: Set when a store call failed in an outage, or when the strategy
             answered without memory because a call failed (the engine resets and
             reads it around each synchronous strategy hook).
-        pending_writes: Store writes refused during an outage, replayed after it.
-        background: Whether the hook runs on a background worker (its requests
-            draw their faults from the background lane).
-        draws_faults: Whether LLM and embedding requests can fail (``[faults]``);
-            when they can, a request whose every attempt fails raises
-            :class:`CallFailed`.
-        stated: The messages sent to extraction during the current hook (the engine
-            books the facts they state after the hook; strategies need not).
+
+    Under ``[faults]`` LLM and embedding requests can fail: a request whose every
+    attempt fails raises :class:`CallFailed`.
     """
 
     __slots__ = (
+        "_background",  # the hook runs on a background worker: its faults' lane
         "_defer",
+        "_draws_faults",  # LLM and embedding requests can fail ([faults])
         "_next_id",
-        "background",
+        "_pending_writes",  # store writes refused during an outage, replayed after it
+        "_services",
+        "_spans",  # calls metered since the engine last took them
+        "_stated",  # messages sent to extraction since (the engine books their facts)
         "degraded",
-        "draws_faults",
         "embedder",
         "llm",
         "now",
-        "pending_writes",
-        "services",
         "session",
-        "spans",
-        "stated",
         "store",
         "tokens",
         "user",
@@ -466,7 +631,7 @@ class TurnContext:
         user_id: str,
         defer: Callable[[int, Callable[[TurnContext], None]], None],
     ) -> None:
-        self.services, self.user, self.user_id = services, user, user_id
+        self._services, self.user, self.user_id = services, user, user_id
         self.tokens = services.tokens
         faults = services.faults
         store_client = FaultyStoreClient if faults and faults.config.store_faults else StoreClient
@@ -475,20 +640,20 @@ class TurnContext:
             EmbeddingClient(self),
             store_client(self),
         )
-        self.degraded = self.background = False
-        self.draws_faults = faults is not None and faults.config.llm_faults
-        self.stated: list[Sequence[Message]] = []
-        self.pending_writes: list[tuple[str, tuple]] = []
+        self.degraded = self._background = False
+        self._draws_faults = faults is not None and faults.config.llm_faults
+        self._stated: list[Sequence[Message]] = []
+        self._pending_writes: list[tuple[str, tuple]] = []
         self.now, self.session = 0.0, -1
-        self.spans: list[Span] = []
+        self._spans: list[Span] = []
         self._defer = defer
         self._next_id = 0
 
-    def record(self, span: Span) -> None:
-        """Meter one call (services do this; strategies need not)."""
-        self.spans.append(span)
+    def _record(self, span: Span) -> None:
+        """Meter one call (the service clients do this)."""
+        self._spans.append(span)
 
-    def draw_faults(self, span: Span) -> None:
+    def _draw_faults(self, span: Span) -> None:
         """Decide, as the request is made, how each of its attempts fares; raise if all fail.
 
         One draw per attempt from the user's lane (:meth:`FaultModel.request_fault`)
@@ -497,10 +662,10 @@ class TurnContext:
         each attempt is the hook's, advanced by the waits before it (a 429 answers
         after ``error_latency_s``, a timeout after the client timeout).
         """
-        faults = self.services.faults
+        faults = self._services.faults
         assert faults is not None
-        cfg, user, background = faults.config, self.user, self.background
-        scenario = self.services.scenario
+        cfg, user, background = faults.config, self.user, self._background
+        scenario = self._services.scenario
         limits = scenario.embedding.limits if span.endpoint == EMBEDDING else scenario.limits
         timeout_s = limits.timeout_s
         codes: list[str] = []
@@ -519,16 +684,6 @@ class TurnContext:
         if codes[-1]:
             raise CallFailed(span.purpose, codes[-1])
 
-    def take_spans(self) -> list[Span]:
-        """The spans recorded since the last call, and a fresh list for the next ones."""
-        spans, self.spans = self.spans, []
-        return spans
-
-    def take_stated(self) -> list[Sequence[Message]]:
-        """The messages sent to extraction since the last call, and a fresh list."""
-        stated, self.stated = self.stated, []
-        return stated
-
     def defer(self, job: Callable[[TurnContext], None]) -> None:
         """Run ``job(ctx)`` later on a background worker, competing for the same limits."""
         self._defer(self.user, job)
@@ -543,8 +698,48 @@ class TurnContext:
             importance=factoid.importance,
             category=factoid.category,
             created_at=self.now,
-            embedding_model=self.services.embedder.model,
+            embedding_model=self._services.embedder.model,
             content_hash=normalized_hash(factoid.content),
             facts=factoid.facts,
             owner=self.user,
         )
+
+
+# -- the harness's side of a context: the engine's, never a strategy's ----------------------
+def begin_hook(ctx: TurnContext, background: bool) -> None:
+    """Before a strategy hook or job runs on ``ctx``: clear ``degraded``, set the fault lane.
+
+    Workers share a user's context, so both are set afresh around every hook.
+    """
+    ctx.degraded, ctx._background = False, background
+
+
+def take_spans(ctx: TurnContext) -> list[Span]:
+    """The spans recorded since the last call, and a fresh list for the next ones."""
+    spans, ctx._spans = ctx._spans, []
+    return spans
+
+
+def take_stated(ctx: TurnContext) -> list[Sequence[Message]] | None:
+    """The messages sent to extraction since the last call (``None``: none), and a fresh list."""
+    stated = ctx._stated
+    if not stated:
+        return None
+    ctx._stated = []
+    return stated
+
+
+def has_calls(ctx: TurnContext) -> bool:
+    """Whether calls were metered, or messages sent to extraction, since they were last taken."""
+    return bool(ctx._spans or ctx._stated)
+
+
+def record_again(ctx: TurnContext, spans: list[Span], stated: list[Sequence[Message]]) -> None:
+    """Put spans made elsewhere (a tick's) on ``ctx``, as if its hook had made them."""
+    ctx._spans.extend(spans)
+    ctx._stated.extend(stated)
+
+
+def has_pending_writes(ctx: TurnContext) -> bool:
+    """Whether store writes refused during an outage wait for :func:`replay_pending_writes`."""
+    return bool(ctx._pending_writes)

@@ -1,5 +1,8 @@
 """SimPy processes that drive users, sessions and background jobs; nothing else.
 
+It is long because it holds every SimPy process of a run: users, turns, the replay
+with faults, background workers, ticks and snapshots.
+
 For each user turn the engine lets the strategy plan the prompt (its calls are
 recorded as spans), asks the mock LLM for the reply, then replays the spans in
 order through the shared endpoints (chat model, embedding model, store), so
@@ -16,8 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
 from contextlib import suppress
-from dataclasses import dataclass
-from operator import attrgetter
 
 import pandas as pd
 import simpy
@@ -31,28 +32,24 @@ from sim.context import (
     Services,
     Span,
     TurnContext,
+    begin_hook,
+    has_calls,
+    has_pending_writes,
+    record_again,
     replay_pending_writes,
+    take_spans,
+    take_stated,
 )
 from sim.faults import RATE_LIMITED, RETRIABLE, STORE_DOWN, TIMEOUT, FaultModel
+from sim.grading import foreign_items, planted_instructions, probe_outcome
 from sim.limits import Endpoint
-from sim.metrics import call_recorder, store_recorder, turn_recorder
-from sim.textbank import INSTRUCTION_SLOT
+from sim.metrics import call_recorder, store_final_recorder, store_recorder, turn_recorder
+from sim.records import StrategyRun
 from sim.workload import SECONDS_PER_DAY, Message, UserScript, Workload
 from strategies.base import Prompt, Strategy
 from strategies.jobs import reembed
 
 Job = Callable[[TurnContext], None]
-
-
-@dataclass(slots=True)
-class StrategyRun:
-    """Everything one strategy's simulation recorded."""
-
-    strategy: str
-    turns: pd.DataFrame
-    calls: pd.DataFrame
-    store_daily: pd.DataFrame
-    store_final: pd.DataFrame
 
 
 class _TickView:
@@ -191,17 +188,17 @@ class Engine:
         start = ctx.now = env.now
         ctx.session = msg.session
         store_size = self.services.store.count(user)
-        ctx.degraded = ctx.background = False  # reset around each hook: workers share ctx
+        begin_hook(ctx, background=False)  # reset around each hook: workers share ctx
         error = ""
         try:
             prompt = strategy.build_prompt(ctx, msg)
         except CallFailed as failed:  # a strategy that lets a retrieval failure through
             prompt, error = Prompt(msg), failed.error
         degraded = ctx.degraded
-        planning = ctx.take_spans()
+        planning = take_spans(ctx)
         parts = prompt.tokens(self.services.tokens)
         prompt_tokens = parts.total
-        recall, stale = _probe_outcome(prompt, msg.probe)
+        recall, stale = probe_outcome(prompt, msg.probe)
         cache = self.cache
         layout = (
             prompt.cache_layout(cache, self.services.tokens)
@@ -215,8 +212,8 @@ class Engine:
                 error = result.error
             except CallFailed as failed:
                 error = failed.error
-        chat = ctx.take_spans()
-        stated = ctx.take_stated() if ctx.stated else None
+        chat = take_spans(ctx)
+        stated = take_stated(ctx)
         queued = 0.0
         replay_error = ""
         if planning:  # no spans, no replay: nothing would be scheduled or recorded
@@ -231,42 +228,44 @@ class Engine:
         latency = env.now - start
         reply = None if error or result is None else result.reply
         ctx.now = env.now
-        ctx.degraded = ctx.background = False
+        begin_hook(ctx, background=False)
         if remember:
             with suppress(CallFailed):  # not handled: the rest of the hook is not done
                 strategy.after_turn(ctx, msg, reply)
         degraded = degraded or ctx.degraded
-        if ctx.spans or ctx.stated:
-            spans, stated = ctx.take_spans(), ctx.take_stated() if ctx.stated else None
+        if has_calls(ctx):
+            spans, stated = take_spans(ctx), take_stated(ctx)
             after_error = ""
             if spans:
                 after_error, _ = yield from self._replay(spans, user, background=False)
             if stated:
                 self._settle(user, stated, spans, after_error)
         self.turns.add(
-            user,
-            msg.session,
-            msg.turn,
-            start,
-            msg.kind,
-            latency,
-            queued,
-            retrieval_s,
-            env.now - start - latency,
-            error,
-            prompt_tokens,
-            parts.system,
-            parts.memories,
-            parts.history,
-            parts.user,
-            reply.tokens if reply else 0,
-            len(prompt.memories),
-            store_size,
-            recall,
-            stale,
-            _foreign(prompt, user),
-            degraded,
-            _instructions(prompt.memories) if self.count_instructions else 0,
+            user=user,
+            session=msg.session,
+            turn=msg.turn,
+            start_s=start,
+            kind=msg.kind,
+            latency_s=latency,
+            queue_s=queued,
+            retrieval_s=retrieval_s,
+            post_reply_s=env.now - start - latency,
+            error=error,
+            prompt_tokens=prompt_tokens,
+            system_tokens=parts.system,
+            memory_tokens=parts.memories,
+            history_tokens=parts.history,
+            user_tokens=parts.user,
+            reply_tokens=reply.tokens if reply else 0,
+            memories_injected=len(prompt.memories),
+            store_size=store_size,
+            recall=recall,
+            stale=stale,
+            foreign_memories=foreign_items(prompt, user),
+            degraded=degraded,
+            instructions_injected=(
+                planted_instructions(prompt.memories) if self.count_instructions else 0
+            ),
         )
 
     def _settle(
@@ -322,7 +321,7 @@ class Engine:
         """:meth:`_replay` with injected faults: each span's planned attempts, then its backoffs.
 
         The fault of every attempt was drawn when the strategy made the call
-        (:meth:`TurnContext.draw_faults`); they are replayed here, each attempt a
+        (:meth:`TurnContext._draw_faults`); they are replayed here, each attempt a
         call row of its own, with the backoffs drawn then. A store call refused by
         an outage was already answered (empty) while the strategy planned; it is
         recorded and the replay goes on. An attempt that times out waiting here is
@@ -397,22 +396,22 @@ class Engine:
         """
         billed = served and not span.error
         self.calls.add(
-            user,
-            start,
-            span.purpose,
-            span.endpoint,
-            background,
-            span.tokens_in if billed else 0,
-            span.tokens_out if billed else 0,
-            span.latency_s,
-            queue_s,
-            span.usd if billed else 0.0,
-            error,
-            span.items,
-            attempt,
-            span.cached_tokens if billed else 0,
-            span.cache_write_tokens if billed else 0,
-            span.usd_saved if billed else 0.0,
+            user=user,
+            start_s=start,
+            purpose=span.purpose,
+            endpoint=span.endpoint,
+            background=background,
+            tokens_in=span.tokens_in if billed else 0,
+            tokens_out=span.tokens_out if billed else 0,
+            latency_s=span.latency_s,
+            queue_s=queue_s,
+            usd=span.usd if billed else 0.0,
+            error=error,
+            items=span.items,
+            attempt=attempt,
+            cached_tokens=span.cached_tokens if billed else 0,
+            cache_write_tokens=span.cache_write_tokens if billed else 0,
+            usd_saved=span.usd_saved if billed else 0.0,
         )
 
     def _failed_fast(
@@ -422,22 +421,22 @@ class Engine:
         start, latency_s = self.env.now, self.faults.config.error_latency_s  # type: ignore[union-attr]
         yield self.env.timeout(latency_s)
         self.calls.add(
-            user,
-            start,
-            span.purpose,
-            span.endpoint,
-            background,
-            0,
-            0,
-            latency_s,
-            0.0,
-            0.0,
-            error,
-            0,
-            attempt,
-            0,
-            0,
-            0.0,
+            user=user,
+            start_s=start,
+            purpose=span.purpose,
+            endpoint=span.endpoint,
+            background=background,
+            tokens_in=0,
+            tokens_out=0,
+            latency_s=latency_s,
+            queue_s=0.0,
+            usd=0.0,
+            error=error,
+            items=0,
+            attempt=attempt,
+            cached_tokens=0,
+            cache_write_tokens=0,
+            usd_saved=0.0,
         )
 
     def _after_outages(self) -> Generator:
@@ -447,7 +446,7 @@ class Engine:
             if end > self.env.now:
                 yield self.env.timeout(end - self.env.now)
             for _, ctx in sorted(self.contexts.items()):
-                if ctx.pending_writes:
+                if has_pending_writes(ctx):
                     ctx.defer(replay_pending_writes)
 
     def _worker(self) -> Generator:
@@ -455,10 +454,10 @@ class Engine:
             user, job = yield self.jobs.get()
             ctx = self.contexts[user]
             ctx.now = self.env.now
-            ctx.background = True
+            begin_hook(ctx, background=True)
             with suppress(CallFailed):  # not handled by the job: the rest of it is not done
                 job(ctx)
-            spans, stated = ctx.take_spans(), ctx.take_stated() if ctx.stated else None
+            spans, stated = take_spans(ctx), take_stated(ctx)
             error, _ = yield from self._replay(spans, user, background=True)
             if stated:
                 self._settle(user, stated, spans, error)
@@ -468,11 +467,11 @@ class Engine:
         while env.now + period_s <= self.horizon_s:
             yield env.timeout(period_s)
             for ctx in self.contexts.values():
-                ctx.background = True
+                begin_hook(ctx, background=True)
             with suppress(CallFailed):  # not handled: the rest of the tick is not done
                 self.strategy.on_tick(_TickView(self))
             for user, ctx in sorted(self.contexts.items()):
-                spans, stated = ctx.take_spans(), ctx.take_stated() if ctx.stated else []
+                spans, stated = take_spans(ctx), take_stated(ctx) or []
                 if spans or stated:  # calls made directly in on_tick run as background work
                     self.jobs.put((user, _replay_only(spans, stated)))
 
@@ -490,7 +489,7 @@ class Engine:
             yield self.env.timeout((day + 1) * SECONDS_PER_DAY - self.env.now)
             for user in self.contexts:
                 memories, duplicates = self._store_stats(user)
-                self.store_daily.add(day, user, memories, duplicates)
+                self.store_daily.add(day=day, user=user, memories=memories, duplicates=duplicates)
 
     # -- store statistics --------------------------------------------------------
     def _store_stats(self, user: int) -> tuple[int, int]:
@@ -499,21 +498,18 @@ class Engine:
         return store.count(user), store.duplicates(user)
 
     def _final_store(self) -> pd.DataFrame:
-        users = sorted(self.contexts)
-        stats = [self._store_stats(u) for u in users]
-        return pd.DataFrame(
-            {
-                "user": pd.Series(users, dtype="int32"),
-                "memories": pd.Series([s[0] for s in stats], dtype="int32"),
-                "duplicates": pd.Series([s[1] for s in stats], dtype="int32"),
-                "never_retrieved": pd.Series(
-                    [self._never_retrieved(u) for u in users], dtype="int32"
-                ),
-                "facts_lost_to_faults": pd.Series(
-                    [self._facts_lost(u) for u in users], dtype="int32"
-                ),
-            }
-        )
+        """One row per user: the store at the end of the run (:data:`sim.metrics.STORE_FINAL`)."""
+        final = store_final_recorder()
+        for user in sorted(self.contexts):
+            memories, duplicates = self._store_stats(user)
+            final.add(
+                user=user,
+                memories=memories,
+                duplicates=duplicates,
+                never_retrieved=self._never_retrieved(user),
+                facts_lost_to_faults=self._facts_lost(user),
+            )
+        return final.frame()
 
     def _facts_lost(self, user: int) -> int:
         """Facts sent only to extractions that failed, and not in the store at the end."""
@@ -533,68 +529,11 @@ class Engine:
         return sum(1 for memory in store.memories(user) if memory.hit_count == 0)
 
 
-def _probe_outcome(prompt, probe) -> tuple[int, int]:
-    """``(recall, stale)`` of a probe: the fact's latest version in the prompt, an older one.
-
-    Both are -1 when the message is not a probe. A probe that needs several facts
-    (a tuple of ``(slot, version)`` pairs) is recalled when all of them are in the
-    prompt, and stale when an older version of any of them is.
-    """
-    if probe is None:
-        return -1, -1
-    present = prompt.facts()
-    if not isinstance(probe[0], str):  # several facts: all are needed
-        recalled = all(pair in present for pair in probe)
-        needed = dict(probe)
-        stale = any(s in needed and v < needed[s] for s, v in present)
-        return int(recalled), int(stale)
-    slot, version = probe
-    return int((slot, version) in present), int(any(s == slot and v < version for s, v in present))
-
-
-def _instructions(items: list) -> int:
-    """Injected items that hold an instruction a user planted (ground truth)."""
-    return sum(
-        any(slot.startswith(INSTRUCTION_SLOT) for slot, _ in getattr(item, "facts", ()))
-        for item in items
-    )
-
-
-def _foreign(prompt, user: int) -> int:
-    """Prompt items that belong to another user (isolation failures; ground truth).
-
-    Memories and summaries carry ``owner`` (-1: unknown, not counted); messages and
-    the mock LLM's replies carry ``user``. The history, which can hold thousands of
-    messages, is counted with C-level ``map`` and ``list.count``: ``len - count(user)``
-    is the number of ``message.user != user``.
-    """
-    history = prompt.history
-    foreign = len(history) - list(map(_message_user, history)).count(user)
-    return foreign + _foreign_memories(prompt.memories, user)
-
-
-def _foreign_memories(items: list, user: int) -> int:
-    """Items whose ``owner`` is known (>= 0) and not ``user``; no ``owner``: unknown."""
-    foreign = 0
-    try:
-        for item in items:
-            owner = item.owner
-            if owner >= 0 and owner != user:
-                foreign += 1
-    except AttributeError:  # the loop changed nothing: count again, slowly
-        return sum(0 <= getattr(item, "owner", -1) != user for item in items)
-    return foreign
-
-
-_message_user = attrgetter("user")
-
-
 def _replay_only(spans: list[Span], stated: list[Sequence[Message]]) -> Job:
     """A job that only re-records ``spans`` already made (calls from ``on_tick``)."""
 
     def job(ctx: TurnContext) -> None:
-        ctx.spans.extend(spans)
-        ctx.stated.extend(stated)
+        record_again(ctx, spans, stated)
 
     return job
 

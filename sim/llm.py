@@ -1,5 +1,8 @@
 """``MockLLM``: a deterministic chat model that is an oracle with noise.
 
+It is long because the mock LLM answers five kinds of call with real token counts,
+noise, and the provider's latency and prompt cache.
+
 It never calls a network. Token counts are real (tiktoken on the exact prompt
 and response texts, with the chat format's overhead); latency follows the
 model's profile (:mod:`sim.latency`): ``(ttft_base + prefill·uncached input +
@@ -37,7 +40,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -60,7 +63,10 @@ from sim.textbank import (
     Slot,
 )
 from sim.tokens import REPLY_PRIMING_TOKENS, ROLE_TOKENS, TOKENS_PER_MESSAGE, TokenCounter, encoding
-from sim.workload import TRACE_KIND, TRANSCRIPT_PREFIX, Fact, Message, TextCatalog
+from sim.types import TRACE_KIND, TRANSCRIPT_PREFIX, Fact, Message
+
+if TYPE_CHECKING:  # the catalog is the workload's; the mock LLM only reads and extends it
+    from sim.workload import TextCatalog
 
 LLM_STREAM = 3  # first spawn-key word of every mock-LLM generator
 PURPOSES = ("chat", "extract", "summarize", "update")

@@ -1,69 +1,136 @@
 """Columnar recorders for turns, calls and store sizes. They only record.
 
+Every table's columns are declared here once, as :class:`Column` records (name,
+dtype, meaning), and nowhere else: the engine records a row by keyword
+(``turns.add(user=..., session=..., ...)``), so a missing or unknown column is a
+``TypeError`` at the call, and a column inserted here cannot shift the others.
 Each recorder appends plain values to one list per column (no per-row objects);
-``frame()`` turns them into a pandas DataFrame for ``reports/``. Column names
-live here and nowhere else.
+``frame()`` turns them into a pandas DataFrame for ``reports/``.
 """
 
 from __future__ import annotations
 
 from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-TURN_COLUMNS: dict[str, str] = {
-    "user": "int32",
-    "session": "int32",
-    "turn": "int32",
-    "start_s": "float64",
-    "kind": "category",
-    "latency_s": "float64",
-    "queue_s": "float64",
-    "retrieval_s": "float64",
-    "post_reply_s": "float64",
-    "error": "category",
-    "prompt_tokens": "int64",
-    "system_tokens": "int64",
-    "memory_tokens": "int64",
-    "history_tokens": "int64",
-    "user_tokens": "int64",
-    "reply_tokens": "int64",
-    "memories_injected": "int32",
-    "store_size": "int32",
-    "recall": "int8",  # 1 hit, 0 miss, -1 not a probe
-    "stale": "int8",  # 1 an outdated version was in the prompt, 0 not, -1 not a probe
-    "foreign_memories": "int32",  # prompt items (memories, history) owned by another user
-    "degraded": "int8",  # 1: a store call failed in an outage, the turn went on without it
-    "instructions_injected": "int32",  # injected memories holding a user-planted instruction
-}
+DTYPES = frozenset({"int8", "int32", "int64", "float64", "bool", "category"})
+"""The dtypes a column may have."""
 
-CALL_COLUMNS: dict[str, str] = {
-    "user": "int32",
-    "start_s": "float64",
-    "purpose": "category",
-    "endpoint": "category",
-    "background": "bool",
-    "tokens_in": "int64",
-    "tokens_out": "int64",
-    "latency_s": "float64",
-    "queue_s": "float64",
-    "usd": "float64",
-    "error": "category",
-    "items": "int32",  # factoids extracted, texts embedded, memories read/written/deleted
-    "attempt": "int8",  # 0: first try; n: the n-th retry of an injected fault
-    "cached_tokens": "int32",  # input tokens read from the provider's prompt cache
-    "cache_write_tokens": "int32",  # input tokens written to it (billed at the write price)
-    "usd_saved": "float64",  # what the call would have cost without the cache, less ``usd``
-}
 
-STORE_COLUMNS: dict[str, str] = {
-    "day": "int32",  # snapshot taken at the end of this simulated day
-    "user": "int32",
-    "memories": "int32",
-    "duplicates": "int32",
-}
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One column of a recorded table: its name, its dtype and what it means."""
+
+    name: str
+    dtype: str
+    doc: str
+
+
+def _declare(*columns: Column) -> tuple[Column, ...]:
+    """``columns`` as a table, checked: each named once, a known dtype, a meaning.
+
+    Names become keyword parameters of the compiled ``add``: identifiers not
+    starting with ``_`` (the compiled function's own names do).
+    """
+    seen: set[str] = set()
+    for column in columns:
+        name = column.name
+        if not name.isidentifier() or name.startswith("_") or name in seen:
+            raise ValueError(f"column {name!r}: not a fresh public identifier")
+        if column.dtype not in DTYPES:
+            raise ValueError(f"column {name!r}: unknown dtype {column.dtype!r}")
+        if not column.doc.strip():
+            raise ValueError(f"column {name!r}: no meaning given")
+        seen.add(name)
+    return columns
+
+
+TURNS = _declare(
+    Column("user", "int32", "the user's index in the workload"),
+    Column("session", "int32", "the session's index within the user's script"),
+    Column("turn", "int32", "the turn's index within the session"),
+    Column("start_s", "float64", "simulated time the user's message arrived, seconds"),
+    Column("kind", "category", "the message's kind: state, update, probe, filler, trace, ..."),
+    Column("latency_s", "float64", "what the user waited: message to reply (retrieval + chat)"),
+    Column("queue_s", "float64", "of the latency, time spent waiting for an endpoint"),
+    Column("retrieval_s", "float64", "of the latency, time before the chat call (planning calls)"),
+    Column("post_reply_s", "float64", "time of the after-turn calls, after the reply"),
+    Column("error", "category", "why the turn got no reply (a call's error); empty: it did"),
+    Column("prompt_tokens", "int64", "billed input tokens of the chat request"),
+    Column("system_tokens", "int64", "of the prompt, the system message and reply priming"),
+    Column("memory_tokens", "int64", "of the prompt, the injected memory block"),
+    Column("history_tokens", "int64", "of the prompt, the earlier messages sent verbatim"),
+    Column("user_tokens", "int64", "of the prompt, the user's message"),
+    Column("reply_tokens", "int64", "tokens of the reply; 0 without one"),
+    Column("memories_injected", "int32", "memories (or summaries) injected into the prompt"),
+    Column("store_size", "int32", "the user's memories in the store when the turn began"),
+    Column(
+        "recall", "int8", "1 the probed fact's latest version was in the prompt, 0 not, -1 no probe"
+    ),
+    Column("stale", "int8", "1 an outdated version was in the prompt, 0 not, -1 not a probe"),
+    Column("foreign_memories", "int32", "prompt items (memories, history) owned by another user"),
+    Column("degraded", "int8", "1: a store call failed in an outage, the turn went on without it"),
+    Column(
+        "instructions_injected", "int32", "injected memories holding a user-planted instruction"
+    ),
+)
+"""One row per user turn."""
+
+CALLS = _declare(
+    Column("user", "int32", "the user the call was made for"),
+    Column("start_s", "float64", "simulated time the call was sent, seconds"),
+    Column("purpose", "category", "chat, extract, summarize, update, embed, store_query, ..."),
+    Column("endpoint", "category", "the endpoint that served it: llm, embedding or store"),
+    Column("background", "bool", "made by background work, not while a user waited"),
+    Column("tokens_in", "int64", "billed input tokens; 0 when not billed"),
+    Column("tokens_out", "int64", "billed output tokens; 0 when not billed"),
+    Column("latency_s", "float64", "the call's modelled service time, seconds"),
+    Column("queue_s", "float64", "time waiting for a slot or quota before it was served"),
+    Column("usd", "float64", "what the call cost; 0 when not billed"),
+    Column(
+        "error", "category", "why the call failed (timeout, rate_limited, ...); empty: it did not"
+    ),
+    Column("items", "int32", "factoids extracted, texts embedded, memories read/written/deleted"),
+    Column("attempt", "int8", "0: first try; n: the n-th retry of an injected fault"),
+    Column("cached_tokens", "int32", "input tokens read from the provider's prompt cache"),
+    Column("cache_write_tokens", "int32", "input tokens written to it (billed at the write price)"),
+    Column("usd_saved", "float64", "what the call would have cost without the cache, less usd"),
+)
+"""One row per metered call (each attempt of a retried call is a row)."""
+
+STORE_DAILY = _declare(
+    Column("day", "int32", "snapshot taken at the end of this simulated day"),
+    Column("user", "int32", "the user whose store partition it is"),
+    Column("memories", "int32", "memories the user has"),
+    Column("duplicates", "int32", "of them, memories repeating a fact another one holds"),
+)
+"""One row per user per simulated day: the size of the user's memory."""
+
+STORE_FINAL = _declare(
+    Column("user", "int32", "the user whose store partition it is"),
+    Column("memories", "int32", "memories the user has at the end of the run"),
+    Column("duplicates", "int32", "of them, memories repeating a fact another one holds"),
+    Column("never_retrieved", "int32", "of them, memories never used in a prompt"),
+    Column("facts_lost_to_faults", "int32", "facts sent only to failed extractions, not stored"),
+)
+"""One row per user at the end of the run."""
+
+
+def dtypes(columns: tuple[Column, ...]) -> dict[str, str]:
+    """``{name: dtype}`` of a table's columns, in order."""
+    return {column.name: column.dtype for column in columns}
+
+
+# Name → dtype views of the declarations, for readers of frames and files.
+TURN_COLUMNS = dtypes(TURNS)
+CALL_COLUMNS = dtypes(CALLS)
+STORE_COLUMNS = dtypes(STORE_DAILY)
+STORE_FINAL_COLUMNS = dtypes(STORE_FINAL)
 
 
 # Numeric columns are kept in typed arrays (8 bytes a float instead of a 24-byte
@@ -77,25 +144,31 @@ def _column(dtype: str) -> array | list:
 
 
 class Recorder:
-    """Append-only columns with fixed names and dtypes."""
+    """Append-only columns with fixed names and dtypes; rows are added by keyword."""
 
-    def __init__(self, columns: dict[str, str]) -> None:
-        self.columns = columns
-        self._lists: tuple[array | list, ...] = tuple(_column(d) for d in columns.values())
+    def __init__(self, table: str, columns: tuple[Column, ...]) -> None:
+        self.table, self.columns = table, columns
+        self._lists: tuple[array | list, ...] = tuple(_column(c.dtype) for c in columns)
         self.add = self._compile_add()
 
-    def _compile_add(self):
-        """An ``add(*values)`` with one bound ``append`` per column, unrolled.
+    def _compile_add(self) -> Callable[..., None]:
+        """An ``add(*, column=value, ...)`` with one bound ``append`` per column, unrolled.
 
-        A loop over ``zip`` costs several times more per row, and rows number in
-        the millions.
+        Keyword-only parameters without defaults make a missing or unknown column a
+        ``TypeError`` at the call, for free. A loop over ``kwargs`` or ``zip`` costs
+        several times more per row, and rows number in the millions. (CPython passes
+        more than 15 keywords through a dict: about 1 µs more a turn row than values
+        by position, a few per cent of a run, paid for rows that cannot misalign.)
         """
-        names = [f"v{i}" for i in range(len(self._lists))]
-        body = "; ".join(f"a{i}({n})" for i, n in enumerate(names))
-        scope = {f"a{i}": lst.append for i, lst in enumerate(self._lists)}
-        exec(f"def add({', '.join(names)}):\n    {body}", scope)
+        names = [column.name for column in self.columns]
+        body = "; ".join(f"_a{i}({name})" for i, name in enumerate(names))
+        scope = {f"_a{i}": values.append for i, values in enumerate(self._lists)}
+        exec(f"def add(*, {', '.join(names)}):\n    {body}", scope)
         add = scope["add"]
-        add.__doc__ = "Append one row, values in column order."
+        # Errors then name the table: "turns.add() missing 1 required keyword-only argument".
+        add.__code__ = add.__code__.replace(co_qualname=f"{self.table}.add")
+        add.__qualname__ = f"{self.table}.add"
+        add.__doc__ = f"Append one row to {self.table}: every column by keyword, none left out."
         return add
 
     def __len__(self) -> int:
@@ -104,8 +177,8 @@ class Recorder:
     def frame(self) -> pd.DataFrame:
         """The rows recorded so far as a DataFrame with the declared dtypes."""
         data = {
-            name: pd.Series(_values(values, dtype), dtype=dtype)
-            for (name, dtype), values in zip(self.columns.items(), self._lists, strict=True)
+            column.name: pd.Series(_values(values, column.dtype), dtype=column.dtype)
+            for column, values in zip(self.columns, self._lists, strict=True)
         }
         return pd.DataFrame(data)
 
@@ -147,15 +220,20 @@ def concat_frames(frames: list[pd.DataFrame], columns: dict[str, str]) -> pd.Dat
 
 
 def turn_recorder() -> Recorder:
-    """A recorder for one row per user turn."""
-    return Recorder(TURN_COLUMNS)
+    """A recorder for one row per user turn (:data:`TURNS`)."""
+    return Recorder("turns", TURNS)
 
 
 def call_recorder() -> Recorder:
-    """A recorder for one row per metered call."""
-    return Recorder(CALL_COLUMNS)
+    """A recorder for one row per metered call (:data:`CALLS`)."""
+    return Recorder("calls", CALLS)
 
 
 def store_recorder() -> Recorder:
-    """A recorder for one row per user per simulated day (store size)."""
-    return Recorder(STORE_COLUMNS)
+    """A recorder for one row per user per simulated day (:data:`STORE_DAILY`)."""
+    return Recorder("store_daily", STORE_DAILY)
+
+
+def store_final_recorder() -> Recorder:
+    """A recorder for one row per user at the end of the run (:data:`STORE_FINAL`)."""
+    return Recorder("store_final", STORE_FINAL)

@@ -1,5 +1,8 @@
 """Prompt caching: which input tokens of a request the provider serves from its cache.
 
+It is long because the providers' caching rules and the prefix bookkeeping they
+share are read together, beside their sources.
+
 Every major API caches prompt prefixes, bills the cached tokens at a fraction of
 the input price and skips their prefill. memsim keeps one cache per simulated
 shard and strategy, on the simulated clock, and applies the rule of the chat

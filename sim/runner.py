@@ -1,5 +1,8 @@
 """One run: resolve a scenario's strategies, generate the workload once, simulate each.
 
+It is long because it is the one way to run a scenario: models, workload, shards,
+workers and executors, and the join of the shards' records.
+
 The workload and the embedder's vectors are shared by all strategies (common
 random numbers); each strategy gets a fresh store, a fresh mock LLM (its
 per-user generators restart) and a fresh SimPy environment.
@@ -16,7 +19,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from pydantic import ValidationError
@@ -25,13 +27,14 @@ from sim import calibration
 from sim.config import ConfigError, Scenario, config_sha256, format_validation_error
 from sim.context import Services, StoreLatency
 from sim.embed import Embedder, LatentEmbedder, MiniLMEmbedder, SwitchingEmbedder
-from sim.engine import Engine, StrategyRun
+from sim.engine import Engine
 from sim.executors import ExecutorName, Report, run_tasks
 from sim.latency import resolve as resolve_latency
 from sim.llm import MockLLM
 from sim.metrics import CALL_COLUMNS, STORE_COLUMNS, TURN_COLUMNS, concat_frames
 from sim.pricing import MILLION, Rates, scenario_rates
 from sim.prompt_cache import cache_rule, new_cache
+from sim.records import RunResult, StrategyRun
 from sim.shards import Shard, plan, shard_scenario
 from sim.store import NumpyStore, VectorStore
 from sim.tokens import ENCODING_NAME, TokenCounter
@@ -42,18 +45,6 @@ from strategies.base import Strategy
 
 # Progress hook: called with (strategy name, total turns); returns an ``advance(turns)``.
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
-
-
-@dataclass(slots=True)
-class RunResult:
-    """A finished run: its scenario, resolved configuration and per-strategy records."""
-
-    scenario: Scenario
-    resolved: dict[str, Any]
-    config_sha256: str
-    runs: list[StrategyRun]
-    chat_rates: Rates
-    embedding_rates: Rates
 
 
 def build_strategies(scenario: Scenario, source: str) -> list[Strategy]:
@@ -166,6 +157,10 @@ class Components:
         return embedded_store(self.store_dir / strategy, dim, cfg.layout, namespace, measure)
 
 
+def _with_users(scenario: Scenario, users: int | None) -> Scenario:
+    return scenario if users is None else scenario.model_copy(update={"users": users})
+
+
 def store_latency_model(scenario: Scenario, profile: dict | None) -> StoreLatency:
     """Modelled store latency: the profile's distributions for the layout, or the scalars.
 
@@ -222,10 +217,13 @@ def prepare(
     config_hash: str,
     store_dir: Path | None,
     users: range | None = None,
+    store_latency_users: int | None = None,
 ) -> Components:
     """Generate the workload once and set up the services every strategy shares.
 
     ``users`` limits the workload to those users (one shard); all by default.
+    ``store_latency_users``: model the store's latency at this many users instead
+    of the scenario's (a projection's sample stands for a larger population).
     """
     profile = None
     if scenario.calibration != "none":
@@ -260,7 +258,7 @@ def prepare(
         tokens,
         rates_for(scenario, source),
         embedder,
-        store_latency_model(scenario, profile),
+        store_latency_model(_with_users(scenario, store_latency_users), profile),
         store_dir,
         f"ms-{config_hash[:10]}",
         switch_to,
@@ -276,6 +274,7 @@ def run_scenario(
     workers: int = 1,
     executor: ExecutorName = "local",
     address: str | None = None,
+    store_latency_users: int | None = None,
 ) -> RunResult:
     """Simulate every strategy of ``scenario`` on one shared workload.
 
@@ -291,6 +290,8 @@ def run_scenario(
     (:mod:`sim.shards`) on ``workers`` processes of ``executor`` (``address``: an
     existing Ray cluster); the shards' records are joined in shard order, so the
     result does not depend on ``workers`` or ``executor``.
+
+    ``store_latency_users``: see :func:`prepare` (``memsim project``).
     """
     scenario, trace = bind_trace(scenario, source)
     if strategies is None:
@@ -303,7 +304,10 @@ def run_scenario(
         store_dir = Path(scenario.vector_store.path or (workdir or Path(scratch)) / "chroma")
         # Each shard's strategies start fresh, wherever the shard runs.
         fresh = (lambda: copy.deepcopy(strategies)) if len(shards) > 1 else (lambda: strategies)
-        tasks = [(scenario, source, shard, fresh(), config_hash, store_dir) for shard in shards]
+        tasks = [
+            (scenario, source, shard, fresh(), config_hash, store_dir, store_latency_users)
+            for shard in shards
+        ]
         reporter = _ShardProgress(progress) if progress else None
         per_shard = run_tasks(
             simulate_shard, tasks, executor, workers, address, on_progress=reporter
@@ -324,6 +328,7 @@ def simulate_shard(
     strategies: list[Strategy],
     config_hash: str,
     store_dir: Path,
+    store_latency_users: int | None = None,
     report: Report | None = None,
 ) -> list[StrategyRun]:
     """Simulate every strategy on one shard's users with the shard's share of the limits.
@@ -334,7 +339,8 @@ def simulate_shard(
     if sharded:
         store_dir = store_dir / f"shard-{shard.index:05d}"
         config_hash = f"{config_hash[:10]}-s{shard.index}"
-    parts = prepare(shard_scenario(scenario, shard), source, config_hash, store_dir, shard.users)
+    shard_view = shard_scenario(scenario, shard)
+    parts = prepare(shard_view, source, config_hash, store_dir, shard.users, store_latency_users)
     runs = []
     for strategy in strategies:
         factory = _reporting_factory(report, shard.index) if report else None

@@ -1,5 +1,9 @@
 """``memsim serve-mock``: the mock LLM and embedder behind an OpenAI-compatible HTTP API.
 
+It is long because it is one whole server: the OpenAI dialect (routes, streaming,
+the error shapes) and the backend that answers with memsim's models are read
+together, against the API's documentation.
+
 A real memory library (Mem0, …) talks to an OpenAI endpoint; pointed at this server
 it runs unchanged, offline and deterministically, and every request it makes is
 counted. Three endpoints:

@@ -1,11 +1,15 @@
 """Parameter sweeps: a grid of scenario overrides × strategies × seeds, run once each.
 
+It is long because a sweep file is validated all the way down before anything runs:
+its fields, every dotted path, every grid value and every point.
+
 A sweep file (TOML) names a scenario, the strategies and seeds to run, fixed
 ``[overrides]`` and a ``[grid]`` of swept parameters, each a dotted path into the
 scenario (``"strategy.batched-dedup-budget.budget_tokens" = [500, 1000]``;
 ``"strategy.*.memory_position"`` sets the setting of every strategy of the sweep
 that has it). The grid expands to every combination of its values (the first key varies slowest);
 each combination is a *point*. There is one run per (point, seed, strategy).
+This module reads and plans a sweep; :mod:`memsim.studies.sweep` runs it.
 
 Everything is validated before any simulation: the file's fields, every dotted
 path, every grid value on its own, then every point as a whole, by building its
@@ -28,7 +32,6 @@ import itertools
 import json
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -37,8 +40,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 import scenarios
 import sim
 import strategies as registry
-from reports.output import atomic_write
-from reports.summary import strategy_summary
 from sim import __version__
 from sim.config import (
     ConfigError,
@@ -47,8 +48,8 @@ from sim.config import (
     format_validation_error,
     read_toml,
 )
-from sim.executors import ExecutorName, run_tasks
-from sim.runner import build_strategies, rates_for, resolve_config, run_scenario
+from sim.records import Point, Run, SweepPlan
+from sim.runner import build_strategies, rates_for, resolve_config
 from sim.traces import bind_trace
 
 RESERVED = {"seed": "seeds", "strategies": "strategies"}  # swept by their own fields
@@ -214,64 +215,6 @@ def _check_point(data: dict[str, Any], names: list[str], source: str) -> Scenari
 
 
 # -- the plan ---------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One combination of grid values: ``coords[i]`` indexes the i-th grid key's values."""
-
-    index: int
-    coords: tuple[int, ...]
-    params: dict[str, Any]
-    scenario: Scenario  # with the sweep's strategies and the scenario's own seed
-
-
-@dataclass(frozen=True, slots=True)
-class Run:
-    """One (point, seed, strategy) of the sweep and the key of its resolved configuration."""
-
-    point: int
-    seed: int
-    strategy: str
-    key: str
-
-
-@dataclass(frozen=True)
-class SweepPlan:
-    """A validated, expanded sweep: every point and every run, in task order."""
-
-    path: Path
-    scenario_spec: str
-    scenario_name: str
-    strategies: list[str]
-    seeds: list[int]
-    overrides: dict[str, Any]
-    grid: dict[str, list[Any]]
-    axes: tuple[str | None, str | None]
-    points: list[Point]
-    runs: list[Run]  # point-major, then seed, then strategy
-    payloads: dict[str, tuple[dict[str, Any], str]]  # key → run_one's arguments
-
-    @property
-    def name(self) -> str:
-        """The sweep file's stem: names the default output folder."""
-        return self.path.stem
-
-    def describe(self, out: Path, cached: int, to_run: int) -> str:
-        """One line: the size of the sweep, how many runs are saved and how many will run."""
-        return (
-            f"sweep {self.name}: {len(self.points)} point(s) × {len(self.seeds)} seed(s) × "
-            f"{len(self.strategies)} strateg{'y' if len(self.strategies) == 1 else 'ies'} = "
-            f"{len(self.runs)} runs, {cached + to_run} distinct: {cached} saved in "
-            f"{out / 'runs'}, {to_run} to run"
-        )
-
-    def distinct_runs(self) -> list[Run]:
-        """The first run of each key, in task order: what has to be computed."""
-        first: dict[str, Run] = {}
-        for run in self.runs:
-            first.setdefault(run.key, run)
-        return list(first.values())
-
-
 def load_sweep(path: Path) -> SweepPlan:
     """Read, validate and expand a sweep file; nothing is simulated.
 
@@ -526,113 +469,3 @@ def _plan_runs(
                 runs.append(Run(point.index, seed, name, key))
                 payloads.setdefault(key, (scenario.model_dump(mode="json"), source))
     return runs, payloads
-
-
-# -- running ----------------------------------------------------------------------
-def run_one(scenario: dict[str, Any], source: str) -> dict[str, Any]:
-    """Simulate one strategy (the scenario's only one) and return its summary block.
-
-    Top level and plain data in, plain data out: it runs in a spawn process pool
-    and on Ray workers.
-    """
-    parsed = Scenario.model_validate(scenario)
-    result = run_scenario(parsed, source)
-    summary = strategy_summary(result.runs[0], parsed.days, parsed)
-    # Through JSON, so a fresh result is the very data a cached one reads back.
-    return json.loads(json.dumps(summary))
-
-
-class RunCache:
-    """``runs/<key>.json``: one finished run each, written atomically."""
-
-    def __init__(self, folder: Path, warn: Warn | None = None) -> None:
-        self.folder = folder
-        self.warn = warn or (lambda message: None)
-
-    def path(self, key: str) -> Path:
-        """Where the run with ``key`` is saved."""
-        return self.folder / f"{key}.json"
-
-    def load(self, key: str) -> dict[str, Any] | None:
-        """The saved summary block, or ``None`` if absent or damaged (then it is said)."""
-        path = self.path(key)
-        if not path.exists():
-            return None
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(record, dict) or record.get("key") != key:
-                raise ValueError("it holds another run")
-            if not isinstance(record.get("summary"), dict):
-                raise ValueError("it holds no summary")
-        except (OSError, UnicodeDecodeError, ValueError) as err:
-            self.warn(f"{path} is damaged ({err}); running it again")
-            return None
-        return record["summary"]
-
-    def store(self, run: Run, summary: dict[str, Any]) -> None:
-        """Save one finished run."""
-        record = {
-            "key": run.key,
-            "memsim_version": __version__,
-            "strategy": run.strategy,
-            "seed": run.seed,
-            "summary": summary,
-        }
-        text = json.dumps(record, indent=1, ensure_ascii=False) + "\n"
-        atomic_write(self.path(run.key), lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-@dataclass(frozen=True)
-class SweepRuns:
-    """The summary block of every distinct run, by key; which were cached and which ran."""
-
-    summaries: dict[str, dict[str, Any]]
-    cached: list[str]
-    ran: list[str]
-
-
-def run_sweep(
-    plan: SweepPlan,
-    out: Path,
-    executor: ExecutorName = "local",
-    workers: int = 1,
-    address: str | None = None,
-    warn: Warn | None = None,
-    on_start: Callable[[int, int], None] | None = None,
-    on_run: Callable[[], None] | None = None,
-) -> SweepRuns:
-    """Run every distinct run of ``plan`` not yet saved in ``out/runs``.
-
-    Args:
-        plan: From :func:`load_sweep`.
-        out: The sweep's output folder (``runs/`` is created in it).
-        executor: ``"local"`` (a process pool of ``workers``) or ``"ray"``.
-        workers: Processes, or CPUs of a local Ray instance.
-        address: An existing Ray cluster.
-        warn: Receives one line per damaged cache file.
-        on_start: Called with (cached, to run) before anything runs.
-        on_run: Called as each run finishes (its result is saved by then).
-    """
-    cache = RunCache(out / "runs", warn)
-    cache.folder.mkdir(parents=True, exist_ok=True)
-    summaries: dict[str, dict[str, Any]] = {}
-    todo = []
-    for run in plan.distinct_runs():
-        saved = cache.load(run.key)
-        if saved is None:
-            todo.append(run)
-        else:
-            summaries[run.key] = saved
-    cached = list(summaries)
-    if on_start is not None:
-        on_start(len(cached), len(todo))
-
-    def done(index: int, summary: dict[str, Any]) -> None:
-        cache.store(todo[index], summary)
-        summaries[todo[index].key] = summary
-        if on_run is not None:
-            on_run()
-
-    tasks = [plan.payloads[run.key] for run in todo]
-    run_tasks(run_one, tasks, executor, workers, address, on_done=done)
-    return SweepRuns(summaries, cached, [run.key for run in todo])

@@ -1,5 +1,8 @@
 """English template banks for synthetic conversations (the "support" domain).
 
+It is long because it is data: the hand-written paraphrases of every fact and the
+wording of the generated ones.
+
 Each :class:`Slot` is one kind of fact a user can have: its category and
 importance, the values it takes, how a user states it (several paraphrases),
 how a memory system would phrase it, and how a user asks about it later. Text is

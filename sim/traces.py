@@ -1,5 +1,8 @@
 """Real conversation traces replayed as a workload: LoCoMo, and chat logs in JSONL.
 
+It is long because it reads two real formats (LoCoMo, chat logs) and validates them
+line by line.
+
 A trace loads into the same :class:`~sim.workload.Workload` of users, sessions and
 :class:`~sim.workload.Message` objects the synthetic generator makes, so every
 strategy and the engine run on it unchanged. Trace messages have the kind

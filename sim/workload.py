@@ -1,5 +1,8 @@
 """The synthetic workload: users with fact profiles, sessions over simulated days, turns.
 
+It is long because the synthetic user is modelled in detail: profiles, sessions on a
+diurnal clock, topics, message kinds and probes.
+
 A workload is generated once per (scenario, seed) and replayed unchanged through
 every strategy, so that differences between strategies come from the strategies
 alone. Each user's script depends only on the seed and the user's index
@@ -21,7 +24,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import NamedTuple
 
 import numpy as np
 
@@ -38,65 +40,12 @@ from sim.textbank import (
     Slot,
 )
 from sim.tokens import TokenCounter
+from sim.types import SECONDS_PER_DAY, TRANSCRIPT_PREFIX, Fact, Message
+from sim.types import TRACE_KIND as TRACE_KIND  # re-exported, as Fact and Message are
 
-SECONDS_PER_DAY = 86_400.0
 WORKLOAD_STREAM = 1  # first spawn-key word of every workload generator
 KINDS = ("state", "restate", "update", "probe", "filler", "instruction")
-TRACE_KIND = "trace"
-"""The kind of a message replayed from a real trace (:mod:`sim.traces`), either role.
-
-Its text carries no hidden annotations beyond ``facts`` (ground truth where the
-trace has some): extraction falls back to :mod:`sim.heuristic` for the rest."""
-TRANSCRIPT_PREFIX = {"user": "User: ", "assistant": "Assistant: "}
-"""How a message starts as one transcript line (``User: text`` + newline)."""
 _USER_LINE_HEAD = TRANSCRIPT_PREFIX["user"][:-1]  # the prefix is this head and one space
-
-
-class Fact(NamedTuple):
-    """One version of one user fact: ``city`` version 1 = ``"Lisbon"``."""
-
-    slot: str
-    version: int
-    value: str
-
-
-@dataclass(slots=True)
-class Message:
-    """One chat message, with hidden ground-truth annotations.
-
-    Attributes:
-        role: ``"user"`` or ``"assistant"``.
-        text: The message text.
-        tokens: Token count of ``text`` (content only, without chat overhead).
-        kind: ``state``, ``restate``, ``update``, ``probe``, ``filler``,
-            ``instruction``, ``reply`` or ``trace`` (:data:`TRACE_KIND`).
-        facts: Facts this message states.
-        probe: The fact (slot, latest version) a probe question needs, else ``None``.
-            A question that needs several facts (a LoCoMo question with several
-            evidence turns) holds a tuple of such pairs instead, all of which
-            must be in the prompt for it to count as recalled.
-        user: Index of the user the message belongs to.
-        session: Index of the session within the user's script.
-        turn: Index of the turn within the session.
-        gap_s: Think time before the user sends it (0 for a session's first message).
-        transcript_tokens: Tokens of the message as one transcript line
-            (``User: text`` + newline); 0 until first needed.
-        instruction: For an ``instruction`` message, the index of the instruction
-            in :data:`~sim.textbank.INSTRUCTIONS` it tries to plant; else -1.
-    """
-
-    role: str
-    text: str
-    tokens: int
-    kind: str = "reply"
-    facts: tuple[Fact, ...] = ()
-    probe: tuple[str, int] | tuple[tuple[str, int], ...] | None = None
-    user: int = 0
-    session: int = 0
-    turn: int = 0
-    gap_s: float = 0.0
-    transcript_tokens: int = 0
-    instruction: int = -1
 
 
 @dataclass(slots=True)

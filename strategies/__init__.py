@@ -1,18 +1,18 @@
-"""Memory strategies: the base API, the registry and the built-in strategies.
+"""Memory strategies: the strategy API, the registry and the built-in strategies.
 
 Every module of this package that defines a strategy registers it on import;
-importing the package imports them all (in name order). Write your own by
-subclassing :class:`Strategy` (see :mod:`strategies.base`) and select it with
+importing the package imports them all (in name order). Write your own against
+:mod:`strategies.api` (subclass its :class:`Strategy`) and select it with
 ``--strategy package.module:Class`` or the ``memsim.strategies`` entry point.
 """
 
 import importlib
 import pkgutil
 
-from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
-from strategies.registry import available, builtins, external_strategies, register, resolve
+from strategies.api import Prompt, Strategy, StrategyConfig, TurnContext, register
+from strategies.registry import available, builtins, external_strategies, resolve
 
-_SUPPORT = {"base", "registry", "history", "jobs"}  # modules that define no strategy
+_SUPPORT = {"api", "base", "registry", "history", "jobs"}  # the API's modules: no strategy
 
 for _module in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _module not in _SUPPORT:

@@ -1,4 +1,6 @@
-"""The strategy API: :class:`Strategy`, its :class:`StrategyConfig` and the :class:`Prompt`.
+"""The strategy base: :class:`Strategy`, its :class:`StrategyConfig` and the :class:`Prompt`.
+
+Strategies import these from :mod:`strategies.api`, the one module of the API.
 
 A strategy decides what goes into each chat prompt and what to remember
 afterwards. It is plain synchronous Python and knows nothing of SimPy: it calls
@@ -28,7 +30,7 @@ from sim.llm import Factoid
 from sim.prompt_cache import CLOSE, Layout, MessageChain, PromptCache
 from sim.textbank import INSTRUCTION_CATEGORY, MEMORY_HEADER, SYSTEM_PROMPT
 from sim.tokens import REPLY_PRIMING_TOKENS, ROLE_TOKENS, TOKENS_PER_MESSAGE, TokenCounter
-from sim.workload import Message
+from sim.types import Message
 
 __all__ = [
     "AFTER_HISTORY",

@@ -24,24 +24,27 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from sim.llm import Factoid
-from sim.store import Memory, hit_all, normalized_hash
-from sim.tokens import TokenCounter
-from sim.workload import Message
-from strategies.base import (
+from strategies.api import (
     CallFailed,
+    ConsolidationConfig,
     ExtractionConfig,
+    Factoid,
+    Memory,
+    Message,
     Prompt,
+    SessionHistories,
     Strategy,
     TickContext,
+    TokenCounter,
     TurnContext,
     fill_budget,
+    hit_all,
     memory_room,
+    normalized_hash,
     query_vector,
+    register,
+    schedule_consolidation,
 )
-from strategies.history import SessionHistories
-from strategies.jobs import ConsolidationConfig, schedule_consolidation
-from strategies.registry import register
 
 
 class BatchedDedupBudgetConfig(ExtractionConfig):
@@ -123,16 +126,29 @@ class BatchedDedupBudget(Strategy):
     def build_prompt(self, ctx: TurnContext, msg: Message) -> Prompt:
         """System prompt + the best memories within budget + this session + the message."""
         history = self._sessions.of(ctx.user, msg.session)
-        memories = self._select(ctx, msg) if ctx.store.count() else []
+        memories = self.select(ctx, msg) if ctx.store.count() else []
         cfg = self.config
         return history.prompt(msg, cfg.arrange(memories), cfg.memory_position)
 
-    def _select(
+    def select(self, ctx: TurnContext, msg: Message) -> list[Memory]:
+        """The memories injected to answer ``msg``, best first: this family's extension hook.
+
+        Called by :meth:`build_prompt` when the user has memories. By default one
+        retrieval (:meth:`retrieve`); a subclass overrides it to decide when and how
+        to retrieve (``lazy-retrieval`` reuses its last selection until the topic
+        changes) and calls :meth:`retrieve` for the ranking.
+        """
+        return self.retrieve(ctx, msg)
+
+    def retrieve(
         self, ctx: TurnContext, msg: Message, query: np.ndarray | None = None
     ) -> list[Memory]:
-        """Greedy fill of the budget by relevance × importance.
+        """Greedy fill of the budget by relevance × importance: one store query.
 
-        ``query`` is the message's embedding when the caller already paid for it.
+        ``query`` is the message's embedding when the caller already paid for it;
+        without one the message is embedded here (nothing, if that call fails for
+        good: the turn is marked degraded). With no room in the budget nothing is
+        called. The memories selected are marked used now.
         """
         room = self._room(ctx.tokens)
         if room <= 0:

@@ -1,5 +1,8 @@
 """External strategies: a real memory library, in-process, against ``memsim serve-mock``.
 
+It is long because it adapts a real library (Mem0 OSS) call by call and maps its
+memories back to ground truth.
+
 :class:`ExternalStrategy` is the generic adapter. For each run it starts a
 :class:`~sim.serve.MockServer` in-process (a free port on 127.0.0.1) on the run's own
 mock LLM, embedder and token counter, opens the library against it (its LLM and
@@ -28,8 +31,9 @@ memories the user already has, so the mock extractor answers with the facts'
 canonical memory texts and the memories the library stores map back to facts:
 recall is measured for the real library too. The library's store stays the
 source of truth; the adapter mirrors it, after every ``add``, into the run's
-store (``ctx.services.store``, not metered: the real store calls were), which is
-what the per-user memory counts, duplicates and "never retrieved" figures read.
+store (``ctx.store.mirror_add`` and ``mirror_delete``: no span by design, the
+real store calls were metered), which is what the per-user memory counts,
+duplicates and "never retrieved" figures read.
 
 **Runs and processes.** All state belongs to one strategy instance and one run
 (it starts again when the run's services change); a pickled or copied instance
@@ -51,31 +55,28 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 from pydantic import Field
 
-from sim.context import EMBEDDING, STORE, Services, Span, llm_span
-from sim.llm import Factoid
-from sim.prompt_cache import NO_USE
-from sim.store import Memory
-from sim.workload import SECONDS_PER_DAY, Message
-from strategies.base import (
+from strategies.api import (
+    SECONDS_PER_DAY,
+    ConfigError,
+    Factoid,
+    Memory,
     MemoryLayoutConfig,
+    Message,
+    ModelServer,
     Prompt,
+    SessionHistories,
     Strategy,
     TurnContext,
     fill_budget,
     memory_room,
+    register_external,
 )
-from strategies.history import SessionHistories
-from strategies.registry import register_external
-
-if TYPE_CHECKING:  # the server (FastAPI) loads when a run starts, not with the registry
-    from sim.serve import MockServer, RequestRecord
 
 
 class ExternalConfig(MemoryLayoutConfig):
@@ -86,17 +87,8 @@ class ExternalConfig(MemoryLayoutConfig):
     background: bool = False
 
 
-@dataclass(slots=True)
-class StoreOp:
-    """One call the library made on its vector store."""
-
-    purpose: str  # store_query, store_write, store_delete
-    items: int  # records returned or written
-    wall_s: float
-
-
 class MeteredVectorStore:
-    """A library's vector store, with every call recorded as a :class:`StoreOp`.
+    """A library's vector store, with every call reported to the run's :class:`ModelServer`.
 
     Wraps the object the library holds (attribute access passes through), so the
     library runs unchanged; only the methods that reach the store are timed.
@@ -113,8 +105,8 @@ class MeteredVectorStore:
         "delete": "store_delete",
     }
 
-    def __init__(self, inner: Any, events: list) -> None:
-        self._inner, self._events = inner, events
+    def __init__(self, inner: Any, models: ModelServer) -> None:
+        self._inner, self._models = inner, models
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self._inner, name)
@@ -128,7 +120,7 @@ class MeteredVectorStore:
             wall = time.perf_counter() - start
             if result is None and name == "keyword_search":
                 return None  # not supported by this store: no call was made
-            self._events.append(StoreOp(purpose, _items(name, result, kwargs), wall))
+            self._models.store_call(purpose, _items(name, result, kwargs), wall)
             return result
 
         return metered
@@ -146,27 +138,18 @@ def _items(name: str, result: Any, kwargs: dict) -> int:
 
 
 class _Run:
-    """One run's server, library and mirror: built on the run's services, closed after."""
+    """One run's server, library and mirror: built on the run's models, closed after."""
 
-    def __init__(self, services: Services, strategy: ExternalStrategy) -> None:
-        from sim.serve import MockBackend, MockServer
-
-        self.services = services
-        self.events: list = []
-        scn = services.scenario
-        self.backend = MockBackend(
-            services.tokens, services.llm, services.embedder, scn.embedding, scn.seed
-        )
-        self.backend.sink = self.events
-        self.server = MockServer(self.backend).start()
+    def __init__(self, ctx: TurnContext, strategy: ExternalStrategy) -> None:
+        self.models = ModelServer(ctx)
         self._tmp = tempfile.TemporaryDirectory(prefix=f"memsim-{strategy.name}-")
         self.folder = Path(self._tmp.name)
         self.uuids = 0
-        self.today = date.fromisoformat(scn.pricing.price_date)
+        self.today = self.models.start_date
         self.ids: dict[int, dict[str, Memory]] = {}  # user → library id → mirrored memory
         self.user_ids: dict[int, str] = {}  # user → the id the library knows them by
         self.client = strategy.open_library(self)
-        self._finalizer = weakref.finalize(self, _shutdown, self.server, self._tmp)
+        self._finalizer = weakref.finalize(self, _shutdown, self.models, self._tmp)
 
     def close(self) -> None:
         """Stop the server and delete the temporary store."""
@@ -182,8 +165,8 @@ class _Run:
         return uuid.UUID(int=(0x4D454D53 << 96) | self.uuids, version=4)
 
 
-def _shutdown(server: MockServer, folder: tempfile.TemporaryDirectory) -> None:
-    server.stop()
+def _shutdown(models: ModelServer, folder: tempfile.TemporaryDirectory) -> None:
+    models.stop()
     with contextlib.suppress(OSError):
         folder.cleanup()
 
@@ -215,7 +198,7 @@ class ExternalStrategy(Strategy):
     # -- the library --------------------------------------------------------------------
     @abc.abstractmethod
     def open_library(self, run: _Run) -> Any:
-        """The library's client, talking to ``run.server.base_url``, storing in ``run.folder``."""
+        """The library's client, talking to ``run.models.base_url``, storing in ``run.folder``."""
 
     @abc.abstractmethod
     def search(self, run: _Run, ctx: TurnContext, query: str) -> list[str]:
@@ -247,10 +230,10 @@ class ExternalStrategy(Strategy):
     def bound(self, ctx: TurnContext) -> _Run:
         """This run's server and library, started on first use."""
         run = self._run
-        if run is None or run.services is not ctx.services:
+        if run is None or not run.models.serves(ctx):
             if run is not None:
                 run.close()
-            run = self._run = _Run(ctx.services, self)
+            run = self._run = _Run(ctx, self)
         return run
 
     def close(self) -> None:
@@ -262,59 +245,9 @@ class ExternalStrategy(Strategy):
     @contextlib.contextmanager
     def metered(self, ctx: TurnContext, run: _Run) -> Iterator[None]:
         """Turn what the library did inside the block into spans on ``ctx``, in order."""
-        run.events.clear()
-        run.today = date.fromisoformat(ctx.services.scenario.pricing.price_date) + timedelta(
-            days=int(ctx.now // SECONDS_PER_DAY)
-        )
-        try:
+        run.today = run.models.start_date + timedelta(days=int(ctx.now // SECONDS_PER_DAY))
+        with run.models.metered(ctx, len(run.mirror(ctx.user))):
             yield
-        finally:
-            for event in run.events:
-                ctx.record(self._span(ctx, run, event))
-            run.events.clear()
-
-    @staticmethod
-    def _span(ctx: TurnContext, run: _Run, event: RequestRecord | StoreOp) -> Span:
-        services = ctx.services
-        if isinstance(event, StoreOp):
-            if services.scenario.vector_store.latency == "measured":
-                latency = event.wall_s
-            elif event.purpose == "store_query":
-                latency = services.store_latency.query(len(run.mirror(ctx.user)), ctx.user)
-            else:
-                latency = services.store_latency.write(ctx.user)
-            return Span(event.purpose, STORE, 0, 0, latency, 0.0, "", event.items)
-        if event.purpose == "embed":
-            usd = services.embedding_rates.usd(event.tokens_in, 0)
-            return Span(
-                "embed",
-                EMBEDDING,
-                event.tokens_in,
-                0,
-                event.latency_s,
-                usd,
-                event.error,
-                event.items,
-            )
-        llm, latency, use = services.llm, event.latency_s, NO_USE
-        if event.prefix is not None and not event.error:
-            use = llm.prefix_use(
-                ctx.user, ctx.now, event.tokens_in, event.prefix_tokens, event.prefix
-            )
-            latency = llm.cached_latency(
-                latency, event.tokens_in, event.tokens_out, use.cached_tokens
-            )
-        return llm_span(
-            services.chat_rates,
-            event.purpose,
-            event.tokens_in,
-            event.tokens_out,
-            latency,
-            event.error,
-            event.items,
-            use.cached_tokens,
-            use.written_tokens,
-        )
 
     # -- the strategy API ------------------------------------------------------------------
     def build_prompt(self, ctx: TurnContext, msg: Message) -> Prompt:
@@ -350,7 +283,7 @@ class ExternalStrategy(Strategy):
         events: list[dict[str, str]] = []
         with (
             self.metered(ctx, run),
-            run.backend.expect(batch, known) as answers,
+            run.models.expect(batch, known) as answers,
             contextlib.suppress(*self.errors()),
         ):
             events = self.add(run, ctx, batch)
@@ -364,16 +297,16 @@ class ExternalStrategy(Strategy):
         answers: dict[str, Factoid],
     ) -> None:
         """Apply the library's ADD / UPDATE / DELETE events to the mirror and the run's store."""
-        mirror, store, embed = run.mirror(ctx.user), ctx.services.store, ctx.services.embedder
+        mirror = run.mirror(ctx.user)
         for event in events:
             kind, library_id, text = event.get("event"), event.get("id"), event.get("memory", "")
             old = mirror.pop(library_id, None) if library_id else None
             if old is not None:
-                store.delete(ctx.user, [old.id])
+                ctx.store.mirror_delete([old.id])
             if kind in ("ADD", "UPDATE") and library_id and text:
                 factoid = answers.get(text) or Factoid(text, 3, "other")
                 memory = ctx.new_memory(factoid)
-                store.add(ctx.user, [memory], embed.embed([text]))
+                ctx.store.mirror_add([memory], [text])
                 mirror[library_id] = memory
 
 
@@ -428,8 +361,6 @@ def import_mem0() -> Any:
         from mem0.memory import storage as mem0_storage
         from mem0.utils import spacy_models
     except ImportError as err:  # pragma: no cover - depends on the install
-        from sim.config import ConfigError
-
         raise ConfigError(
             f"strategy 'external-mem0' needs mem0ai ({err}); run `make setup`"
         ) from None
@@ -478,24 +409,24 @@ class Mem0External(ExternalStrategy):
     def open_library(self, run: _Run) -> Any:
         """``Memory.from_config``: OpenAI LLM and embedder = the server; embedded Chroma."""
         memory_class = import_mem0()
-        scn, base_url = run.services.scenario, run.server.base_url
+        models = run.models
         memory = memory_class.from_config(
             {
                 "llm": {
                     "provider": "openai",
                     "config": {
-                        "model": scn.llm.model,
+                        "model": models.chat_model,
                         "api_key": "memsim",
-                        "openai_base_url": base_url,
+                        "openai_base_url": models.base_url,
                     },
                 },
                 "embedder": {
                     "provider": "openai",
                     "config": {
-                        "model": scn.embedding.model,
+                        "model": models.embedding_model,
                         "api_key": "memsim",
-                        "openai_base_url": base_url,
-                        "embedding_dims": run.services.embedder.dim,
+                        "openai_base_url": models.base_url,
+                        "embedding_dims": models.embedding_dims,
                     },
                 },
                 "vector_store": {
@@ -508,7 +439,7 @@ class Mem0External(ExternalStrategy):
                 "history_db_path": str(run.folder / "history.db"),
             }
         )
-        memory.vector_store = MeteredVectorStore(memory.vector_store, run.events)
+        memory.vector_store = MeteredVectorStore(memory.vector_store, models)
         return memory
 
     def errors(self) -> tuple[type[BaseException], ...]:
@@ -545,9 +476,7 @@ class Mem0External(ExternalStrategy):
         would be a random ten of the user's.
         """
         transcript = "".join(f"{m.role}: {m.text}\n" for m in messages).replace("\n", " ")
-        topics = run.services.llm.catalog.topics.get(messages[0].text)
-        if topics:
-            run.services.llm.catalog.register(transcript, topics)
+        run.models.learn_topics(transcript, like=messages[0].text)
         payload = [{"role": m.role, "content": m.text} for m in messages]
         with self._active(run):
             result = run.client.add(payload, user_id=ctx.user_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sim.prompt_cache import MessageChain
 from sim.tokens import TokenCounter
-from sim.workload import Message
+from sim.types import Message
 from strategies.base import BEFORE_HISTORY, MemoryPosition, Prompt
 
 

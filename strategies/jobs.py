@@ -1,6 +1,6 @@
 """Background jobs any strategy can schedule: consolidation and re-embedding.
 
-A job is a function of a :class:`~sim.context.TurnContext`; a strategy runs it
+A job is a function of a :class:`~strategies.api.TurnContext`; a strategy runs it
 with ``ctx.defer(job)`` (or from ``on_tick`` for every user), so its LLM,
 embedding and store calls run on the background workers and compete for the
 same rate limits as user traffic. That is how an hourly consolidation cron
@@ -15,13 +15,12 @@ from typing import Annotated, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from sim.context import CallFailed, TurnContext
 from sim.llm import DELETE, NONE, UPDATE, Factoid
 from sim.store import Memory
-from strategies.base import TickContext
+from sim.types import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from strategies.base import CallFailed, TickContext, TurnContext
 
-SECONDS_PER_DAY = 86_400.0
-PERIODS = {"hourly": 3_600.0, "nightly": SECONDS_PER_DAY}
+PERIODS = {"hourly": SECONDS_PER_HOUR, "nightly": SECONDS_PER_DAY}
 
 
 class ConsolidationConfig(BaseModel):

@@ -2,7 +2,8 @@
 
 Memory is written exactly as ``batched-dedup-budget`` writes it (this class
 inherits its ``after_turn`` and background extraction, dedup and cap), and a
-retrieval ranks and budgets memories the same way. What differs is when it
+retrieval ranks and budgets memories the same way (``BatchedDedupBudget.retrieve``);
+this class overrides only its extension hook, ``select``. What differs is when it
 retrieves: each user message is embedded and compared with the query of the
 cached selection, and the store is queried again only if
 
@@ -47,11 +48,8 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from sim.store import Memory
-from sim.workload import Message
-from strategies.base import TurnContext, query_vector
+from strategies.api import Memory, Message, TurnContext, query_vector, register
 from strategies.batched_dedup_budget import BatchedDedupBudget, BatchedDedupBudgetConfig
-from strategies.registry import register
 
 
 class LazyRetrievalConfig(BatchedDedupBudgetConfig):
@@ -85,14 +83,14 @@ class LazyRetrieval(BatchedDedupBudget):
         super().__init__(config)
         self._cache: dict[int, _Selection] = {}
 
-    def _select(self, ctx: TurnContext, msg: Message) -> list[Memory]:
+    def select(self, ctx: TurnContext, msg: Message) -> list[Memory]:
         """The cached selection, or a fresh one when the topic, the session or time moved on."""
         query = query_vector(ctx, msg)
         if query is None:
             return []
         cached = self._cache.get(ctx.user)
         if cached is None or self._changed(cached, query, ctx.now, msg.session):
-            memories = super()._select(ctx, msg, query)
+            memories = self.retrieve(ctx, msg, query)
             cached = self._cache[ctx.user] = _Selection(query, memories, msg.session, ctx.now)
         else:
             for memory in cached.memories:

@@ -59,22 +59,27 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from sim.llm import ADD, DELETE, UPDATE, Factoid, UpdateDecision
-from sim.store import Memory, normalized_hash
-from sim.textbank import MEM0_EXTRACT_SYSTEM_PROMPT
-from sim.workload import Message
-from strategies.base import (
+from strategies.api import (
+    ADD,
+    DELETE,
+    MEM0_EXTRACT_SYSTEM_PROMPT,
+    UPDATE,
     CallFailed,
+    Factoid,
+    Memory,
     MemoryLayoutConfig,
+    Message,
     Prompt,
+    SessionHistories,
     Strategy,
     TurnContext,
+    UpdateDecision,
     fill_budget,
     memory_room,
+    normalized_hash,
     query_vector,
+    register,
 )
-from strategies.history import SessionHistories
-from strategies.registry import register
 
 
 class Mem0AddOnlyConfig(MemoryLayoutConfig):

@@ -93,19 +93,21 @@ from typing import Annotated
 import numpy as np
 from pydantic import Field
 
-from sim.llm import Factoid, Summary
-from sim.store import Memory, normalized_hash
-from sim.workload import Message
-from strategies.base import (
+from strategies.api import (
     CallFailed,
     ExtractionConfig,
+    Factoid,
+    History,
+    Memory,
+    Message,
     Prompt,
     Strategy,
+    Summary,
     TurnContext,
+    normalized_hash,
     query_vector,
+    register,
 )
-from strategies.history import History
-from strategies.registry import register
 
 RECALLED_PREFIX = "User said earlier: "
 

@@ -6,10 +6,7 @@ linearly with everything the user ever said, until the context window overflows.
 
 from __future__ import annotations
 
-from sim.workload import Message
-from strategies.base import Prompt, Strategy, TurnContext
-from strategies.history import History
-from strategies.registry import register
+from strategies.api import History, Message, Prompt, Strategy, TurnContext, register
 
 
 @register

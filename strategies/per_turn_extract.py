@@ -18,12 +18,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from sim.store import Memory, hit_all
-from sim.tokens import TokenCounter
-from sim.workload import Message
-from strategies.base import CallFailed, ExtractionConfig, Prompt, Strategy, TurnContext
-from strategies.history import SessionHistories
-from strategies.registry import register
+from strategies.api import (
+    CallFailed,
+    ExtractionConfig,
+    Memory,
+    Message,
+    Prompt,
+    SessionHistories,
+    Strategy,
+    TokenCounter,
+    TurnContext,
+    hit_all,
+    register,
+)
 
 RECORD_EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 """Simulated time 0 as the ``created_at`` of injected memory records."""

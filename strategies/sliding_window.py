@@ -22,10 +22,15 @@ from typing import Annotated
 
 from pydantic import Field
 
-from sim.tokens import TokenCounter
-from sim.workload import Message
-from strategies.base import Prompt, Strategy, StrategyConfig, TurnContext
-from strategies.registry import register
+from strategies.api import (
+    Message,
+    Prompt,
+    Strategy,
+    StrategyConfig,
+    TokenCounter,
+    TurnContext,
+    register,
+)
 
 
 class SlidingWindowConfig(StrategyConfig):

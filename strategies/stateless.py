@@ -11,10 +11,7 @@ Defaults: none (nothing to configure).
 
 from __future__ import annotations
 
-from sim.workload import Message
-from strategies.base import Prompt, Strategy, TurnContext
-from strategies.history import SessionHistories
-from strategies.registry import register
+from strategies.api import Message, Prompt, SessionHistories, Strategy, TurnContext, register
 
 
 @register

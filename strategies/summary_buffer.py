@@ -45,11 +45,17 @@ from typing import Annotated
 
 from pydantic import Field
 
-from sim.llm import Summary
-from sim.workload import Message
-from strategies.base import CallFailed, MemoryLayoutConfig, Prompt, Strategy, TurnContext
-from strategies.history import History
-from strategies.registry import register
+from strategies.api import (
+    CallFailed,
+    History,
+    MemoryLayoutConfig,
+    Message,
+    Prompt,
+    Strategy,
+    Summary,
+    TurnContext,
+    register,
+)
 
 
 class SummaryBufferConfig(MemoryLayoutConfig):

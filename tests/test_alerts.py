@@ -172,8 +172,8 @@ class _BrokenStrategy(PerTurnExtract):
 
     def build_prompt(self, ctx, msg) -> Prompt:
         prompt = super().build_prompt(ctx, msg)
-        if ctx.user != 0:
-            prompt.memories = [*prompt.memories, *ctx.services.store.memories(0)[:2]]
+        if ctx.user != 0:  # only through the harness's private services: ctx.store can't
+            prompt.memories = [*prompt.memories, *ctx._services.store.memories(0)[:2]]
         return prompt
 
 

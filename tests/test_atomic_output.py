@@ -22,7 +22,7 @@ import pytest
 from reports.output import TEST_SIGNAL_AT, ReplacedFolder, earlier_run
 from sim.config import ConfigError
 
-MEMSIM = [sys.executable, "-m", "sim"]
+MEMSIM = [sys.executable, "-m", "memsim"]
 OLD_SEED, NEW_SEED = 1, 2
 _OUT = {"capture_output": True, "text": True, "check": True}
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-MEMSIM = [sys.executable, "-m", "sim"]
+MEMSIM = [sys.executable, "-m", "memsim"]
 SENTINELS = {"summary.json": '{"previous": "run"}\n', "report.md": "# previous run\n"}
 
 

@@ -12,6 +12,7 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
+from memsim.cli import app
 from reports.check import (
     METRICS,
     CheckedInvariant,
@@ -23,7 +24,6 @@ from reports.check import (
 )
 from reports.invariants import NAMES, Invariant
 from reports.terminal import print_check
-from sim.cli import app
 from sim.config import ConfigError
 
 runner = CliRunner()

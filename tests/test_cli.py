@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from memsim.cli import app
 from reports.output import FILES
-from sim.cli import app
 
 runner = CliRunner()
 
@@ -93,7 +93,7 @@ def test_same_seed_gives_byte_identical_summary(tmp_path):
     outs = [tmp_path / "a", tmp_path / "b"]
     for out in outs:
         subprocess.run(
-            [sys.executable, "-m", "sim", "run", "tiny", "--out", str(out), "-q"],
+            [sys.executable, "-m", "memsim", "run", "tiny", "--out", str(out), "-q"],
             check=True,
             cwd=Path(__file__).parent,
         )

@@ -9,8 +9,8 @@ import pytest
 
 import scenarios
 import strategies
+from reports.numbers import dumps
 from reports.output import summarize
-from reports.summary import dumps
 from sim.runner import run_scenario
 from strategies.external import Mem0External
 

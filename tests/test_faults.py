@@ -13,11 +13,12 @@ import pytest
 from helpers import make_scenario
 from reports.compare import comparison_rows
 from reports.markdown import findings
+from reports.numbers import dumps
 from reports.output import summarize, write_outputs
 from reports.results import load_results
-from reports.summary import dumps, strategy_summary
+from reports.summary import strategy_summary
 from sim.config import ConfigError, FaultsConfig, Scenario, parse_scenario
-from sim.context import Services
+from sim.context import Services, has_pending_writes
 from sim.engine import Engine, StrategyRun
 from sim.faults import RATE_LIMITED, STORE_DOWN, TIMEOUT, full_jitter
 from sim.llm import MockLLM
@@ -227,7 +228,7 @@ def test_outage_degrades_turns_inside_the_window_only():
     assert degraded["memories_injected"].sum() == 0 and inside["memories_injected"].sum() == 0
     refused = run.calls[run.calls["error"] == STORE_DOWN]
     assert len(refused) > 0 and (refused["start_s"] >= start).all()
-    assert all(not ctx.pending_writes for ctx in engine.contexts.values())
+    assert not any(map(has_pending_writes, engine.contexts.values()))
 
 
 @pytest.mark.parametrize("strategy", ["per-turn-extract", "batched-dedup-budget"])

@@ -22,12 +22,12 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 import scenarios
+from memsim.cli import app
 from reports import alerts, charts, html, projection
 from reports.compare import comparison_rows
 from reports.markdown import MAX_FAILED_SHARE, RECALL_MARGIN, findings, recommendation
 from reports.terminal import print_comparison
-from sim.cli import app
-from sim.engine import StrategyRun
+from sim.records import StrategyRun
 from sim.workload import SECONDS_PER_DAY
 
 runner = CliRunner()

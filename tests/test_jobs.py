@@ -9,6 +9,7 @@ from test_strategies import Driver
 import scenarios
 from helpers import make_scenario
 from sim.config import Scenario
+from sim.context import take_spans
 from sim.runner import run_scenario
 from sim.store import Memory
 from strategies.base import StrategyConfig
@@ -41,7 +42,7 @@ def remember(
         hit_count=hits,
         last_used_at=None if used_days_ago is None else d.ctx.now - used_days_ago * DAY,
     )
-    d.store.add(0, [memory], d.ctx.services.embedder.embed([text]))
+    d.store.add(0, [memory], d.ctx._services.embedder.embed([text]))
     return memory
 
 
@@ -62,15 +63,15 @@ def test_consolidation_expires_prunes_merges_and_caps(reembed: bool):
     remember(d, "User opened the app on a Tuesday.", 5, 31, hits=9, used_days_ago=1)  # kept
     keep = remember(d, city(slot, "Globex", 0), 9, created_days_ago=1, facts=(("company", 0),))
     twin = city(slot, "Globex", 2)
-    assert d.ctx.services.embedder.embed([keep.text, twin]).prod(axis=0).sum() >= 0.85
+    assert d.ctx._services.embedder.embed([keep.text, twin]).prod(axis=0).sum() >= 0.85
     remember(d, twin, 4, created_days_ago=1, facts=(("company", 0),))  # a rewording: merged
     remember(d, "User likes short answers.", 2, created_days_ago=0)  # least important: capped
-    d.ctx.take_spans()
+    take_spans(d.ctx)
     cfg = ConsolidationConfig(max_memories_per_user=3, merge_threshold=0.85, reembed=reembed)
     consolidate(d.ctx, cfg)
     kept = ["User opened the app on a Tuesday.", keep.text, "User likes short answers."]
     assert texts(d) == sorted(kept)  # the stored vectors are the ones a re-embed computes
-    purposes = [s.purpose for s in d.ctx.take_spans()]
+    purposes = [s.purpose for s in take_spans(d.ctx)]
     read = ["store_query", "embed"] if reembed else ["store_query"]
     assert purposes == [*read, "update", "store_delete"]  # update: the merge
     consolidate(d.ctx, ConsolidationConfig(max_memories_per_user=2))  # the cap alone
@@ -80,7 +81,7 @@ def test_consolidation_expires_prunes_merges_and_caps(reembed: bool):
 def test_consolidation_of_an_empty_store_makes_no_calls():
     d = Driver(BatchedDedupBudget())
     consolidate(d.ctx, ConsolidationConfig())
-    assert d.ctx.take_spans() == []
+    assert take_spans(d.ctx) == []
 
 
 def Consolidating(every: str) -> BatchedDedupBudget:
@@ -138,21 +139,21 @@ def test_memories_record_the_model_that_embedded_them():
     d = Driver(
         BatchedDedupBudget(),
     )
-    before = d.ctx.services.embedder
+    before = d.ctx._services.embedder
     after = LatentEmbedder(384, d.catalog.topics, 1, {"slots": {}}, model="latent-v2", space=1)
-    d.ctx.services.embedder = SwitchingEmbedder(before, after)
+    d.ctx._services.embedder = SwitchingEmbedder(before, after)
     from sim.llm import Factoid
     from strategies.jobs import reembed
 
     old = d.ctx.new_memory(Factoid("User lives in Lisbon.", 7, "background", (("city", 0),)))
     d.ctx.store.add([old], d.ctx.embedder.embed([old.text]))
-    d.ctx.services.embedder.switch()
+    d.ctx._services.embedder.switch()
     new = d.ctx.new_memory(Factoid("User is on the Pro plan.", 8, "background", (("plan", 0),)))
     assert (old.embedding_model, new.embedding_model) == (before.model, "latent-v2")
-    d.ctx.take_spans()
+    take_spans(d.ctx)
     reembed(d.ctx)
     assert [m.embedding_model for m in d.store.memories(0)] == ["latent-v2"]
-    assert [s.purpose for s in d.ctx.take_spans()] == [
+    assert [s.purpose for s in take_spans(d.ctx)] == [
         "store_query",
         "embed",
         "store_delete",
@@ -203,4 +204,4 @@ def test_llm_merge_keeps_the_newer_version_and_plain_merge_the_more_important():
     assert _merge(d.ctx, [(new, old)], use_llm=True) == {old.id}  # UPDATE: old is outdated
     assert _merge(d.ctx, [(same, old)], use_llm=True) == {same.id}  # NONE: already known
     assert _merge(d.ctx, [(new, old)], use_llm=False) == {new.id}  # no LLM: importance wins
-    assert [s.purpose for s in d.ctx.take_spans()].count("update") == 2
+    assert [s.purpose for s in take_spans(d.ctx)].count("update") == 2

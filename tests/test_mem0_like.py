@@ -12,6 +12,7 @@ import pytest
 from helpers import make_scenario, single_user_context
 from reports.summary import build_summary
 from sim.config import LLMConfig
+from sim.context import take_spans
 from sim.llm import ADD, DELETE, NONE, UPDATE, Factoid, MockLLM
 from sim.runner import run_scenario
 from sim.store import normalized_hash
@@ -256,7 +257,7 @@ class Driver:
         return prompt
 
     def purposes(self) -> list[str]:
-        return [s.purpose for s in self.ctx.take_spans()]
+        return [s.purpose for s in take_spans(self.ctx)]
 
 
 def test_classic_updates_in_place_and_ignores_restatements():
@@ -274,7 +275,7 @@ def test_classic_updates_in_place_and_ignores_restatements():
         first.importance,
         first.created_at,
     )
-    d.ctx.take_spans()
+    take_spans(d.ctx)
     prompt = d.say("plan", "Pro")
     assert [m.text for m in prompt.memories] == ["User lives in Lisbon."]
     assert d.purposes()[:2] == ["embed", "store_query"]  # the search before the answer

@@ -52,12 +52,12 @@ class Driver:
         return self.message(text, probe=(slot, version))
 
     def say(self, msg, reply="Sure."):
-        self.ctx.take_spans()
+        sim.context.take_spans(self.ctx)
         prompt = self.strategy.build_prompt(self.ctx, msg)
-        self.planned = [s.purpose for s in self.ctx.take_spans()]
+        self.planned = [s.purpose for s in sim.context.take_spans(self.ctx)]
         answer = Message("assistant", reply, self.tokens.count(reply), user=0)
         self.strategy.after_turn(self.ctx, msg, answer)
-        self.after = [s.purpose for s in self.ctx.take_spans()]
+        self.after = [s.purpose for s in sim.context.take_spans(self.ctx)]
         return prompt
 
     def total(self, prompt):

@@ -1,17 +1,23 @@
 """``memsim project``: sizes, rows, prices, rate limits at scale, determinism, bad input."""
 
+import ast
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 import scenarios
+from memsim.cli import app
+from memsim.studies import projection as study
 from reports import projection
 from reports.output import summarize
-from sim.cli import app
 from sim.config import ConfigError
 from sim.runner import run_scenario
+from sim.sizes import parse_size, parse_sizes, size_label
 
 runner = CliRunner()
 MODELS = ("gpt-4o-mini", "gpt-4.1-mini")
@@ -85,26 +91,26 @@ def rows_of(document, strategy, model):
     ],
 )
 def test_parse_size(text, users):
-    assert projection.parse_size(text) == users
+    assert parse_size(text) == users
 
 
 @pytest.mark.parametrize("text", ["", "0", "-5", "1.2345k", "abc", "1x", "1e3", "k", "0.5", "1kk"])
 def test_parse_size_rejects(text):
     with pytest.raises(ValueError):
-        projection.parse_size(text)
+        parse_size(text)
 
 
 def test_parse_sizes_sorts_and_dedupes_and_fails_in_one_line():
-    assert projection.parse_sizes("1M,1k,10k,1k") == [1_000, 10_000, 1_000_000]
+    assert parse_sizes("1M,1k,10k,1k") == [1_000, 10_000, 1_000_000]
     with pytest.raises(ConfigError, match=r"^--users: '10x': expected"):
-        projection.parse_sizes("1k,10x")
+        parse_sizes("1k,10x")
     with pytest.raises(ConfigError):
-        projection.parse_sizes(" , ")
+        parse_sizes(" , ")
 
 
 @pytest.mark.parametrize("users", [1, 999, 1_000, 1_500, 2_345, 10_000, 1_000_000, 2_500_000])
 def test_size_label_round_trips(users):
-    assert projection.parse_size(projection.size_label(users).replace(",", "")) == users
+    assert parse_size(size_label(users).replace(",", "")) == users
 
 
 def test_bad_size_on_the_command_line_exits_2_with_one_line(tmp_path):
@@ -117,22 +123,22 @@ def test_bad_size_on_the_command_line_exits_2_with_one_line(tmp_path):
 # -- scaling ------------------------------------------------------------------------
 def test_limits_are_scaled_pro_rata_and_unscaled_when_everyone_is_simulated():
     scn = scenarios.load("support-bot")[0]
-    same = projection.scaled_scenario(scn, 300, 500)
+    same = study.scaled_scenario(scn, 300, 500)
     assert same.users == 300 and same.limits == scn.limits
     assert same.embedding.limits == scn.embedding.limits
-    scaled = projection.scaled_scenario(scn, 100_000, 500)
+    scaled = study.scaled_scenario(scn, 100_000, 500)
     assert scaled.users == 500
     assert math.isclose(scaled.limits.rpm, scn.limits.rpm / 200)
     assert math.isclose(scaled.limits.tpm, scn.limits.tpm / 200)
     assert scaled.limits.concurrency == 1  # 200 / 200
     assert math.isclose(scaled.embedding.limits.tpm, scn.embedding.limits.tpm / 200)
     assert scaled.limits.timeout_s == scn.limits.timeout_s
-    assert projection.scaled_scenario(scn, 10_000_000, 500).limits.concurrency == 1  # floor
+    assert study.scaled_scenario(scn, 10_000_000, 500).limits.concurrency == 1  # floor
 
 
 def test_unscaled_projection_equals_a_run_with_that_model(tiny):
     """n == N: the projection is the plain run's cost, re-priced exactly per model."""
-    document = projection.project(tiny, "tiny", [tiny.users], list(MODELS), sim_users=50)
+    document = study.project(tiny, "tiny", [tiny.users], list(MODELS), sim_users=50)
     for model in MODELS:
         scn = tiny.model_copy(update={"llm": tiny.llm.model_copy(update={"model": model})})
         summary = summarize(run_scenario(scn))
@@ -254,9 +260,51 @@ def test_projection_and_shards_cut_an_account_by_one_rule(tiny):
     scenario = tiny.with_overrides(users=40, shard_users=10, background_workers=8)
     shard = plan(scenario)[0]
     sharded = shard_scenario(scenario, shard)
-    scaled = projection.scaled_scenario(scenario, 40, 10)
+    scaled = study.scaled_scenario(scenario, 40, 10)
     assert shard.share == 10 / 40 and scaled.users == 10
     for field in ("limits", "embedding", "vector_store", "background_workers"):
         assert getattr(scaled, field) == getattr(sharded, field), field
     assert scaled.background_workers == 2 < scenario.background_workers
     assert scaled.vector_store.concurrency == 16 < scenario.vector_store.concurrency
+
+
+def test_a_sample_above_shard_users_runs_in_shards_like_any_run(tmp_path):
+    """A sample is simulated by the runner, shards included (their queues differ)."""
+    (tmp_path / "tight.toml").write_text(TIGHT)
+    scenario, source = scenarios.load(str(tmp_path / "tight.toml"))
+    scenario = scenario.with_overrides(shard_users=3)  # a sample of 6: two shards of 3
+    document = study.project(scenario, source, [60], [], sim_users=6)
+    sample = study.scaled_scenario(scenario, 60, 6)
+    summary = summarize(run_scenario(sample, source, store_latency_users=60))
+    for name, block in summary["strategies"].items():
+        (row,) = rows_of(document, name, scenario.llm.model)
+        monthly = block["usd_total"] / scenario.days * 30 * 10  # 60 users, 6 simulated
+        assert row["usd_per_month"] == pytest.approx(monthly, rel=1e-4)  # usd_total is rounded
+        assert row["latency_p99_s"] == block["latency_p99_s"]
+
+
+# -- layers -------------------------------------------------------------------------
+RENDER_ONLY = Path(projection.__file__)
+FORBIDDEN = ("sim.runner", "sim.engine", "memsim")
+
+
+def test_the_projection_report_imports_no_runner_engine_or_study():
+    """reports/projection.py renders a document: it never simulates."""
+    imported = set()
+    for node in ast.walk(ast.parse(RENDER_ONLY.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            imported.add(node.module or "")
+            imported |= {f"{node.module}.{alias.name}" for alias in node.names}
+    bad = [m for m in imported if m in FORBIDDEN or m.startswith(tuple(f + "." for f in FORBIDDEN))]
+    assert bad == []
+    # Nor through what it imports.
+    code = (
+        "import sys, reports.projection; "
+        f"print([m for m in sys.modules if m.split('.')[0] == 'memsim' or m in {FORBIDDEN!r}])"
+    )
+    root = Path(__file__).resolve().parents[1]
+    run = [sys.executable, "-c", code]
+    loaded = subprocess.run(run, capture_output=True, text=True, check=True, cwd=root)
+    assert loaded.stdout.strip() == "[]"

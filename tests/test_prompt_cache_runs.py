@@ -11,10 +11,10 @@ from genai_prices import Usage, calc_price
 from typer.testing import CliRunner
 
 from helpers import make_scenario
+from memsim.cli import app
 from reports.markdown import cache_findings
+from reports.numbers import dumps
 from reports.output import summarize
-from reports.summary import dumps
-from sim.cli import app
 from sim.config import LLMConfig
 from sim.llm import MockLLM
 from sim.prompt_cache import new_cache

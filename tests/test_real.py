@@ -9,8 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 import scenarios
+from memsim.cli import app
 from reports.output import summarize
-from sim.cli import app
 from sim.runner import run_scenario
 
 pytest.importorskip("sentence_transformers")

@@ -16,11 +16,11 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from memsim.cli import app
 from reports import chartdata, charts, html
 from reports.chartdata import INJECTED_BIN_EDGES, pareto_front
 from reports.compare import Row, comparison_rows
 from reports.results import load_results
-from sim.cli import app
 from sim.config import ConfigError
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_charts.json"

@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 import scenarios
-from sim.cli import app
+from memsim.cli import app
 from sim.serve import (
     MockBackend,
     MockServer,
@@ -178,7 +178,7 @@ def free_port() -> int:
 def test_serve_mock_starts_answers_records_and_stops(tmp_path):
     port, record = free_port(), tmp_path / "requests.jsonl"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    command = [sys.executable, "-m", "sim", "serve-mock", "tiny", "--port", str(port)]
+    command = [sys.executable, "-m", "memsim", "serve-mock", "tiny", "--port", str(port)]
     proc = subprocess.Popen(
         [*command, "--record", str(record)],
         env=env,

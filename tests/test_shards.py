@@ -7,9 +7,9 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import make_scenario
+from memsim.cli import app
+from reports.numbers import dumps
 from reports.output import summarize
-from reports.summary import dumps
-from sim.cli import app
 from sim.runner import run_scenario
 from sim.shards import plan, shard_scenario
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from helpers import single_user_context
+from sim.context import take_spans
 from sim.llm import Factoid
 from sim.textbank import SLOT_BY_KEY
 from sim.workload import Fact, Message
@@ -80,10 +81,10 @@ def test_per_turn_extract_stores_every_restatement_and_injects_all():
     for _ in range(3):
         d.say(d.message("I live in Lisbon.", [CITY]))
     assert d.store.count(0) == 3 and d.store.duplicates(0) == 2
-    d.ctx.take_spans()
+    take_spans(d.ctx)
     prompt = d.strategy.build_prompt(d.ctx, d.message("Any news?"))
     assert len(prompt.memories) == 3
-    assert [s.purpose for s in d.ctx.take_spans()] == ["store_query"]
+    assert [s.purpose for s in take_spans(d.ctx)] == ["store_query"]
 
 
 def test_batched_extracts_every_n_messages_and_clears_the_buffer():
@@ -94,7 +95,7 @@ def test_batched_extracts_every_n_messages_and_clears_the_buffer():
     d.say(d.message("I live in Lisbon.", [CITY]))
     assert len(d.jobs) == 1
     d.run_jobs()
-    extract = [s for s in d.ctx.take_spans() if s.purpose == "extract"]
+    extract = [s for s in take_spans(d.ctx) if s.purpose == "extract"]
     assert len(extract) == 1
     assert d.store.count(0) == 1
     d.say(d.message("Hello there."))
@@ -128,7 +129,7 @@ def test_batched_drops_rewordings_at_or_above_the_threshold():
         d.run_jobs()
     stored = [m.text for m in d.store.memories(0)]
     assert set(stored) <= set(phrasings) and len(stored) >= 1
-    vectors = d.ctx.services.embedder.embed(phrasings)
+    vectors = d.ctx._services.embedder.embed(phrasings)
     similar = float(vectors[0] @ vectors[1]) >= threshold
     # Both rewordings were extracted; the second is kept only if it is not similar enough.
     assert len(stored) == (1 if similar else 2)

@@ -8,6 +8,7 @@ from test_strategies import CITY, PLAN, Driver
 
 from helpers import make_scenario
 from reports.output import summarize
+from sim.context import take_spans
 from sim.runner import run_scenario
 from strategies.batched_dedup_budget import BatchedDedupBudget, BatchedDedupBudgetConfig
 from strategies.lazy_retrieval import LazyRetrieval, LazyRetrievalConfig
@@ -19,7 +20,7 @@ EXCHANGE = 15  # "I live in Lisbon." (5 + 4 overhead) and the reply "Sure." (2 +
 
 
 def purposes(d: Driver) -> list[str]:
-    return [s.purpose for s in d.ctx.take_spans()]
+    return [s.purpose for s in take_spans(d.ctx)]
 
 
 def foreground_store_queries(run) -> int:
@@ -145,7 +146,7 @@ def _with_memories(strategy) -> Driver:
         d.say(d.message(text, [f]))
         d.run_jobs()
     assert d.store.count(0) == 2
-    d.ctx.take_spans()
+    take_spans(d.ctx)
     return d
 
 
@@ -173,7 +174,7 @@ def test_lazy_retrieval_threshold_is_a_drop_in_similarity():
     d = _with_memories(LazyRetrieval(LAZY))
     d.catalog.register(plan, (("probe", "plan", 0),))
     d.catalog.register(city, (("probe", "city", 0),))
-    vectors = d.ctx.services.embedder.embed([plan, city])
+    vectors = d.ctx._services.embedder.embed([plan, city])
     similarity = float(vectors[0] @ vectors[1])
     assert similarity < 0.7  # a change under the default drop
     for drop, expected in (
@@ -184,7 +185,7 @@ def test_lazy_retrieval_threshold_is_a_drop_in_similarity():
             LazyRetrieval(LazyRetrievalConfig(extract_every_messages=1, topic_change_drop=drop))
         )
         _probe(d, "plan", plan)
-        d.ctx.take_spans()
+        take_spans(d.ctx)
         _probe(d, "city", city)
         assert purposes(d) == expected
 
@@ -209,7 +210,7 @@ def test_lazy_retrieval_caches_nothing_while_the_store_is_empty():
     assert purposes(d) == []
     d.say(d.message("I'm on the Pro plan.", [PLAN]))
     d.run_jobs()
-    d.ctx.take_spans()
+    take_spans(d.ctx)
     prompt = _probe(d, "plan", "Which plan am I on?")
     assert purposes(d) == ["embed", "store_query"] and prompt.facts() == {("plan", 0)}
 

@@ -7,10 +7,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from memsim.cli import app
+from memsim.studies.sweep import RunCache, run_sweep
 from reports import sweep as report
-from sim.cli import app
 from sim.config import ConfigError
-from sim.sweep import RunCache, load_sweep, run_sweep
+from sim.sweep import load_sweep
 
 runner = CliRunner()
 

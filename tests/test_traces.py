@@ -26,7 +26,7 @@ from sim.traces import read_trace, trace_workload
 REPO = Path(__file__).resolve().parents[1]
 LOCOMO = REPO.parent / "shared" / "data" / "locomo" / "locomo10.json"
 CHAT_LOG = REPO / "tests" / "data" / "chat_log.jsonl"
-MEMSIM = [sys.executable, "-m", "sim"]
+MEMSIM = [sys.executable, "-m", "memsim"]
 needs_locomo = pytest.mark.skipif(
     not LOCOMO.is_file(), reason=f"LoCoMo not found at {LOCOMO} (CC BY-NC 4.0, not shipped)"
 )

@@ -5,6 +5,7 @@ It spends no LLM call on memory: a user message that talks about the user
 the memories sharing the most words with the new message are injected, within a
 token budget. Cheap, and blind to paraphrase; memsim measures how blind.
 
+It imports from :mod:`strategies.api` only: the one module a strategy needs.
 Use it by path, ``--strategy keyword_memory:KeywordMemory``, or, installed
 (``pip install -e examples/keyword_memory``), by name through the
 ``memsim.strategies`` entry point: ``--strategy keyword-memory``.
@@ -17,12 +18,18 @@ from typing import Annotated
 
 from pydantic import Field
 
-from sim.llm import Factoid
-from sim.store import normalized_hash
-from sim.workload import Message
-from strategies import Prompt, Strategy, StrategyConfig, TurnContext
-from strategies.base import fill_budget, memory_room
-from strategies.history import SessionHistories
+from strategies.api import (
+    Factoid,
+    Message,
+    Prompt,
+    SessionHistories,
+    Strategy,
+    StrategyConfig,
+    TurnContext,
+    fill_budget,
+    memory_room,
+    normalized_hash,
+)
 
 SELF_TALK = re.compile(r"\b(I|I'm|I've|my|me|we|our|us)\b", re.IGNORECASE)
 WORD = re.compile(r"[a-z0-9']+")

@@ -130,7 +130,7 @@ def test_leak_incident_full_size(tmp_path):
     out = tmp_path / "leak"
     start = time.perf_counter()
     command = ["memsim", "run", "leak-incident", "--workers", "2", "-q", "--out", str(out)]
-    subprocess.run([sys.executable, "-m", "sim", *command[1:]], check=True, cwd=ROOT)
+    subprocess.run([sys.executable, "-m", "memsim", *command[1:]], check=True, cwd=ROOT)
     wall = time.perf_counter() - start
     fig = figures(out)
     write_between("leak-incident", section(fig, wall))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 import strategies
-from sim.cli import app
+from memsim.cli import app
 
 runner = CliRunner()
 
@@ -45,3 +47,13 @@ def test_runs_and_remembers_without_llm_calls(tmp_path):
 
 def test_listed_among_the_strategies():
     assert "keyword-memory" in strategies.available()
+
+
+def test_imports_nothing_of_memsim_but_the_strategy_api():
+    source = Path(__file__).parent.parent / "keyword_memory.py"
+    tree = ast.parse(source.read_text())
+    modules = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    modules |= {
+        a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names
+    }
+    assert {m for m in modules if m.split(".")[0] in ("sim", "strategies")} == {"strategies.api"}

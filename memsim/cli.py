@@ -1,5 +1,8 @@
 """The ``memsim`` command line. Thin: parse, call, print.
 
+It is long because it declares every command's options and help text; the work is in
+:mod:`memsim.api` and :mod:`memsim.studies`.
+
 Errors a user can cause (a bad scenario field, an unknown strategy, a missing
 file, an unwritable folder) print one line on stderr and exit with code 2. An
 interrupt (Ctrl-C, SIGTERM) prints one line and exits with 130 or 143 (:func:`main`).
@@ -21,7 +24,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -34,6 +36,7 @@ from rich.progress import (
 
 import scenarios
 import strategies
+from memsim import api
 from reports.output import (
     REPORT_ENTRIES,
     RUN_ENTRIES,
@@ -41,16 +44,15 @@ from reports.output import (
     atomic_write,
     earlier_run,
     prepare_out_dir,
-    summarize,
     write_outputs,
     write_reports,
 )
 from reports.results import load_results
 from reports.terminal import print_calibration, print_check, print_comparison
 from sim import __version__
-from sim.config import ConfigError, Scenario, format_validation_error
-from sim.runner import RunResult, build_strategies, rates_for, resolve_config, run_scenario
-from sim.sweep import with_settings
+from sim.config import ConfigError, Scenario
+from sim.runner import build_strategies, rates_for
+from sim.sizes import parse_sizes
 from sim.traces import bind_trace
 
 _value_type = typer.core.TyperOption.display_type_rich
@@ -99,55 +101,10 @@ def _root(
     """memsim: cost and token-leak simulation for LLM chatbot memory."""
 
 
-TRACE_FORMATS = {".json": "locomo", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-"""The trace format ``--trace`` assumes from the file's suffix, when the scenario has none."""
-
-
-def _with_trace(scenario: Scenario, trace: Path | None, overrides: dict) -> Scenario:
-    """The scenario with ``--trace`` (read from the current folder) and ``--users``.
-
-    The trace's format comes from its suffix, else from the scenario's ``[trace]``.
-    With a trace, ``--users N`` replays its first N users (``max_users``), and
-    ``--days`` is refused: a trace sets the days itself.
-    """
-    if trace is not None:
-        fmt = TRACE_FORMATS.get(trace.suffix.lower()) or (
-            scenario.trace.format if scenario.trace else None
-        )
-        if fmt is None:
-            raise ConfigError(
-                f"--trace: {trace}: cannot tell the format from the suffix (.json: LoCoMo, "
-                ".jsonl: chat log); set [trace] format in the scenario"
-            )
-        settings = scenario.trace.model_dump() if scenario.trace else {}
-        settings |= {"format": fmt, "path": str(trace.expanduser().resolve())}
-        data = scenario.model_dump() | {"trace": settings}
-        if "embedder" not in scenario.model_fields_set:
-            del data["embedder"]  # a trace's default embedder (see Scenario.embedder)
-        scenario = Scenario.model_validate(data)
-    if scenario.trace is None:
-        return scenario
-    if overrides.get("days") is not None:
-        raise ConfigError("--days: a trace sets the simulated days itself")
-    users = overrides.pop("users", None)
-    if users is not None:
-        settings = scenario.trace.model_dump() | {"max_users": users}
-        scenario = Scenario.model_validate(scenario.model_dump() | {"trace": settings})
-    return scenario
-
-
 def _load(
     spec: str, trace: Path | None = None, settings: list[str] | None = None, **overrides: object
 ) -> tuple[Scenario, str]:
-    scenario, path = scenarios.load(spec)
-    try:
-        scenario = _with_trace(scenario, trace, overrides)
-        scenario = scenario.with_overrides(**overrides)
-    except ValidationError as err:
-        raise ConfigError(
-            format_validation_error(f"{path} (with command-line overrides)", err)
-        ) from None
-    return with_settings(scenario, settings or [], str(path)), str(path)
+    return api.load_scenario_with_source(spec, trace, settings, **overrides)
 
 
 SetOpt = Annotated[
@@ -284,8 +241,8 @@ def run(
         started = time.perf_counter()
         with _output_folder(out_dir, RUN_ENTRIES, _say_replacing) as new_dir:
             parallel = Parallel(workers, executor, address)
-            result = _simulate(scn, source, new_dir, quiet, parallel)
-            summary = summarize(result)
+            results = _simulate(scn, source, new_dir, quiet, parallel)
+            result, summary = results.result, results.summary
             write_outputs(result, new_dir, summary)
             write_reports(load_results(new_dir))  # charts and report.html, from the saved files
     except ConfigError as err:
@@ -301,22 +258,18 @@ def run(
 
 def _simulate(
     scn: Scenario, source: str, workdir: Path, quiet: bool, parallel: Parallel = Parallel()
-) -> RunResult:
-    """Check the scenario, then run it with a progress bar on stderr."""
-    build_strategies(scn, source)  # fail fast on bad strategy names, overrides, prices
-    rates_for(scn, source)
-    if parallel.executor not in ("local", "ray"):
-        raise ConfigError(f"--executor: unknown executor {parallel.executor!r} (local or ray)")
+) -> api.Results:
+    """Check the scenario, then run it (:func:`memsim.api.run`) with a progress bar on stderr."""
     prepare_out_dir(workdir)
     with _progress(quiet) as progress:
-        return run_scenario(
+        return api.run(
             scn,
-            source,
-            _progress_factory(progress),
+            source=source,
             workdir=workdir,
             workers=parallel.workers,
-            executor=parallel.executor,  # type: ignore[arg-type]
+            executor=parallel.executor,  # type: ignore[arg-type]  # checked by api.run
             address=parallel.address,
+            progress=_progress_factory(progress),
         )
 
 
@@ -355,17 +308,22 @@ def baseline(
 
     `memsim check` checks the strategies the baseline holds.
     """
-    from reports.check import baseline_document
+    from memsim.studies.check import baseline as baseline_of
 
     try:
         for spec in strategy or []:
             _check_strategy_flag(spec)
-        scn, source = _load(scenario, settings=settings, strategies=strategy or None)
         prepare_out_dir(output.parent)
-        with tempfile.TemporaryDirectory(prefix="memsim-baseline-") as scratch:
-            parallel = Parallel(workers, executor, address)
-            result = _simulate(scn, source, Path(scratch), quiet, parallel)
-        document = baseline_document(summarize(result), result.resolved)
+        with _progress(quiet) as progress:
+            document = baseline_of(
+                scenario,
+                strategy or [],
+                settings or [],
+                _progress_factory(progress),
+                workers=workers,
+                executor=executor,
+                address=address,
+            )
         atomic_write(output, lambda tmp: tmp.write_text(json.dumps(document, indent=2) + "\n"))
     except ConfigError as err:
         raise _fail(str(err)) from None
@@ -430,34 +388,29 @@ def check(
     $GITHUB_STEP_SUMMARY when set) and junit.xml (a test case per strategy and
     metric or invariant).
     """
-    from reports import check as ci
+    from memsim.studies.check import run_check
 
     try:
-        reference = ci.load_baseline(baseline_file)
-        tolerances = ci.parse_tolerances(tolerance or [])
         for spec in strategy or []:
             _check_strategy_flag(spec)
-        selected = [strategies.resolve(spec).name for spec in strategy] if strategy else None
-        checked = ci.checked_strategies(reference, selected, str(baseline_file))
-        scopes = ci.parse_invariant_scopes(invariant or [], checked)
-        scn, source = _load(scenario, settings=settings)
-        scn = scn.with_overrides(strategies=strategy or _specs_of(scn, checked))
-        out_dir = out if out is not None else Path("out") / f"{scn.name}-check"
-        bound, trace = bind_trace(scn, source)
-        resolved = resolve_config(
-            bound, build_strategies(bound, source), rates_for(bound, source), trace
-        )
-        ci.check_scenario(reference, resolved, str(baseline_file))
-        with tempfile.TemporaryDirectory(prefix="memsim-check-") as scratch:
-            parallel = Parallel(workers, executor, address)
-            result = _simulate(scn, source, Path(scratch), quiet, parallel)
-        summary = summarize(result)
-        comparisons = ci.compare(reference, summary, tolerances, str(baseline_file), checked)
-        invariants = ci.run_invariants(result, summary, scopes)
+        with _progress(quiet) as progress:
+            found = run_check(
+                scenario,
+                baseline_file,
+                tolerance or [],
+                strategy or [],
+                invariant or [],
+                settings or [],
+                _progress_factory(progress),
+                workers,
+                executor,  # type: ignore[arg-type]  # checked by api.run
+                address,
+            )
+        out_dir = out if out is not None else Path("out") / f"{found.scenario}-check"
         prepare_out_dir(out_dir)
-        text = ci.markdown(comparisons, scn.name, invariants)
+        text = found.markdown()
         atomic_write(out_dir / "check.md", lambda tmp: tmp.write_text(text))
-        xml = ci.junit_xml(comparisons, f"memsim check {scn.name}", invariants)
+        xml = found.junit_xml()
         atomic_write(out_dir / "junit.xml", lambda tmp: tmp.write_text(xml))
     except ConfigError as err:
         raise _fail(str(err)) from None
@@ -465,7 +418,8 @@ def check(
     if step_summary:
         with open(step_summary, "a", encoding="utf-8") as fh:
             fh.write(text)
-    print_check(Console(), comparisons, invariants, f"memsim check {scn.name}")
+    comparisons, invariants = found.comparisons, found.invariants
+    print_check(Console(), comparisons, invariants, found.title)
     for i in (i for i in invariants if i.verdict == "FAILED"):
         err_console.print(
             f"invariant broken: {i.strategy} {i.invariant.name}: {i.invariant.detail}",
@@ -481,18 +435,7 @@ def check(
             soft_wrap=True,
         )
     typer.echo(f"wrote {out_dir}/check.md and junit.xml")
-    raise typer.Exit(0 if ci.outcome(comparisons, invariants) == "passed" else 1)
-
-
-def _specs_of(scenario: Scenario, names: list[str]) -> list[str]:
-    """How the scenario spells each strategy (``module:Class`` for a user's), else its name."""
-    spelled = {}
-    for spec in scenario.strategies:
-        try:
-            spelled[strategies.resolve(spec).name] = spec
-        except ConfigError:
-            continue  # not checked unless the baseline names it; then its name is the error
-    return [spelled.get(name, name) for name in names]
+    raise typer.Exit(0 if found.passed else 1)
 
 
 @app.command()
@@ -539,7 +482,7 @@ def calibrate(
 
     try:
         scn, _ = _load(scenario)
-        sizes = _sizes(users)
+        sizes = parse_sizes(users)
         if store not in ("chroma", "chroma-http"):
             raise ConfigError(f"--store: {store!r}: expected chroma or chroma-http")
         path = output if output is not None else Path("out") / scn.name / "calibration.json"
@@ -555,16 +498,6 @@ def calibrate(
     if not quiet:
         print_calibration(Console(), profile)
     typer.echo(f"wrote {path}")
-
-
-def _sizes(spec: str) -> list[int]:
-    try:
-        sizes = [int(x) for x in spec.split(",") if x.strip()]
-    except ValueError:
-        raise ConfigError(f"--users: {spec!r}: expected numbers separated by commas") from None
-    if not sizes or min(sizes) < 1:
-        raise ConfigError(f"--users: {spec!r}: expected positive numbers")
-    return sizes
 
 
 def _store_factory(scn: Scenario, kind: str, scratch: Path) -> Callable[[str, str], object]:
@@ -655,25 +588,21 @@ def project(
 
     Writes projection.json, projection.md, projection.png and projection.svg.
     """
+    from memsim.studies import projection as study
     from reports import projection
 
     try:
-        sizes = projection.parse_sizes(users)
+        sizes = parse_sizes(users)
         scn, source = _load(scenario, settings=settings)
         models = model or [scn.llm.model]
-        projection.model_rates(scn, models)  # fail fast on an unknown model
-        build_strategies(scn, source)
+        study.check(scn, source, models, sim_users)  # fail fast, before the output folder
         out_dir = out if out is not None else Path("out") / f"{scn.name}-projection"
         started = time.perf_counter()
         with _output_folder(out_dir, projection.FILES) as new_dir:  # replaced once complete
             with _progress(quiet) as progress:
-
-                def on_size(n_users: int, simulated: int, turns: int) -> Callable[[int], None]:
-                    label = f"{projection.size_label(n_users)} users (n={simulated:,})"
-                    task = progress.add_task(label, total=turns)
-                    return lambda done: progress.advance(task, done)
-
-                document = projection.project(scn, source, sizes, models, sim_users, on_size)
+                document = study.project(
+                    scn, source, sizes, models, sim_users, _progress_factory(progress)
+                )
             projection.write_projection(document, new_dir)
     except ConfigError as err:
         raise _fail(str(err)) from None
@@ -714,21 +643,22 @@ def sweep(
     resolved configuration: run the sweep again (after an interruption, or with
     more seeds) and only the runs not saved yet are simulated.
     """
+    from memsim.studies.sweep import run_sweep
     from reports import sweep as sweep_report
-    from sim import sweep as sweeps
     from sim.executors import default_workers
+    from sim.sweep import load_sweep
 
     try:
         if executor not in ("local", "ray"):
             raise ConfigError(f"--executor: {executor!r}: expected local or ray")
         if address and executor != "ray":
             raise ConfigError("--address: a Ray cluster needs --executor ray")
-        plan = sweeps.load_sweep(sweep_file)
+        plan = load_sweep(sweep_file)
         out_dir = out if out is not None else Path("out") / f"sweep-{plan.name}"
         prepare_out_dir(out_dir)
         started = time.perf_counter()
         with _progress(quiet, "runs") as progress:
-            outcome = sweeps.run_sweep(
+            outcome = run_sweep(
                 plan,
                 out_dir,
                 executor,  # type: ignore[arg-type]  # checked above

@@ -1,5 +1,0 @@
-"""``python -m sim`` runs the memsim command line."""
-
-from sim.cli import main
-
-main()
