@@ -23,6 +23,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 import scenarios
+from reports.otel import Content, TurnContent, write_otel
 from reports.output import summarize, write_outputs, write_reports
 from reports.results import load_results
 from sim.config import ConfigError, Scenario, format_validation_error
@@ -30,6 +31,9 @@ from sim.executors import ExecutorName
 from sim.records import RunResult, StrategyRun
 from sim.runner import ProgressFactory, build_strategies, rates_for, run_scenario
 from sim.sweep import with_settings
+from sim.tokens import TokenCounter
+from sim.traces import read_trace, trace_workload
+from sim.workload import Workload, generate_workload
 
 __all__ = ["Results", "load_scenario", "run"]
 
@@ -162,6 +166,44 @@ class Results:
         write_outputs(self.result, folder, self.summary)
         write_reports(load_results(folder))
         return folder
+
+    def write_otel(self, path: str | Path, content: bool = False) -> Path:
+        """Write every simulated call as OpenTelemetry GenAI spans (OTLP/JSON) to ``path``.
+
+        ``content``: the chat spans carry the user's messages (and a trace's scripted
+        replies) as ``gen_ai.input.messages`` / ``gen_ai.output.messages``, with
+        ``user.id`` and ``session.id``: a file ``[trace] format = "otel"`` replays.
+        See :mod:`reports.otel`.
+        """
+        target = Path(path)
+        write_otel(self.result, target, turn_content(self.scenario) if content else None)
+        return target
+
+
+def turn_content(scenario: Scenario) -> Content:
+    """The text of every turn of ``scenario``'s workload, by ``(user, session, turn)``.
+
+    The workload is generated (or the trace read) again: it depends only on the
+    scenario and its seed, so it is the one the run replayed.
+    """
+    tokens = TokenCounter()
+    workload: Workload
+    if scenario.trace is not None:
+        trace = read_trace(scenario.trace, scenario.workload.think_time_s_mean)
+        workload = trace_workload(trace, tokens)
+    else:
+        workload = generate_workload(scenario, tokens)
+    content: Content = {}
+    for script in workload.users:
+        for s, session in enumerate(script.sessions):
+            replies = session.replies or [None] * len(session.messages)
+            for t, (msg, reply) in enumerate(zip(session.messages, replies, strict=True)):
+                text = reply.text if reply is not None else None
+                session_id = f"{script.user_id}/{s}"
+                content[(script.user, s, t)] = TurnContent(
+                    script.user_id, session_id, msg.text, text
+                )
+    return content
 
 
 def run(

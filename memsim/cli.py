@@ -212,8 +212,30 @@ def run(
     workers: WorkersOpt = 1,
     executor: ExecutorOpt = "local",
     address: AddressOpt = None,
+    llm_profile: Annotated[
+        Path | None,
+        typer.Option(
+            help="An LLM profile file (memsim fit): its latency figures override the "
+            "built-in profile; latency fields set in [llm] still win.",
+        ),
+    ] = None,
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress bar, no table.")
+    ] = False,
+    otel: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write every simulated call as OpenTelemetry GenAI spans (OTLP/JSON) "
+            "to this file, on simulated timestamps.",
+        ),
+    ] = None,
+    otel_content: Annotated[
+        bool,
+        typer.Option(
+            "--otel-content",
+            help="With --otel: put each turn's user message (and a trace's reply) on its "
+            "chat span, with user.id and session.id: replayable as a trace of format otel.",
+        ),
     ] = False,
 ) -> None:
     """Simulate a scenario with each strategy and write summary.json, report.md and the raw data.
@@ -237,7 +259,10 @@ def run(
             embedder=embedder,
             store=store,
         )
+        scn = _with_llm_profile(scn, llm_profile)
         out_dir = out if out is not None else Path("out") / scn.name
+        if otel is not None:
+            prepare_out_dir(otel.parent)  # fail before the run, not after it
         started = time.perf_counter()
         with _output_folder(out_dir, RUN_ENTRIES, _say_replacing) as new_dir:
             parallel = Parallel(workers, executor, address)
@@ -245,6 +270,8 @@ def run(
             result, summary = results.result, results.summary
             write_outputs(result, new_dir, summary)
             write_reports(load_results(new_dir))  # charts and report.html, from the saved files
+        if otel is not None:
+            atomic_write(otel, lambda tmp: results.write_otel(tmp, content=otel_content))
     except ConfigError as err:
         raise _fail(str(err)) from None
     if not quiet:
@@ -254,6 +281,17 @@ def run(
             f"wrote {out_dir}/ (summary.json, report.md, report.html, charts/, parquet) in "
             f"{time.perf_counter() - started:.1f} s"
         )
+
+
+def _with_llm_profile(scn: Scenario, path: Path | None) -> Scenario:
+    """``scn`` with ``--llm-profile`` as its ``[llm] profile``; the file checked now."""
+    from sim.latency import resolve
+
+    if path is not None:
+        llm = scn.llm.model_copy(update={"profile": str(path.resolve())})
+        scn = scn.model_copy(update={"llm": llm})
+    resolve(scn.llm)  # a bad profile file: one line, before anything runs
+    return scn
 
 
 def _simulate(
@@ -693,6 +731,173 @@ def _sweep_callbacks(progress: Progress, describe: Callable[[int, int], str]) ->
     return {"on_start": on_start, "on_run": lambda: progress.advance(task[0])}
 
 
+@app.command()
+def fit(
+    log: Annotated[
+        Path | None, typer.Option(help="A call log to fit (JSON lines, or OTLP JSON).")
+    ] = None,
+    log_format: Annotated[
+        str, typer.Option("--format", help="The log's format: openai, serve-mock or otel.")
+    ] = "openai",
+    base_url: Annotated[
+        str | None,
+        typer.Option(help="Measure this live OpenAI-compatible endpoint instead of a log."),
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The model to measure (live).")] = None,
+    scenario: Annotated[
+        str, typer.Option(help="Scenario whose prompts a live measurement sends.")
+    ] = "support-bot",
+    requests: Annotated[int, typer.Option(min=1, help="Requests to send (live).")] = 200,
+    concurrency: Annotated[int, typer.Option(min=1, help="Requests in flight (live).")] = 4,
+    rps: Annotated[
+        float | None, typer.Option(min=0.01, help="Most requests started per second (live).")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(min=1, help="max_tokens of each request.")] = 300,
+    api_key_env: Annotated[
+        str, typer.Option(help="Environment variable holding the API key (live).")
+    ] = "OPENAI_API_KEY",
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Profile file to write; reports beside it.")
+    ] = Path("out/fit/profile.json"),
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
+) -> None:
+    """Fit memsim's LLM latency model to your own calls; write profile.json and fit-report.
+
+    From a log (--log FILE --format openai|serve-mock|otel) or live (--base-url URL
+    --model M: streamed requests built from the scenario's own prompts; the key is
+    read from --api-key-env and never written). Every 5th call is held out: the
+    report gives the fitted profile's latency MAPE, p50/p95 and output-length KS
+    distance on them. Use the profile with `memsim run --llm-profile FILE` or
+    `[llm] profile = "FILE"`.
+    """
+    from memsim.studies import fit as study
+    from sim.calllog import read_calls
+
+    try:
+        if (log is None) == (base_url is None):
+            raise ConfigError("give either --log FILE or --base-url URL (with --model)")
+        if log is not None:
+            calls = read_calls(log, log_format)
+            source = {"kind": "log", "file": str(log), "format": log_format, "calls": len(calls)}
+        else:
+            measurements = output.parent / "measurements.jsonl"
+            live = LiveFit(base_url or "", model or "", requests, concurrency, rps, max_tokens)
+            _measure(live, scenario, api_key_env, yes, measurements, quiet)
+            calls = read_calls(measurements, "openai")
+            source = {
+                "kind": "live",
+                "base_url": base_url,
+                "model": model,
+                "measurements": str(measurements),
+                "calls": len(calls),
+            }
+        profile_doc, report_doc = study.fit_calls(calls, source)
+        paths = study.write_fit(profile_doc, report_doc, output)
+    except ConfigError as err:
+        raise _fail(str(err)) from None
+    _print_fit(profile_doc)
+    typer.echo(f"wrote {', '.join(str(p) for p in paths)}")
+
+
+@dataclass(frozen=True)
+class LiveFit:
+    """What `memsim fit --base-url` measures."""
+
+    base_url: str
+    model: str
+    requests: int
+    concurrency: int
+    rps: float | None
+    max_tokens: int
+
+
+def _measure(
+    live: LiveFit, scenario: str, api_key_env: str, yes: bool, measurements: Path, quiet: bool
+) -> None:
+    """Say what it will cost, ask to confirm, then measure live into ``measurements``."""
+    from memsim.studies import fit as study
+
+    if not live.model:
+        raise ConfigError("--model: required with --base-url")
+    api_key = os.environ.get(api_key_env)
+    if not api_key:
+        raise ConfigError(f"--api-key-env: ${api_key_env} is not set")
+    scn, _ = _load(scenario)
+    prompts = study.live_prompts(scn, live.requests)
+    tokens_in, tokens_out = study.estimate_tokens(prompts, live.max_tokens)
+    typer.echo(
+        f"memsim fit: {live.requests} streamed requests to {live.base_url} ({live.model}): "
+        f"about {tokens_in:,} input and at most {tokens_out:,} output tokens"
+        f"{_usd(live.model, tokens_in, tokens_out)}"
+    )
+    if not yes and not typer.confirm("send them?", default=False):
+        raise typer.Exit(1)
+    client = study.connect(live.base_url, api_key)
+    with _progress(quiet, "requests") as progress:
+        task = progress.add_task("measuring", total=live.requests)
+        try:
+            study.measure_live(
+                client,
+                live.model,
+                prompts,
+                measurements,
+                live.concurrency,
+                live.rps,
+                live.max_tokens,
+                lambda: progress.advance(task),
+            )
+        except Interrupted as stop:
+            note = (
+                f"the calls measured so far are in {measurements} "
+                f"(fit them with: memsim fit --log {measurements})"
+            )
+            raise Interrupted(stop.signum, note) from None
+
+
+def _usd(model: str, tokens_in: int, tokens_out: int) -> str:
+    """``, at most ≈ $X …`` at genai-prices' price of ``model`` today; nothing if unknown."""
+    from datetime import date
+
+    from sim.pricing import chat_rates
+
+    try:
+        rates = chat_rates(model, "openai", date.today().isoformat())
+    except Exception:  # a model genai-prices does not know: tokens only
+        return ""
+    usd = tokens_in * rates.input_usd_per_token + tokens_out * rates.output_usd_per_token
+    return f", at most ≈ ${usd:,.2f} at {model}'s list price"
+
+
+def _print_fit(profile_doc: dict) -> None:
+    from rich.table import Table
+
+    table = Table(
+        "model",
+        "ttft base",
+        "prefill /1k",
+        "decode",
+        "σ",
+        "latency MAPE",
+        "p50 err",
+        "p95 err",
+        title="memsim fit (errors on the held-out calls)",
+    )
+    for model, e in profile_doc["models"].items():
+        overall = e["fit_error"]["overall"]
+        table.add_row(
+            model,
+            f"{e['ttft_base_s']:.3f} s",
+            f"{e['prefill_s_per_token'] * 1e6:.2f} ms",
+            f"{e['decode_tokens_per_s']:.1f} tok/s",
+            f"{e['jitter_sigma']:.3f}",
+            f"{overall['latency_mape_pct']:.1f}%",
+            f"{overall['p50_error_pct']:+.1f}%",
+            f"{overall['p95_error_pct']:+.1f}%",
+        )
+    Console().print(table)
+
+
 @app.command("serve-mock")
 def serve_mock(
     scenario: Annotated[
@@ -704,8 +909,9 @@ def serve_mock(
         bool,
         typer.Option(
             "--simulate-latency",
-            help="Sleep each request's modelled latency (default: only report it, in the "
-            "x-memsim-latency-s header and the record).",
+            help="Sleep each request's modelled latency (a stream paced: first token at the "
+            "modelled time to first token); default: only report it, in the "
+            "x-memsim-latency-s header and the record.",
         ),
     ] = False,
     record: Annotated[

@@ -30,8 +30,8 @@ def locate(spec: str) -> Path:
 def load(spec: str) -> tuple[Scenario, Path]:
     """Load and validate a scenario by path or shipped name.
 
-    A relative ``[trace] path`` is read from the scenario file's folder: the
-    returned scenario holds it as an absolute path.
+    A relative ``[trace] path`` or ``[llm] profile`` is read from the scenario
+    file's folder: the returned scenario holds it as an absolute path.
     """
     path = locate(spec)
     scenario = load_scenario_file(path)
@@ -41,6 +41,11 @@ def load(spec: str) -> tuple[Scenario, Path]:
         scenario = scenario.model_copy(
             update={"trace": trace.model_copy(update={"path": str(absolute)})}
         )
+    profile = scenario.llm.profile
+    if profile is not None and not Path(profile).expanduser().is_absolute():
+        absolute = (path.parent / Path(profile).expanduser()).resolve()
+        llm = scenario.llm.model_copy(update={"profile": str(absolute)})
+        scenario = scenario.model_copy(update={"llm": llm})
     return scenario, path
 
 

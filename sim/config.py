@@ -223,6 +223,10 @@ class LLMConfig(_Model):
     """Lower clamp of the jitter factor; unset: no clamp."""
     jitter_max: PositiveFloat | None = None
     """Upper clamp of the jitter factor; unset: no clamp."""
+    profile: str | None = None
+    """An LLM profile file (JSON, written by ``memsim fit``; relative to the scenario
+    file): its latency figures for this model override the built-in profile's, and
+    the latency fields set here override the file's (:func:`sim.latency.resolve`)."""
     reply_tokens_mean: PositiveFloat = 140.0
     reply_tokens_sigma: Annotated[float, Field(ge=0)] = 0.45
     extract_miss_rate: Share = 0.10
@@ -425,9 +429,11 @@ class TraceConfig(_Model):
     except ``think_time_s_mean`` (the gap between LoCoMo turns, which have no times).
     """
 
-    format: Literal["locomo", "jsonl"]
+    format: Literal["locomo", "jsonl", "otel"]
     """``locomo``: the LoCoMo benchmark file (``locomo10.json``); ``jsonl``: one chat
-    line per JSON object (``user_id``, ``session_id``, ``timestamp``, ``role``, ``content``)."""
+    line per JSON object (``user_id``, ``session_id``, ``timestamp``, ``role``, ``content``);
+    ``otel``: an OTLP/JSON trace export whose GenAI spans carry ``gen_ai.input.messages``
+    (``memsim run --otel FILE --otel-content`` writes one)."""
     path: Annotated[str, Field(min_length=1)]
     """The trace file. In a scenario file a relative path is read from the scenario
     file's folder; on the command line (``--trace``) from the current folder."""
@@ -448,6 +454,12 @@ class TraceConfig(_Model):
     the questions and answers are not remembered. ``session``: every question in one
     final session, one after another, each remembered as any message is, so a later
     question's prompt carries the earlier ones."""
+    user_attribute: Annotated[str, Field(min_length=1)] = "user.id"
+    """OTel only: the span (or resource) attribute naming the user a span's messages
+    belong to (the semantic conventions' ``user.id``)."""
+    session_attribute: Annotated[str, Field(min_length=1)] = "session.id"
+    """OTel only: the span (or resource) attribute naming the conversation's session
+    (the semantic conventions' ``session.id``; ``gen_ai.conversation.id`` works too)."""
 
 
 MAX_TURNS = 1_000_000_000

@@ -27,17 +27,22 @@ them. A team that has its own call logs should fit all of these to them.
 
 The scenario's ``[llm] model`` selects a profile (exact name, else the longest
 profile name it starts with, so ``gpt-4o-mini-2024-07-18`` is gpt-4o-mini's);
-a model without one uses gpt-4o-mini's, and the resolved summary says so. Any
-parameter set under ``[llm]`` overrides the profile's.
+a model without one uses gpt-4o-mini's, and the resolved summary says so. An LLM
+profile file (``[llm] profile``, ``memsim run --llm-profile``, written by ``memsim
+fit``) overrides the built-in figures; any parameter set under ``[llm]``
+overrides both.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
 from statistics import NormalDist
 
-from sim.config import LLMConfig
+from sim.config import ConfigError, LLMConfig
 
 SIGMA_PER_1K_TOKENS = 0.004
 """Chosen: the jitter's log-spread grows by 0.004 per 1,000 uncached prompt tokens
@@ -180,15 +185,100 @@ def profile_name(model: str) -> str | None:
     return max(matches, key=len) if matches else None
 
 
+PROFILE_FORMAT = "memsim-llm-profile/1"
+"""The ``format`` key of an LLM profile file (written by ``memsim fit``)."""
+
+_FILE_FIGURES = {
+    "ttft_base_s": (0.0, False),
+    "prefill_s_per_token": (0.0, False),
+    "decode_tokens_per_s": (0.0, True),
+    "jitter_sigma": (0.0, False),
+    "jitter_sigma_per_1k_tokens": (0.0, False),
+    "jitter_sigma_load": (0.0, False),
+}
+"""The latency figures a profile file may give: name → (lower bound, bound excluded)."""
+
+
+def _file_error(path: str, message: str) -> ConfigError:
+    return ConfigError(f"{path}: {message}")
+
+
+@lru_cache(maxsize=32)
+def _read_profile_file(path: str) -> dict:
+    try:
+        document = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _file_error(path, "no such LLM profile file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise _file_error(path, f"cannot read: {err}") from None
+    except json.JSONDecodeError as err:
+        raise _file_error(path, f"not JSON: {err}") from None
+    if not isinstance(document, dict) or document.get("format") != PROFILE_FORMAT:
+        raise _file_error(path, f"field 'format': expected {PROFILE_FORMAT!r}")
+    models = document.get("models")
+    if not isinstance(models, dict) or not models:
+        raise _file_error(path, "field 'models': expected an object with one entry per model")
+    return document
+
+
+def profile_from_file(path: str | Path, model: str) -> tuple[str, dict[str, float]]:
+    """The latency figures an LLM profile file gives for ``model``, and its entry's name.
+
+    The entry is the model's exact name, else the longest name it starts with,
+    else the file's only entry (a team's own deployment name). Each figure is
+    checked: a finite number at or above 0 (``decode_tokens_per_s`` above 0).
+
+    Raises:
+        ConfigError: One line naming the file and the field.
+    """
+    path = str(path)
+    models = _read_profile_file(path)["models"]
+    matches = [name for name in models if model == name or model.startswith(name)]
+    if matches:
+        name = max(matches, key=len)
+    elif len(models) == 1:
+        name = next(iter(models))
+    else:
+        raise _file_error(path, f"field 'models': no entry for {model!r} (has {', '.join(models)})")
+    entry = models[name]
+    if not isinstance(entry, dict):
+        raise _file_error(path, f"field 'models.{name}': expected an object")
+    figures = {}
+    for key, (low, strict) in _FILE_FIGURES.items():
+        if key not in entry or entry[key] is None:
+            continue
+        value = entry[key]
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok = ok and math.isfinite(value) and (value > low if strict else value >= low)
+        if not ok:
+            bound = f"{'>' if strict else '>='} {low:g}"
+            raise _file_error(
+                path, f"field 'models.{name}.{key}' = {value!r}: expected a number {bound}"
+            )
+        figures[key] = float(value)
+    if not figures:
+        raise _file_error(
+            path, f"field 'models.{name}': no latency figure ({', '.join(_FILE_FIGURES)})"
+        )
+    return name, figures
+
+
 def resolve(cfg: LLMConfig) -> LatencyProfile:
     """The latency of ``cfg`` (an :class:`~sim.config.LLMConfig`).
 
-    Its model's profile, with every parameter that ``[llm]`` sets.
+    Its model's built-in profile; then the figures of the ``[llm] profile`` file
+    (``memsim run --llm-profile``), if any; then every parameter ``[llm]`` sets.
+    Later wins: a figure set in ``[llm]`` overrides the file's, which overrides
+    the built-in one.
     """
     model = cfg.model
     name = profile_name(model)
     base = PROFILES[name or FALLBACK]
     label = name if name is not None else f"{FALLBACK} (no profile for {model})"
+    if cfg.profile is not None:
+        entry, figures = profile_from_file(cfg.profile, model)
+        base = replace(base, **figures)
+        label = f"{cfg.profile} [{entry}] over {label}"
     overrides = {k: getattr(cfg, k) for k in OVERRIDABLE if getattr(cfg, k) is not None}
     if overrides:
         label += " with [llm] " + ", ".join(sorted(overrides))

@@ -94,6 +94,8 @@ def resolve_config(
     data = scenario.model_dump(mode="json")
     if data["trace"] is None:
         del data["trace"]  # synthetic runs resolve (and hash) as they did before traces
+    if data["llm"].get("profile") is None:
+        del data["llm"]["profile"]  # no profile file: resolved (and hashed) as before
     data["strategy"] = {s.name: s.config.model_dump(mode="json") for s in strategies}
     data["strategies"] = [s.name for s in strategies]
     chat = rates[0]

@@ -49,7 +49,8 @@ request's ``usage``, and ``data: [DONE]`` (:func:`completion_chunks`). The chunk
 join to the non-streamed answer, and that usage is the non-streamed usage: a
 streamed request is answered, recorded and billed exactly as the same request
 unstreamed. A refused request is not streamed: it gets its error status and body.
-With ``simulate_latency`` a stream is not paced: its chunks follow the whole latency.
+With ``simulate_latency`` a stream is paced as a model streams (:func:`paced`): the
+first content token at the modelled time to first token, the last at the whole latency.
 
 **Errors.** Every error is in OpenAI's shape, ``{"error": {"message", "type",
 "param", "code"}}`` (:func:`add_error_handlers`): a malformed request 400
@@ -191,6 +192,8 @@ class RequestRecord:
     time: float = 0.0  # wall-clock time it arrived (Unix seconds)
     prefix: tuple[str, str] | None = None  # a chat request's first message (role, content)
     prefix_tokens: int = 0  # its tokens, chat overhead included (what a prompt cache can share)
+    ttft_s: float = 0.0  # modelled time to first token, part of latency_s (what `memsim fit` reads)
+    tokens_cached: int = 0  # input tokens read from a prompt cache (the mock caches none)
 
 
 @dataclass(slots=True)
@@ -481,6 +484,9 @@ class MockBackend:
         latency = self.llm.latency(
             self._rng("latency", kind, answers[0][0], tokens_in), tokens_in, max(counts)
         )
+        # One jitter scales the whole call: the first token comes at the prefill's share of it.
+        profile = self.llm.profile
+        ttft = latency * profile.median_s(tokens_in) / profile.median_s(tokens_in, max(counts))
         record = self.record(
             RequestRecord(
                 0,
@@ -495,6 +501,7 @@ class MockBackend:
                 time=arrived,
                 prefix=pairs[0] if pairs else None,
                 prefix_tokens=self.message_tokens(messages[0]) if messages else 0,
+                ttft_s=ttft,
             )
         )
         digest = hashlib.blake2b(json.dumps(pairs).encode(), digest_size=12).hexdigest()
@@ -961,6 +968,29 @@ def add_error_handlers(app: FastAPI) -> None:
         return _error(500, SERVER_ERROR)
 
 
+async def paced(events: Iterator[str], ttft_s: float, latency_s: float, start: float) -> Any:
+    """Server-sent events paced as a model streams them.
+
+    The first content token ``ttft_s`` after ``start`` (the request's arrival,
+    ``time.monotonic()``), the last ``latency_s`` after it, the ones between evenly
+    (due times against the clock, so a late wake-up does not add up).
+    """
+    events = list(events)
+    content = [i for i, e in enumerate(events) if '"content": "' in e and '"content": ""' not in e]
+    first, last = (content[0], content[-1]) if content else (0, 0)
+    for i, event in enumerate(events):
+        if i <= first:
+            due = ttft_s
+        elif i <= last:
+            due = ttft_s + (latency_s - ttft_s) * (i - first) / (last - first)
+        else:
+            due = latency_s
+        wait = start + due - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        yield event
+
+
 def create_app(backend: MockBackend, simulate_latency: bool = False) -> FastAPI:
     """The FastAPI app serving ``backend`` (handlers run one at a time, on the event loop)."""
     app = FastAPI(title="memsim mock OpenAI API", docs_url=None, redoc_url=None, openapi_url=None)
@@ -973,16 +1003,20 @@ def create_app(backend: MockBackend, simulate_latency: bool = False) -> FastAPI:
             return None
 
     async def answer(handler: Callable, request: Request) -> Response:
+        arrived = time.monotonic()
         body = await body_of(request)
         response, record = handler(body)  # a RequestError goes to its handler
         headers = {
             "x-memsim-latency-s": f"{record.latency_s:.6f}",
             "x-memsim-purpose": record.purpose,
         }
-        if simulate_latency:  # a stream is not paced: its chunks follow the whole latency
+        streamed = record.endpoint == CHAT and body.get("stream")
+        if simulate_latency and not streamed:
             await asyncio.sleep(record.latency_s)
-        if record.endpoint == CHAT and body.get("stream"):
-            events = server_sent_events(completion_chunks(response, _stream_options(body)))
+        if streamed:
+            events: Any = server_sent_events(completion_chunks(response, _stream_options(body)))
+            if simulate_latency:
+                events = paced(events, record.ttft_s, record.latency_s, arrived)
             headers["cache-control"] = "no-cache"
             return StreamingResponse(events, media_type="text/event-stream", headers=headers)
         return JSONResponse(response, headers=headers)

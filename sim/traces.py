@@ -1,7 +1,7 @@
-"""Real conversation traces replayed as a workload: LoCoMo, and chat logs in JSONL.
+"""Real conversation traces replayed as a workload: LoCoMo, chat logs in JSONL, OTel.
 
-It is long because it reads two real formats (LoCoMo, chat logs) and validates them
-line by line.
+It is long because it reads three real formats (LoCoMo, chat logs, OpenTelemetry
+exports) and validates them line by line.
 
 A trace loads into the same :class:`~sim.workload.Workload` of users, sessions and
 :class:`~sim.workload.Message` objects the synthetic generator makes, so every
@@ -62,6 +62,29 @@ Blank lines are skipped; other fields are ignored.
   line's day; a session starts at its first user line, and each later user
   message follows the previous one after the gap between their timestamps.
 * No ground truth, so no probes: recall is unavailable, and reports say so.
+
+**OTel** (an OTLP/JSON trace export, ``ExportTraceServiceRequest``: what an
+OpenTelemetry collector's file exporter or ``memsim run --otel FILE --otel-content``
+writes). The conversations come from GenAI spans that carry message content, the
+opt-in ``gen_ai.input.messages`` / ``gen_ai.output.messages`` attributes of the
+GenAI semantic conventions (JSON lists of ``{"role", "parts": [{"type": "text",
+"content"}]}``). Each such span is one turn: its user message is the text of the
+last ``user`` message of ``gen_ai.input.messages`` (at the span's start), its
+scripted reply the text of the last ``assistant`` message of
+``gen_ai.output.messages`` (at the span's end). The user and the session are the
+span's attributes ``[trace] user_attribute`` and ``session_attribute`` (default
+``user.id`` and ``session.id``; the resource's attributes count as the span's),
+and from there the messages are grouped, ordered and timed as JSONL lines are.
+
+* Spans without ``gen_ai.operation.name`` (turns, HTTP, database spans) and GenAI
+  spans without ``gen_ai.input.messages`` (memory-work calls, embeddings) are
+  skipped and counted in :class:`TraceInfo`, as is a session a later resource
+  repeats: it is read from the first resource that holds it (``memsim run
+  --otel`` writes one resource per strategy, each with the same conversations).
+* A model call's span (``chat``, ``text_completion``, ``generate_content``,
+  ``embeddings``) without ``gen_ai.request.model``, a content span without the
+  user or session attribute, messages that are not a JSON list of objects, and
+  a file that is not OTLP/JSON stop the run with one line naming the span.
 
 The scenario's ``users`` and ``days`` are replaced by the trace's (see
 :func:`bind_trace`). A file that cannot be read or has the wrong shape stops the
@@ -202,7 +225,10 @@ def read_trace(cfg: TraceConfig, think_time_s: float = 25.0) -> Trace:
         )
         ignored: dict[str, int] = {}
     else:
-        users, ignored = load_jsonl(path, data)
+        if cfg.format == "otel":
+            users, ignored = load_otel(path, data, cfg.user_attribute, cfg.session_attribute)
+        else:
+            users, ignored = load_jsonl(path, data)
         users = [
             TraceUser(u.user_id, u.sessions[: cfg.max_sessions]) for u in users[: cfg.max_users]
         ]
@@ -542,6 +568,15 @@ def load_jsonl(path: Path, data: bytes | None = None) -> tuple[list[TraceUser], 
             lines.append(_jsonl_line(f"{path}:{number}", line, number))
     if not lines:
         raise ConfigError(f"{path}: the trace holds no line")
+    return _chat_users(lines)
+
+
+def _chat_users(lines: list[tuple[str, str, float, str, str, int]]) -> tuple[list[TraceUser], dict]:
+    """Chat lines ``(user_id, session_id, epoch s, role, content, order)`` as users.
+
+    Users in order of first appearance, sessions by first timestamp, lines by
+    timestamp (ties by ``order``); see the module docstring (JSONL).
+    """
     origin = min(line[2] for line in lines)
     origin -= origin % SECONDS_PER_DAY  # midnight (UTC) of the earliest line's day
     grouped: dict[str, dict[str, list]] = {}
@@ -632,3 +667,129 @@ def _jsonl_session(rows: list, origin: float, ignored: dict[str, int]) -> TraceS
     for turn, parts in zip(turns, replies, strict=True):
         turn.reply = "\n".join(parts) if parts else None
     return TraceSession(start - origin, turns)
+
+
+# -- OTel ---------------------------------------------------------------------------
+OTEL_MODEL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+"""``gen_ai.operation.name`` values of model calls: their spans must name the model."""
+
+
+def load_otel(
+    path: Path,
+    data: bytes | None = None,
+    user_attribute: str = "user.id",
+    session_attribute: str = "session.id",
+) -> tuple[list[TraceUser], dict[str, int]]:
+    """The users of an OTLP/JSON trace export and the count of spans not replayed, by reason.
+
+    See the module docstring for the mapping. ``data``: the file's bytes, if read.
+    """
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    raw = data if data is not None else _read_bytes(path)
+    try:
+        document = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ConfigError(f"{path}: not OTLP/JSON: not JSON: {err}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("resourceSpans"), list):
+        raise ConfigError(f"{path}: not OTLP/JSON: expected an object with a resourceSpans list")
+    try:
+        request = json_format.ParseDict(document, ExportTraceServiceRequest())
+    except json_format.ParseError as err:
+        problem = " ".join(str(err).split())
+        raise ConfigError(f"{path}: not OTLP/JSON: {problem}") from None
+    lines: list[tuple[str, str, float, str, str, int]] = []
+    ignored: dict[str, int] = {}
+    ids = (user_attribute, session_attribute)
+    owners: dict[tuple[str, str], int] = {}  # (user, session) → the resource read for it
+    for i, resource_spans in enumerate(request.resource_spans):
+        resource = _otel_attributes(resource_spans.resource.attributes)
+        for j, scope_spans in enumerate(resource_spans.scope_spans):
+            for k, span in enumerate(scope_spans.spans):
+                where = f"{path}: resourceSpans[{i}].scopeSpans[{j}].spans[{k}]"
+                attrs = resource | _otel_attributes(span.attributes)
+                reason = _otel_span(where, span, attrs, ids, (lines, owners, i))
+                if reason:
+                    ignored[reason] = ignored.get(reason, 0) + 1
+    if not lines:
+        raise ConfigError(f"{path}: no GenAI span carries gen_ai.input.messages")
+    users, skipped = _chat_users(lines)
+    return users, ignored | skipped
+
+
+def _otel_attributes(attributes: Iterable[Any]) -> dict[str, Any]:
+    """OTLP ``KeyValue`` messages as a dict of plain values (arrays and maps left out)."""
+    values = {}
+    for kv in attributes:
+        kind = kv.value.WhichOneof("value")
+        if kind in ("string_value", "int_value", "bool_value", "double_value"):
+            values[kv.key] = getattr(kv.value, kind)
+    return values
+
+
+def _otel_span(
+    where: str,
+    span: Any,
+    attrs: dict[str, Any],
+    ids: tuple[str, str],
+    into: tuple[list[tuple[str, str, float, str, str, int]], dict[tuple[str, str], int], int],
+) -> str:
+    """Add a GenAI span's user message and reply to ``lines``; else why it is not replayed.
+
+    ``into``: the lines, the resource each (user, session) was first read from, and
+    the index of this span's resource: a session another resource holds is not read.
+    """
+    lines, owners, resource = into
+    operation = attrs.get("gen_ai.operation.name")
+    if operation is None:
+        return "span without gen_ai.operation.name"
+    if operation in OTEL_MODEL_OPERATIONS and not attrs.get("gen_ai.request.model"):
+        raise ConfigError(f"{where}: field 'attributes.gen_ai.request.model' is missing")
+    if "gen_ai.input.messages" not in attrs:
+        return "GenAI span without gen_ai.input.messages"
+    said = _otel_text(where, "gen_ai.input.messages", attrs["gen_ai.input.messages"], "user")
+    if said is None:
+        return "GenAI span without a user message"
+    owner = []
+    for name in ids:
+        value = attrs.get(name)
+        if value is None or isinstance(value, bool) or value == "":
+            raise ConfigError(f"{where}: field 'attributes.{name}' is missing")
+        owner.append(_valid_text(where, f"attributes.{name}", str(value)))
+    if owners.setdefault((owner[0], owner[1]), resource) != resource:
+        return "session already read from an earlier resource"
+    order = 2 * len(lines)
+    lines.append((*owner, span.start_time_unix_nano / 1e9, "user", said, order))
+    if "gen_ai.output.messages" in attrs:
+        reply = _otel_text(where, "gen_ai.output.messages", attrs["gen_ai.output.messages"])
+        if reply is not None:
+            lines.append((*owner, span.end_time_unix_nano / 1e9, "assistant", reply, order + 1))
+    return ""
+
+
+def _otel_text(where: str, name: str, value: Any, role: str = "assistant") -> str | None:
+    """The text parts of the last ``role`` message of a GenAI messages attribute (JSON)."""
+    field_name = f"attributes.{name}"
+    try:
+        messages = json.loads(value) if isinstance(value, str) else None
+    except json.JSONDecodeError:
+        messages = None
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise _bad(where, field_name, value, "expected a JSON list of message objects")
+    said = [m for m in messages if m.get("role") == role]
+    if not said:
+        return None
+    parts = said[-1].get("parts")
+    if not isinstance(parts, list):
+        raise _bad(where, field_name, value, f"the {role} message has no parts list")
+    texts = [
+        p["content"]
+        for p in parts
+        if isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("content"), str)
+    ]
+    if not texts:
+        return None
+    return _valid_text(where, field_name, "\n".join(texts))

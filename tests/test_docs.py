@@ -172,13 +172,13 @@ def test_a_bad_fragment_or_sweep_is_caught(tmp_path):
 #
 # In every ```sh block, each `.venv/bin/memsim` or `.venv/bin/python` command's
 # arguments that name a file (a `/` in them, or a file suffix) must exist in the
-# repository, unless the command writes it (the value of --out, -o, --output,
+# repository, unless the command writes it (the value of --out, -o, --output, --otel,
 # --record) or an earlier command of the block wrote it, or it is the reader's own
 # data: a `--trace` or `--locomo` file (LoCoMo is licensed and not shipped; logs are
 # yours), a `/path/to/…` placeholder, or a bare name starting with `my-` (your own
 # sweep, profile or log). The tour's scenario is shipped: examples/my-scenario.toml.
 
-WRITES = {"--out", "-o", "--output", "--record"}
+WRITES = {"--out", "-o", "--output", "--record", "--otel"}
 READERS_OWN = {"--trace", "--locomo"}
 FILE_LIKE = re.compile(r"/|\.(toml|json|jsonl|py|yml|yaml|parquet|csv)$")
 
