@@ -80,6 +80,10 @@ class LatencyProfile:
     """Upper clamp of the jitter factor; ``None``: unclamped."""
     profile: str = ""
     """Which profile the figures came from (with any ``[llm]`` overrides noted)."""
+    reply_tokens_mean: float | None = None
+    """Mean chat reply length fitted by ``memsim fit`` (``None``: ``[llm] reply_tokens_mean``)."""
+    reply_tokens_sigma: float | None = None
+    """Log-spread of chat reply lengths fitted by ``memsim fit`` (``None``: ``[llm]``'s)."""
 
     def sigma(self, tokens_in: int, load: float = 0.0) -> float:
         """Log-spread of the jitter for ``tokens_in`` uncached tokens at ``load`` (0-1)."""
@@ -103,8 +107,15 @@ class LatencyProfile:
         return self.median_s(tokens_in, tokens_out) * math.exp(z * self.sigma(tokens_in, load))
 
     def as_dict(self) -> dict[str, object]:
-        """The resolved parameters, for the summary's ``resolved`` section."""
-        return asdict(self)
+        """The resolved parameters, for the summary's ``resolved`` section.
+
+        Reply lengths appear only when a profile file gave them.
+        """
+        figures = asdict(self)
+        for key in REPLY_FIGURES:
+            if figures[key] is None:
+                del figures[key]
+        return figures
 
 
 Z95, Z99 = 1.6449, 2.3263
@@ -263,6 +274,30 @@ def profile_from_file(path: str | Path, model: str) -> tuple[str, dict[str, floa
     return name, figures
 
 
+REPLY_FIGURES = ("reply_tokens_mean", "reply_tokens_sigma")
+"""What a profile file's fitted chat output lengths set, in place of ``[llm]``'s."""
+
+
+def reply_lengths_from_file(path: str | Path, name: str) -> dict[str, float]:
+    """The chat reply lengths of a profile file's entry ``name``, if it holds a fit of them.
+
+    ``memsim fit`` writes ``output_tokens.chat`` as a log-normal (``mu``, ``sigma`` of
+    the log); the mock's reply length is ``reply_tokens_mean · exp(N(-σ²/2, σ))``,
+    the same log-normal with mean ``exp(mu + σ²/2)``.
+    """
+    path = str(path)
+    chat = (_read_profile_file(path)["models"][name].get("output_tokens") or {}).get("chat")
+    if not isinstance(chat, dict) or chat.get("distribution") != "lognormal":
+        return {}
+    mu, sigma = chat.get("mu"), chat.get("sigma")
+    numbers = all(isinstance(v, int | float) and math.isfinite(v) for v in (mu, sigma))
+    if not numbers or sigma < 0:
+        raise _file_error(
+            path, f"field 'models.{name}.output_tokens.chat': expected finite mu and sigma >= 0"
+        )
+    return {"reply_tokens_mean": math.exp(mu + sigma**2 / 2), "reply_tokens_sigma": float(sigma)}
+
+
 def resolve(cfg: LLMConfig) -> LatencyProfile:
     """The latency of ``cfg`` (an :class:`~sim.config.LLMConfig`).
 
@@ -277,6 +312,9 @@ def resolve(cfg: LLMConfig) -> LatencyProfile:
     label = name if name is not None else f"{FALLBACK} (no profile for {model})"
     if cfg.profile is not None:
         entry, figures = profile_from_file(cfg.profile, model)
+        # The fitted reply lengths replace [llm] reply_tokens_mean/sigma, which always
+        # have a value: a team that fitted its own traffic wants its own replies.
+        figures |= reply_lengths_from_file(cfg.profile, entry)
         base = replace(base, **figures)
         label = f"{cfg.profile} [{entry}] over {label}"
     overrides = {k: getattr(cfg, k) for k in OVERRIDABLE if getattr(cfg, k) is not None}

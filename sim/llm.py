@@ -208,7 +208,11 @@ class MockLLM:
         self._jitter_max = profile.jitter_max if profile.jitter_max is not None else math.inf
         self.endpoint: _Load | None = None
         """The chat endpoint whose busy slots are the load (set by the engine)."""
-        self._reply_mu = -(cfg.reply_tokens_sigma**2) / 2
+        # Reply lengths: a profile file's fit (memsim fit) if it has one, else [llm]'s.
+        mean, sigma = profile.reply_tokens_mean, profile.reply_tokens_sigma
+        self._reply_mean = cfg.reply_tokens_mean if mean is None else mean
+        self._reply_sigma = cfg.reply_tokens_sigma if sigma is None else sigma
+        self._reply_mu = -(self._reply_sigma**2) / 2
         self._extract_system = tokens.message("system", tokens.count(EXTRACT_SYSTEM_PROMPT))
         self._summary_system = tokens.message("system", tokens.count(SUMMARY_SYSTEM_PROMPT))
         self._update_prompt = tokens.count(MEM0_UPDATE_PROMPT)
@@ -507,7 +511,7 @@ class MockLLM:
     def draw_reply(self, rng: random.Random) -> Message:
         """A chat reply drawn from ``rng`` as :meth:`chat` draws one (length, then sentences)."""
         cfg = self.cfg
-        target = cfg.reply_tokens_mean * math.exp(rng.gauss(self._reply_mu, cfg.reply_tokens_sigma))
+        target = self._reply_mean * math.exp(rng.gauss(self._reply_mu, self._reply_sigma))
         target = min(max(int(target), 8), cfg.max_output_tokens)
         reply = self._reply(rng, target)
         if reply.tokens > cfg.max_output_tokens:

@@ -7,9 +7,12 @@ parameters, measures it with the live fit, and checks that the fit recovers them
 """
 
 import json
+import os
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -25,6 +28,7 @@ from sim.config import ConfigError, LLMConfig
 from sim.latency import PROFILE_FORMAT, resolve
 
 runner = CliRunner()
+MEMSIM = (sys.executable, "-m", "memsim")
 TRUE = {"ttft_base_s": 0.4, "prefill_s_per_token": 4e-5, "decode_tokens_per_s": 500.0}
 SCENARIO = f"""\
 name = "fit-test"
@@ -252,3 +256,67 @@ def test_run_with_llm_profile_uses_its_figures(tmp_path):
     latency = json.loads((out / "config.json").read_text())["resolved"]["latency"]
     assert latency["ttft_base_s"] == 0.123 and latency["decode_tokens_per_s"] == 90.0
     assert str(path) in latency["profile"]
+
+
+def test_fitted_chat_output_lengths_set_the_runs_reply_lengths(tmp_path):
+    mu, sigma = 5.5, 0.3  # a mean of exp(5.5 + 0.045) = 256 tokens
+    chat = {"distribution": "lognormal", "mu": mu, "sigma": sigma, "calls": 100}
+    path = profile_file(tmp_path / "p.json", output_tokens={"chat": chat})
+    profile = resolve(LLMConfig(profile=str(path)))
+    assert profile.reply_tokens_mean == pytest.approx(np.exp(mu + sigma**2 / 2))
+    assert profile.reply_tokens_sigma == sigma and "reply_tokens_mean" in profile.as_dict()
+    assert "reply_tokens_mean" not in resolve(LLMConfig()).as_dict()  # no fit: as before
+    out = tmp_path / "run"
+    args = ["run", "tiny", "-s", "naive-append", "-q", "--out", str(out)]
+    assert invoke(*args, "--llm-profile", str(path)).exit_code == 0
+    assert invoke(*args[:-1], str(tmp_path / "plain")).exit_code == 0
+    fitted = json.loads((out / "summary.json").read_text())["strategies"]["naive-append"]
+    plain = json.loads((tmp_path / "plain" / "summary.json").read_text())
+    replies = (
+        fitted["tokens_by_purpose"]["chat"]
+        - plain["strategies"]["naive-append"]["tokens_by_purpose"]["chat"]
+    )
+    assert replies > 0  # longer replies (256 vs 140 tokens on average) bill more tokens
+    bad = profile_file(tmp_path / "bad.json", output_tokens={"chat": {**chat, "sigma": -1}})
+    with pytest.raises(ConfigError, match=r"output_tokens\.chat"):
+        resolve(LLMConfig(profile=str(bad)))
+
+
+def test_an_interrupted_live_fit_keeps_what_it_measured_and_says_so(tmp_path):
+    scenario = tmp_path / "fit-test.toml"
+    scenario.write_text(SCENARIO)
+    server = subprocess.Popen(
+        [*MEMSIM, "serve-mock", str(scenario), "--port", "0", "--simulate-latency"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = re.search(r"(http://\S+/v1)", server.stdout.readline()).group(1)
+        out = tmp_path / "fit" / "profile.json"
+        fit = subprocess.Popen(
+            [
+                *(*MEMSIM, "fit", "--base-url", url, "--model", "gpt-4o-mini"),
+                *("--scenario", str(scenario), "--requests", "200", "--concurrency", "1"),
+                *("--max-tokens", "20", "--yes", "-q", "-o", str(out)),
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "OPENAI_API_KEY": "not-a-key"},
+        )
+        measurements = out.parent / "measurements.jsonl"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and fit.poll() is None:
+            if measurements.exists() and len(measurements.read_text().splitlines()) >= 3:
+                break
+            time.sleep(0.2)
+        assert fit.poll() is None, "the fit ended before it could be interrupted"
+        fit.send_signal(signal.SIGINT)
+        _, stderr = fit.communicate(timeout=60)
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert fit.returncode == 130, stderr
+    assert "measured so far are in" in stderr and str(measurements) in stderr
+    kept = [json.loads(line) for line in measurements.read_text().splitlines()]
+    assert len(kept) >= 3 and all("usage" in call for call in kept)
+    assert len(read_calls(measurements, "openai")) == len(kept)  # a later fit reads them all
