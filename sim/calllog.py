@@ -40,7 +40,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sim.config import ConfigError
+from sim.config import ConfigError, read_text
 
 FORMATS = ("openai", "serve-mock", "otel")
 TTFT_ATTRIBUTES = ("gen_ai.response.time_to_first_chunk", "memsim.ttft_s")
@@ -89,12 +89,7 @@ def read_calls(path: Path, fmt: str) -> list[Call]:
 
 
 def _lines(path: Path) -> Iterator[tuple[int, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read: {err}") from None
+    text = read_text(path)
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -237,12 +232,7 @@ def _attribute_value(value: dict) -> Any:
 
 
 def _spans(path: Path) -> Iterator[tuple[str, dict]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: cannot read: {err}") from None
+    text = read_text(path)
     try:
         documents = [(path.name, json.loads(text))]
     except json.JSONDecodeError:

@@ -591,14 +591,19 @@ def parse_scenario(data: dict[str, Any], source: str) -> Scenario:
         raise ConfigError(format_validation_error(source, err)) from None
 
 
-def read_toml(path: Path) -> dict[str, Any]:
-    """Read a TOML file, turning I/O and syntax problems into :class:`ConfigError`."""
+def read_text(path: Path) -> str:
+    """A UTF-8 text file's content; a missing or unreadable file is a :class:`ConfigError`."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{path}: cannot read: {err}") from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """Read a TOML file, turning I/O and syntax problems into :class:`ConfigError`."""
+    text = read_text(path)
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

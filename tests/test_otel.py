@@ -127,30 +127,18 @@ def _otel_span(**attrs) -> dict:
 
 
 MESSAGES = json.dumps([{"role": "user", "parts": [{"type": "text", "content": "hi"}]}])
+
+
+def _one_span_file(**attributes: str) -> str:
+    """An OTLP/JSON document holding one span with ``attributes``."""
+    span = _otel_span(**attributes)
+    return json.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]})
+
+
+CHAT = {"gen_ai.operation.name": "chat", "gen_ai.input.messages": MESSAGES, "user.id": "u"}
 BAD_OTEL = {
     "no model": (
-        json.dumps(
-            {
-                "resourceSpans": [
-                    {
-                        "scopeSpans": [
-                            {
-                                "spans": [
-                                    _otel_span(
-                                        **{
-                                            "gen_ai.operation.name": "chat",
-                                            "gen_ai.input.messages": MESSAGES,
-                                            "user.id": "u",
-                                            "session.id": "s",
-                                        }
-                                    )
-                                ]
-                            }
-                        ]
-                    }
-                ]
-            }
-        ),
+        _one_span_file(**CHAT, **{"session.id": "s"}),
         ["resourceSpans[0].scopeSpans[0].spans[0]", "'attributes.gen_ai.request.model'"],
     ),
     "not OTLP": ('{"user_id": "u", "role": "user"}', ["not OTLP/JSON"]),
@@ -160,28 +148,7 @@ BAD_OTEL = {
         ["not OTLP/JSON"],
     ),
     "no session": (
-        json.dumps(
-            {
-                "resourceSpans": [
-                    {
-                        "scopeSpans": [
-                            {
-                                "spans": [
-                                    _otel_span(
-                                        **{
-                                            "gen_ai.operation.name": "chat",
-                                            "gen_ai.request.model": "gpt-4o-mini",
-                                            "gen_ai.input.messages": MESSAGES,
-                                            "user.id": "u",
-                                        }
-                                    )
-                                ]
-                            }
-                        ]
-                    }
-                ]
-            }
-        ),
+        _one_span_file(**CHAT, **{"gen_ai.request.model": "gpt-4o-mini"}),
         ["'attributes.session.id' is missing"],
     ),
 }
