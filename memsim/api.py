@@ -29,11 +29,9 @@ from reports.results import load_results
 from sim.config import ConfigError, Scenario, format_validation_error
 from sim.executors import ExecutorName
 from sim.records import RunResult, StrategyRun
-from sim.runner import ProgressFactory, build_strategies, rates_for, run_scenario
+from sim.runner import ProgressFactory, build_strategies, build_workload, rates_for, run_scenario
 from sim.sweep import with_settings
 from sim.tokens import TokenCounter
-from sim.traces import read_trace, trace_workload
-from sim.workload import Workload, generate_workload
 
 __all__ = ["Results", "load_scenario", "run"]
 
@@ -186,13 +184,7 @@ def turn_content(scenario: Scenario) -> Content:
     The workload is generated (or the trace read) again: it depends only on the
     scenario and its seed, so it is the one the run replayed.
     """
-    tokens = TokenCounter()
-    workload: Workload
-    if scenario.trace is not None:
-        trace = read_trace(scenario.trace, scenario.workload.think_time_s_mean)
-        workload = trace_workload(trace, tokens)
-    else:
-        workload = generate_workload(scenario, tokens)
+    workload = build_workload(scenario, TokenCounter())
     content: Content = {}
     for script in workload.users:
         for s, session in enumerate(script.sessions):

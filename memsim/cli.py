@@ -44,7 +44,6 @@ from reports.output import (
     atomic_write,
     earlier_run,
     prepare_out_dir,
-    write_outputs,
     write_reports,
 )
 from reports.results import load_results
@@ -268,8 +267,7 @@ def run(
             parallel = Parallel(workers, executor, address)
             results = _simulate(scn, source, new_dir, quiet, parallel)
             result, summary = results.result, results.summary
-            write_outputs(result, new_dir, summary)
-            write_reports(load_results(new_dir))  # charts and report.html, from the saved files
+            results.write(new_dir)
         if otel is not None:
             atomic_write(otel, lambda tmp: results.write_otel(tmp, content=otel_content))
     except ConfigError as err:

@@ -47,6 +47,19 @@ from strategies.base import Strategy
 ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
+def build_workload(
+    scenario: Scenario, tokens: TokenCounter, users: range | None = None
+) -> Workload:
+    """The scenario's workload: its trace replayed, or its synthetic users generated.
+
+    It depends only on the scenario and its seed (and ``users``, a shard's range).
+    """
+    if scenario.trace is not None:
+        trace = read_trace(scenario.trace, scenario.workload.think_time_s_mean)
+        return trace_workload(trace, tokens, users)
+    return generate_workload(scenario, tokens, users)
+
+
 def build_strategies(scenario: Scenario, source: str) -> list[Strategy]:
     """Instantiate the scenario's strategies with their validated overrides."""
     for name in sorted(set(scenario.strategy) - set(scenario.strategies)):
@@ -234,11 +247,7 @@ def prepare(
         except ConfigError as err:
             raise ConfigError(f"{source}: field 'calibration': {err}") from None
     tokens = TokenCounter()
-    if scenario.trace is not None:
-        trace = read_trace(scenario.trace, scenario.workload.think_time_s_mean)
-        workload = trace_workload(trace, tokens, users)
-    else:
-        workload = generate_workload(scenario, tokens, users)
+    workload = build_workload(scenario, tokens, users)
     embedder = build_embedder(scenario, workload, profile)
     switch_to = None
     if scenario.embedding.switch_at_day is not None:
