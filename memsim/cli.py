@@ -754,6 +754,13 @@ def fit(
     api_key_env: Annotated[
         str, typer.Option(help="Environment variable holding the API key (live).")
     ] = "OPENAI_API_KEY",
+    check_run: Annotated[
+        Path | None,
+        typer.Option(
+            help="Instead of fitting: send a run's own LLM calls (its calls.parquet, at "
+            "most --requests of them) to --base-url at their sizes and compare p50/p95."
+        ),
+    ] = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask to confirm.")] = False,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Profile file to write; reports beside it.")
@@ -768,6 +775,11 @@ def fit(
     report gives the fitted profile's latency MAPE, p50/p95 and output-length KS
     distance on them. Use the profile with `memsim run --llm-profile FILE` or
     `[llm] profile = "FILE"`.
+
+    With --check-run OUT/STRATEGY/calls.parquet (and --base-url, --model) it checks a
+    run instead: each of the run's LLM calls is sent as a prompt of its input tokens
+    asking for its output tokens, and the run's p50/p95 latency is set beside the
+    endpoint's on the same calls (check-report.json beside --output).
     """
     from memsim.studies import fit as study
     from sim.calllog import read_calls
@@ -775,13 +787,21 @@ def fit(
     try:
         if (log is None) == (base_url is None):
             raise ConfigError("give either --log FILE or --base-url URL (with --model)")
+        if check_run is not None:
+            if base_url is None:
+                raise ConfigError("--check-run: needs --base-url URL (with --model)")
+            live = LiveFit(base_url, model or "", requests, concurrency, rps, max_tokens)
+            _check_run(live, check_run, api_key_env, yes, output.parent, quiet)
+            return
         if log is not None:
             calls = read_calls(log, log_format)
             source = {"kind": "log", "file": str(log), "format": log_format, "calls": len(calls)}
         else:
             measurements = output.parent / "measurements.jsonl"
             live = LiveFit(base_url or "", model or "", requests, concurrency, rps, max_tokens)
-            _measure(live, scenario, api_key_env, yes, measurements, quiet)
+            scn, _ = _load(scenario)
+            prompts = study.live_prompts(scn, live.requests)
+            _measure(live, prompts, api_key_env, yes, measurements, quiet)
             calls = read_calls(measurements, "openai")
             source = {
                 "kind": "live",
@@ -810,8 +830,71 @@ class LiveFit:
     max_tokens: int
 
 
+def _check_run(
+    live: LiveFit, calls_file: Path, api_key_env: str, yes: bool, folder: Path, quiet: bool
+) -> None:
+    """`memsim fit --check-run`: the run's calls at their sizes against the endpoint."""
+    import pandas as pd
+
+    from memsim.studies import fit as study
+
+    if not calls_file.is_file():
+        raise ConfigError(f"--check-run: {calls_file}: no such file")
+    try:
+        calls = pd.read_parquet(calls_file)
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"--check-run: {calls_file}: {str(err).splitlines()[0]}") from None
+    prompts, modelled = study.run_prompts(calls, live.requests)
+    measurements = folder / "check-measurements.jsonl"
+    _measure(live, prompts, api_key_env, yes, measurements, quiet)
+    report = {"run": str(calls_file), "base_url": live.base_url, "model": live.model}
+    report["latency"] = study.check_run(prompts, modelled, measurements)
+    path = folder / "check-report.json"
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
+    _print_check_run(report["latency"])
+    typer.echo(f"wrote {path} (measurements: {measurements})")
+
+
+def _print_check_run(rows: dict) -> None:
+    from rich.table import Table
+
+    table = Table(
+        "calls",
+        "n",
+        "p50 run",
+        "p50 endpoint",
+        "p50 err",
+        "p95 run",
+        "p95 endpoint",
+        "p95 err",
+        "short outputs",
+        title="memsim fit --check-run (the run's modelled latency against the endpoint's)",
+    )
+    for purpose, r in rows.items():
+        table.add_row(
+            purpose,
+            str(r["calls"]),
+            *(
+                cell
+                for q in (50, 95)
+                for cell in (
+                    f"{r[f'p{q}_run_s']:.3f} s",
+                    f"{r[f'p{q}_measured_s']:.3f} s",
+                    f"{r[f'p{q}_error_pct']:+.1f}%",
+                )
+            ),
+            str(r["short_outputs"]),
+        )
+    Console().print(table)
+
+
 def _measure(
-    live: LiveFit, scenario: str, api_key_env: str, yes: bool, measurements: Path, quiet: bool
+    live: LiveFit,
+    prompts: list,
+    api_key_env: str,
+    yes: bool,
+    measurements: Path,
+    quiet: bool,
 ) -> None:
     """Say what it will cost, ask to confirm, then measure live into ``measurements``."""
     from memsim.studies import fit as study
@@ -821,11 +904,9 @@ def _measure(
     api_key = os.environ.get(api_key_env)
     if not api_key:
         raise ConfigError(f"--api-key-env: ${api_key_env} is not set")
-    scn, _ = _load(scenario)
-    prompts = study.live_prompts(scn, live.requests)
     tokens_in, tokens_out = study.estimate_tokens(prompts, live.max_tokens)
     typer.echo(
-        f"memsim fit: {live.requests} streamed requests to {live.base_url} ({live.model}): "
+        f"memsim fit: {len(prompts)} streamed requests to {live.base_url} ({live.model}): "
         f"about {tokens_in:,} input and at most {tokens_out:,} output tokens"
         f"{_usd(live.model, tokens_in, tokens_out)}"
     )
@@ -833,7 +914,7 @@ def _measure(
         raise typer.Exit(1)
     client = study.connect(live.base_url, api_key)
     with _progress(quiet, "requests") as progress:
-        task = progress.add_task("measuring", total=live.requests)
+        task = progress.add_task("measuring", total=len(prompts))
         try:
             study.measure_live(
                 client,

@@ -6,6 +6,7 @@ delays the streamed chunks by a few per cent) with known, non-default latency
 parameters, measures it with the live fit, and checks that the fit recovers them.
 """
 
+import contextlib
 import json
 import os
 import re
@@ -18,6 +19,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import openai
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -59,6 +61,21 @@ def within(fitted: dict, share: float) -> None:
         assert abs(fitted[key] - true) / true < share, (key, fitted[key], true)
 
 
+@contextlib.contextmanager
+def serve_mock(scenario: Path, *extra: str):
+    """`memsim serve-mock --simulate-latency` on ``scenario`` in a subprocess: its URL."""
+    server = subprocess.Popen(
+        [*MEMSIM, "serve-mock", str(scenario), "--port", "0", "--simulate-latency", *extra],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield re.search(r"(http://\S+/v1)", server.stdout.readline()).group(1)
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     """A live fit of a serve-mock subprocess, and the log serve-mock recorded."""
@@ -66,16 +83,7 @@ def live(tmp_path_factory):
     scenario = folder / "fit-test.toml"
     scenario.write_text(SCENARIO)
     record = folder / "record.jsonl"
-    server = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "memsim", "serve-mock", str(scenario), "--port", "0"),
-            *("--simulate-latency", "--record", str(record)),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = re.search(r"(http://\S+/v1)", server.stdout.readline()).group(1)
+    with serve_mock(scenario, "--record", str(record)) as url:
         from memsim import api
 
         scn = api.load_scenario(scenario)
@@ -85,9 +93,6 @@ def live(tmp_path_factory):
         study.measure_live(
             client, scn.llm.model, prompts, measurements, CONCURRENCY, None, MAX_TOKENS
         )
-    finally:
-        server.terminate()
-        server.wait(10)
     calls = read_calls(measurements, "openai")
     profile_doc, report_doc = study.fit_calls(calls, {"kind": "live"})
     return {
@@ -104,6 +109,58 @@ def test_live_fit_recovers_the_servers_latency_parameters(live):
     fitted = live["profile"]["models"]["gpt-4o-mini"]
     within(fitted, 0.05)
     assert fitted["fit_error"]["overall"]["calls"] == REQUESTS // 5
+
+
+def test_a_run_with_the_fitted_profile_predicts_the_servers_p50_and_p95(live, tmp_path):
+    """A memsim run on the fitted profile, then its own LLM calls sent to the server at
+    their sizes (`memsim fit --check-run`): the run's modelled p50 and p95 against the
+    server's measured ones on the same calls. The server caches no prompt, nor does
+    the run (``mode = "none"``); replies are the fitted 40-token chat outputs."""
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps(live["profile"]))
+    scenario = tmp_path / "run.toml"
+    scenario.write_text(
+        f'name = "fit-run"\nusers = 6\ndays = 14\nstrategies = ["naive-append"]\n'
+        f'[llm]\nprofile = "{profile}"\n[llm.cache]\nmode = "none"\n'
+    )
+    out = tmp_path / "run"
+    assert invoke("run", str(scenario), "-q", "--out", str(out)).exit_code == 0
+    calls = out / "calls.parquet"
+    with serve_mock(live["scenario"]) as url:
+        args = ["fit", "--base-url", url, "--model", "gpt-4o-mini", "--check-run", str(calls)]
+        args += ["--requests", "120", "--concurrency", str(CONCURRENCY), "--yes", "-q"]
+        result = invoke(*args, "-o", str(tmp_path / "check" / "p.json"), OPENAI_API_KEY="k")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "check" / "check-report.json").read_text())
+    overall = report["latency"]["overall"]
+    assert overall["calls"] == 120 and overall["short_outputs"] <= 6, overall
+    for q in (50, 95):
+        assert abs(overall[f"p{q}_error_pct"]) < 10, overall
+    lines = (tmp_path / "check" / "check-measurements.jsonl").read_text().splitlines()
+    sizes = {json.loads(line)["request"]: json.loads(line)["usage"] for line in lines}
+    modelled = pd.read_parquet(calls).query("endpoint == 'llm'")
+    assert {u["prompt_tokens"] for u in sizes.values()} <= set(modelled["tokens_in"])
+
+
+def test_run_check_refuses_a_run_that_read_the_prompt_cache():
+    cached = pd.DataFrame(
+        {
+            "endpoint": ["llm"],
+            "purpose": ["chat"],
+            "tokens_in": [3000],
+            "tokens_out": [40],
+            "latency_s": [0.5],
+            "attempt": [0],
+            "error": [""],
+            "cached_tokens": [1024],
+        }
+    )
+    with pytest.raises(ConfigError, match="prompt cache"):
+        study.run_prompts(cached, 10)
+    messages = study.sized_messages(3000, "call 7:")
+    from sim.tokens import TokenCounter
+
+    assert TokenCounter().chat([(m["role"], m["content"]) for m in messages]) == 3000
 
 
 def test_fitted_profile_predicts_the_measured_p50_and_p95(live):
@@ -285,13 +342,7 @@ def test_fitted_chat_output_lengths_set_the_runs_reply_lengths(tmp_path):
 def test_an_interrupted_live_fit_keeps_what_it_measured_and_says_so(tmp_path):
     scenario = tmp_path / "fit-test.toml"
     scenario.write_text(SCENARIO)
-    server = subprocess.Popen(
-        [*MEMSIM, "serve-mock", str(scenario), "--port", "0", "--simulate-latency"],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        url = re.search(r"(http://\S+/v1)", server.stdout.readline()).group(1)
+    with serve_mock(scenario) as url:
         out = tmp_path / "fit" / "profile.json"
         fit = subprocess.Popen(
             [
@@ -312,9 +363,6 @@ def test_an_interrupted_live_fit_keeps_what_it_measured_and_says_so(tmp_path):
         assert fit.poll() is None, "the fit ended before it could be interrupted"
         fit.send_signal(signal.SIGINT)
         _, stderr = fit.communicate(timeout=60)
-    finally:
-        server.terminate()
-        server.wait(10)
     assert fit.returncode == 130, stderr
     assert "measured so far are in" in stderr and str(measurements) in stderr
     kept = [json.loads(line) for line in measurements.read_text().splitlines()]

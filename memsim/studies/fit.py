@@ -27,6 +27,11 @@ Live measurement (:func:`measure_live`) sends a bounded sample of the scenario's
 own prompts, streamed with the ``openai`` client, and writes what it measured in
 the ``openai`` log format (``measurements.jsonl``), so that an interrupted
 measurement can be fitted later with ``memsim fit --log``.
+
+A run checked against the endpoint (:func:`run_prompts`, :func:`check_run`): the
+run's own LLM calls, each sent as a prompt of exactly its input tokens asking for
+exactly its output tokens, and the p50/p95 of their measured latencies set beside
+the latencies the run modelled for the same calls.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import optimize, stats
 
 from sim import __version__
@@ -343,9 +349,97 @@ def live_prompts(scenario: Scenario, requests: int) -> list[tuple[str, list[dict
     return prompts
 
 
-def call_line(model: str, purpose: str, measured: dict[str, Any]) -> dict[str, Any]:
-    """One measured call as a line of the ``openai`` log format."""
-    return {"model": model, "purpose": purpose, **measured}
+def call_line(model: str, purpose: str, measured: dict[str, Any], request: int) -> dict[str, Any]:
+    """One measured call as a line of the ``openai`` log format (``request``: its index)."""
+    return {"model": model, "purpose": purpose, "request": request, **measured}
+
+
+def sized_messages(tokens_in: int, tag: str) -> list[dict[str, str]]:
+    """One user message whose request bills exactly ``tokens_in`` input tokens.
+
+    In the chat format and encoding memsim bills (:mod:`sim.tokens`); the content is
+    ``tag`` and then ``memory`` repeated (one cl100k token each). A distinct ``tag``
+    per request keeps a provider's prompt cache from serving one request's prefix to
+    the next. At least the tag: a smaller ``tokens_in`` gets the smallest such prompt.
+    """
+    from sim.tokens import REPLY_PRIMING_TOKENS, TokenCounter
+
+    counter = TokenCounter()
+    room = tokens_in - REPLY_PRIMING_TOKENS - counter.message("user", 0) - counter.count(tag)
+    return [{"role": "user", "content": tag + " memory" * max(room, 0)}]
+
+
+def run_prompts(
+    calls: pd.DataFrame, requests: int, seed: int = 0
+) -> tuple[list[tuple[str, list, int]], np.ndarray]:
+    """A run's LLM calls as prompts of their own sizes, and the latency the run modelled.
+
+    ``calls`` is a run's ``calls.parquet`` (one strategy). Its first attempts that did
+    not fail, at most ``requests`` of them drawn without replacement (seeded), each as
+    ``(purpose, messages, max_tokens)``: a prompt of the call's input tokens asking for
+    its output tokens. A run that read the prompt cache is refused (the prompts are
+    sent uncached, the run's cached calls were modelled faster).
+    """
+    need = {"endpoint", "purpose", "tokens_in", "tokens_out", "latency_s", "attempt"}
+    if missing := sorted(need - set(calls.columns)):
+        raise ConfigError(f"not a memsim calls table: no column {missing[0]!r}")
+    if "strategy" in calls.columns and calls["strategy"].nunique() > 1:
+        names = ", ".join(sorted(map(str, calls["strategy"].unique())))
+        raise ConfigError(f"the calls of several strategies ({names}): check one run at a time")
+    llm = calls[(calls["endpoint"] == "llm") & (calls["attempt"] == 0)]
+    if "error" in llm.columns:
+        llm = llm[llm["error"].astype(str) == ""]
+    if "cached_tokens" in llm.columns and (cached := int((llm["cached_tokens"] > 0).sum())):
+        raise ConfigError(
+            f"{cached} of the run's calls read the prompt cache: check a run made with "
+            '[llm.cache] mode = "none" (the check sends every prompt uncached)'
+        )
+    if llm.empty:
+        raise ConfigError("the run made no LLM call to check")
+    rng = np.random.default_rng(seed)
+    chosen = llm.iloc[np.sort(rng.permutation(len(llm))[: min(requests, len(llm))])]
+    prompts = [
+        (str(row.purpose), sized_messages(int(row.tokens_in), f"call {i}:"), int(row.tokens_out))
+        for i, row in enumerate(chosen.itertuples(index=False))
+    ]
+    return prompts, chosen["latency_s"].to_numpy(dtype=float)
+
+
+def check_run(
+    prompts: Sequence[tuple[str, list, int]], modelled: np.ndarray, measurements: Path
+) -> dict[str, Any]:
+    """The run's p50/p95 against the endpoint's on the same calls, per purpose and overall.
+
+    ``measurements`` is what :func:`measure_live` wrote for ``prompts`` (each line
+    names its ``request``). ``short_outputs`` counts calls the endpoint ended before
+    the asked output tokens (they make the measured latency shorter than the run's
+    for a reason the latency model is not).
+    """
+    rows: dict[str, list[tuple[float, float, bool]]] = defaultdict(list)
+    for line in measurements.read_text(encoding="utf-8").splitlines():
+        done = json.loads(line)
+        i = done["request"]
+        purpose, _, max_tokens = prompts[i]
+        took = done["end_time"] - done["start_time"]
+        row = (float(modelled[i]), took, done["usage"]["completion_tokens"] < max_tokens)
+        rows[purpose].append(row)
+        rows["overall"].append(row)
+    if not rows:
+        raise ConfigError(f"{measurements}: no call was measured")
+    out: dict[str, Any] = {}
+    for purpose in ["overall", *sorted(k for k in rows if k != "overall")]:
+        pairs = np.array([(m, c) for m, c, _ in rows[purpose]])
+        row: dict[str, Any] = {
+            "calls": len(pairs),
+            "short_outputs": sum(short for *_, short in rows[purpose]),
+        }
+        for q in (50, 95):
+            run, endpoint = np.percentile(pairs[:, 0], q), np.percentile(pairs[:, 1], q)
+            row[f"p{q}_run_s"] = round(float(run), 4)
+            row[f"p{q}_measured_s"] = round(float(endpoint), 4)
+            row[f"p{q}_error_pct"] = round(float((run - endpoint) / endpoint * 100.0), 2)
+        out[purpose] = row
+    return out
 
 
 def _stream_once(client: Any, model: str, messages: list, max_tokens: int) -> dict[str, Any]:
@@ -406,7 +500,7 @@ def connect(base_url: str | None, api_key: str) -> Any:
 def measure_live(
     client: Any,
     model: str,
-    prompts: Sequence[tuple[str, list]],
+    prompts: Sequence[tuple[str, list] | tuple[str, list, int]],
     measurements: Path,
     concurrency: int = 4,
     rps: float | None = None,
@@ -415,7 +509,8 @@ def measure_live(
 ) -> int:
     """Send ``prompts`` streamed, append each measured call to ``measurements`` (JSONL).
 
-    The first request goes alone, so that a refused endpoint (401, unknown model,
+    A prompt may carry its own ``max_tokens`` as a third item. The first request
+    goes alone, so that a refused endpoint (401, unknown model,
     no server) fails once, as a :class:`ConfigError`. Returns the calls measured;
     an interrupt leaves the file holding every call finished before it.
     """
@@ -427,11 +522,12 @@ def measure_live(
     done = [0]
     failure: list[BaseException] = []
 
-    def one(purpose: str, messages: list) -> None:
+    def one(request: int) -> None:
+        purpose, messages, *own = prompts[request]
         if failure:
             return
         try:
-            measured = _stream_once(client, model, messages, max_tokens)
+            measured = _stream_once(client, model, messages, own[0] if own else max_tokens)
         except openai.APIStatusError as err:
             failure.append(
                 ConfigError(f"{client.base_url}: refused ({err.status_code}): {_message(err)}")
@@ -440,22 +536,22 @@ def measure_live(
         except openai.APIConnectionError as err:
             failure.append(ConfigError(f"{client.base_url}: cannot connect ({err})"))
             return
-        line = json.dumps(call_line(model, purpose, measured))
+        line = json.dumps(call_line(model, purpose, measured, request))
         with lock:
             with open(measurements, "a", encoding="utf-8") as fh:
                 fh.write(line + "\n")
             done[0] += 1
         advance()
 
-    one(*prompts[0])
+    one(0)
     if failure:
         raise failure[0]
     spacing = 1.0 / rps if rps else 0.0
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         futures = []
         try:
-            for purpose, messages in prompts[1:]:
-                futures.append(pool.submit(one, purpose, messages))
+            for request in range(1, len(prompts)):
+                futures.append(pool.submit(one, request))
                 if spacing:
                     time.sleep(spacing)
             for future in futures:
@@ -481,12 +577,12 @@ def _message(err: Any) -> str:
     return str(err).splitlines()[0]
 
 
-def estimate_tokens(prompts: Sequence[tuple[str, list]], max_tokens: int) -> tuple[int, int]:
+def estimate_tokens(
+    prompts: Sequence[tuple[str, list] | tuple[str, list, int]], max_tokens: int
+) -> tuple[int, int]:
     """Input tokens of the prompts (cl100k, chat format) and the most output tokens."""
     from sim.tokens import TokenCounter
 
     counter = TokenCounter()
-    tokens_in = sum(
-        3 + sum(4 + counter.count(m["content"]) for m in messages) for _, messages in prompts
-    )
-    return tokens_in, max_tokens * len(prompts)
+    tokens_in = sum(3 + sum(4 + counter.count(m["content"]) for m in p[1]) for p in prompts)
+    return tokens_in, sum(p[2] if len(p) > 2 else max_tokens for p in prompts)
