@@ -13,8 +13,10 @@ JSON message shape of the conventions' "Capturing instructions, inputs, and
 outputs" section); memory-store calls follow the memory operations of the GenAI
 registry (``create_memory``, ``search_memory``, ``delete_memory``). Attribute
 names come from ``opentelemetry-semantic-conventions`` where it has them; the
-memory attributes it does not have yet are written as the registry names them
-(``gen_ai.memory.store.name``, ``gen_ai.memory.record.count``).
+memory attributes it does not have yet are written as the GenAI memory proposal
+names them (open-telemetry/semantic-conventions issue 2664 and pull request
+3250: ``gen_ai.memory.store.id``, ``gen_ai.memory.record.id``,
+``gen_ai.memory.record.count``), with ``gen_ai.memory.store.name`` beside them.
 
 The mapping:
 
@@ -34,8 +36,9 @@ The mapping:
   ``memsim.purpose`` telling which; embedding calls are ``embeddings``; store
   calls are ``search_memory`` (``store_query``), ``create_memory``
   (``store_write``) and ``delete_memory`` (``store_delete``) with the store
-  backend as the store name and the memories read, written or deleted as the
-  record count (the records keep no memory ids, so none are written). A failed
+  backend as the store id and name, the memories read, written or deleted as the
+  record count and, when a call touched exactly one memory, its id as the record
+  id (the records keep one id per call, not lists). A failed
   call has ``error.type`` and status ERROR. Its span starts when it was sent
   and ends after its queueing and service time.
 * **Time** is simulated: the scenario's day 0 is midnight UTC of its
@@ -72,7 +75,9 @@ from opentelemetry.semconv.attributes import error_attributes, service_attribute
 from sim.records import RunResult, StrategyRun
 
 SCOPE = "memsim"
+MEMORY_STORE_ID = "gen_ai.memory.store.id"
 MEMORY_STORE_NAME = "gen_ai.memory.store.name"
+MEMORY_RECORD_ID = "gen_ai.memory.record.id"
 MEMORY_RECORD_COUNT = "gen_ai.memory.record.count"
 OPERATIONS = {
     "chat": "chat",
@@ -228,9 +233,12 @@ class _Spans:
         if endpoint == "store":
             name = f"{operation} {self.store}"
             attrs += [
+                _attr(MEMORY_STORE_ID, self.store),
                 _attr(MEMORY_STORE_NAME, self.store),
                 _attr(MEMORY_RECORD_COUNT, c["items"][row]),
             ]
+            if c["record_id"][row] >= 0:
+                attrs.append(_attr(MEMORY_RECORD_ID, str(c["record_id"][row])))
         else:
             model = self.models.get(endpoint, endpoint)
             name = f"{operation} {model}"

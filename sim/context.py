@@ -62,6 +62,7 @@ class Span:
     faults: tuple[str, ...] = ()  # injected fault of each attempt ("": answered); (): one try
     backoffs: tuple[float, ...] = ()  # the client's wait after each failed attempt but the last
     undo: Callable[[], None] | None = None  # reverts a store write if the replay fails before it
+    record_id: int = -1  # the memory a store call read, wrote or deleted if exactly one; else -1
 
     @property
     def failed(self) -> bool:
@@ -283,18 +284,26 @@ class StoreClient:
         self._ctx = ctx
 
     def _span(
-        self, purpose: str, modelled_s: float, items: int, undo: Callable[[], None] | None = None
+        self,
+        purpose: str,
+        modelled_s: float,
+        items: int,
+        undo: Callable[[], None] | None = None,
+        record_id: int = -1,
     ) -> None:
         """Meter one store call: its measured wall time if the store measures, else the model.
 
-        ``undo`` reverts a write; the engine calls it when the replay of the calls
-        fails before this one (a request that timed out waiting), so that nothing
-        is stored past a failed call.
+        ``items`` memories were read, written or deleted; ``record_id`` is the one
+        memory's id when there was exactly one (-1 otherwise). ``undo`` reverts a
+        write; the engine calls it when the replay of the calls fails before this one
+        (a request that timed out waiting), so that nothing is stored past a failed
+        call.
         """
         measured = self._ctx._services.store.last_call_s
         latency = modelled_s if measured is None else measured
         span = Span(purpose, STORE, 0, 0, latency, 0.0, "", items)
         span.undo = undo
+        span.record_id = record_id
         self._ctx._record(span)
 
     def _scan_latency(self, vectors: int) -> float:
@@ -306,7 +315,8 @@ class StoreClient:
         services = ctx._services
         memories, sims = services.store.query(ctx.user, vector)
         n = len(memories)
-        self._span("store_query", services.store_latency.query(n, ctx.user), n)
+        latency = services.store_latency.query(n, ctx.user)
+        self._span("store_query", latency, n, record_id=_only(memories))
         return memories, sims
 
     def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:
@@ -318,8 +328,9 @@ class StoreClient:
         self._span(
             "store_write",
             ctx._services.store_latency.write(user),
-            len(memories),
+            len(ids),
             lambda: store.delete(user, ids),
+            ids[0] if len(ids) == 1 else -1,
         )
 
     def delete(self, ids: Sequence[int]) -> None:
@@ -332,20 +343,25 @@ class StoreClient:
         gone, gone_vectors = [held[i] for i in keep], vectors[keep]
         store.delete(user, ids)
         undo = (lambda: store.add(user, gone, gone_vectors)) if gone else None
-        self._span("store_delete", ctx._services.store_latency.write(user), len(ids), undo)
+        latency = ctx._services.store_latency.write(user)
+        self._span("store_delete", latency, len(ids), undo, ids[0] if len(ids) == 1 else -1)
 
     def memories(self) -> list[Memory]:
         """All of the user's memories, oldest first (one read of the partition)."""
         ctx = self._ctx
         memories = ctx._services.store.memories(ctx.user)
-        self._span("store_query", self._scan_latency(len(memories)), len(memories))
+        self._span(
+            "store_query", self._scan_latency(len(memories)), len(memories), None, _only(memories)
+        )
         return memories
 
     def memories_with_vectors(self) -> tuple[list[Memory], np.ndarray]:
         """All of the user's memories, oldest first, with their stored vectors (one read)."""
         ctx = self._ctx
         memories, vectors = ctx._services.store.memories_with_vectors(ctx.user)
-        self._span("store_query", self._scan_latency(len(memories)), len(memories))
+        self._span(
+            "store_query", self._scan_latency(len(memories)), len(memories), None, _only(memories)
+        )
         return memories, vectors
 
     def count(self) -> int:
@@ -399,10 +415,15 @@ class FaultyStoreClient(StoreClient):
         return True
 
     def _span(
-        self, purpose: str, modelled_s: float, items: int, undo: Callable[[], None] | None = None
+        self,
+        purpose: str,
+        modelled_s: float,
+        items: int,
+        undo: Callable[[], None] | None = None,
+        record_id: int = -1,
     ) -> None:
         factor = self._faults().store_factor(self._ctx.now)
-        super()._span(purpose, modelled_s * factor, items, undo)
+        super()._span(purpose, modelled_s * factor, items, undo, record_id)
 
     def query(self, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
         """As :meth:`StoreClient.query`; nothing during an outage."""
@@ -435,6 +456,11 @@ class FaultyStoreClient(StoreClient):
             self._ctx._pending_writes.append(("delete", (list(ids),)))
             return
         super().delete(ids)
+
+
+def _only(memories: Sequence[Memory]) -> int:
+    """The id of the one memory a call touched; -1 for none or several."""
+    return memories[0].id if len(memories) == 1 else -1
 
 
 def replay_pending_writes(ctx: TurnContext) -> None:

@@ -96,6 +96,7 @@ CALLS = _declare(
         "error", "category", "why the call failed (timeout, rate_limited, ...); empty: it did not"
     ),
     Column("items", "int32", "factoids extracted, texts embedded, memories read/written/deleted"),
+    Column("record_id", "int64", "a store call's memory id when it touched exactly one; else -1"),
     Column("attempt", "int8", "0: first try; n: the n-th retry of an injected fault"),
     Column("cached_tokens", "int32", "input tokens read from the provider's prompt cache"),
     Column("cache_write_tokens", "int32", "input tokens written to it (billed at the write price)"),

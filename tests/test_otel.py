@@ -74,14 +74,21 @@ def test_export_parses_and_matches_calls_and_tokens(exported):
 def test_memory_calls_are_memory_operations(exported):
     request = json_format.Parse((exported / "a.json").read_text(), ExportTraceServiceRequest())
     operations = defaultdict(set)
+    single_ids = defaultdict(set)
     for resource_spans in request.resource_spans:
         for span in resource_spans.scope_spans[0].spans:
             attrs = _attributes(span)
             if "memsim.purpose" in attrs:
                 operations[attrs["memsim.purpose"]].add(attrs["gen_ai.operation.name"])
                 if attrs["gen_ai.operation.name"].endswith("_memory"):
+                    assert attrs["gen_ai.memory.store.id"] == "numpy"
                     assert attrs["gen_ai.memory.store.name"] == "numpy"
-                    assert "gen_ai.memory.record.count" in attrs
+                    one = int(attrs["gen_ai.memory.record.count"]) == 1
+                    assert ("gen_ai.memory.record.id" in attrs) == one, attrs
+                    if one:
+                        single_ids[attrs["memsim.purpose"]].add(attrs["gen_ai.memory.record.id"])
+    # a memory written alone is then found alone under the same id
+    assert single_ids["store_write"] and single_ids["store_write"] & single_ids["store_query"]
     assert operations["store_write"] == {"create_memory"}
     assert operations["store_query"] == {"search_memory"}
     assert operations["embed"] == {"embeddings"}
