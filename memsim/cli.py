@@ -776,10 +776,11 @@ def fit(
     distance on them. Use the profile with `memsim run --llm-profile FILE` or
     `[llm] profile = "FILE"`.
 
-    With --check-run OUT/STRATEGY/calls.parquet (and --base-url, --model) it checks a
-    run instead: each of the run's LLM calls is sent as a prompt of its input tokens
-    asking for its output tokens, and the run's p50/p95 latency is set beside the
-    endpoint's on the same calls (check-report.json beside --output).
+    With --check-run OUT/calls.parquet (and --base-url, --model) it checks a run
+    instead: each of the run's LLM calls is sent as a prompt of its input tokens
+    (answered at the endpoint's own length, up to --max-tokens), and the run's
+    p50/p95 latency is set beside the endpoint's on the same calls
+    (check-report.json beside --output).
     """
     from memsim.studies import fit as study
     from sim.calllog import read_calls
@@ -844,11 +845,11 @@ def _check_run(
         calls = pd.read_parquet(calls_file)
     except (OSError, ValueError) as err:
         raise ConfigError(f"--check-run: {calls_file}: {str(err).splitlines()[0]}") from None
-    prompts, modelled = study.run_prompts(calls, live.requests)
+    prompts, chosen = study.run_prompts(calls, live.requests, live.max_tokens)
     measurements = folder / "check-measurements.jsonl"
     _measure(live, prompts, api_key_env, yes, measurements, quiet)
     report = {"run": str(calls_file), "base_url": live.base_url, "model": live.model}
-    report["latency"] = study.check_run(prompts, modelled, measurements)
+    report["latency"] = study.check_run(prompts, chosen, measurements)
     path = folder / "check-report.json"
     atomic_write(path, lambda tmp: tmp.write_text(json.dumps(report, indent=2) + "\n"))
     _print_check_run(report["latency"])
@@ -867,7 +868,7 @@ def _print_check_run(rows: dict) -> None:
         "p95 run",
         "p95 endpoint",
         "p95 err",
-        "short outputs",
+        "output tokens run / endpoint",
         title="memsim fit --check-run (the run's modelled latency against the endpoint's)",
     )
     for purpose, r in rows.items():
@@ -883,7 +884,7 @@ def _print_check_run(rows: dict) -> None:
                     f"{r[f'p{q}_error_pct']:+.1f}%",
                 )
             ),
-            str(r["short_outputs"]),
+            f"{r['output_tokens_mean_run']:.0f} / {r['output_tokens_mean_measured']:.0f}",
         )
     Console().print(table)
 

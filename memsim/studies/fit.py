@@ -29,9 +29,9 @@ the ``openai`` log format (``measurements.jsonl``), so that an interrupted
 measurement can be fitted later with ``memsim fit --log``.
 
 A run checked against the endpoint (:func:`run_prompts`, :func:`check_run`): the
-run's own LLM calls, each sent as a prompt of exactly its input tokens asking for
-exactly its output tokens, and the p50/p95 of their measured latencies set beside
-the latencies the run modelled for the same calls.
+run's own LLM calls, each sent as a prompt of exactly its input tokens and
+answered at the endpoint's own length, and the p50/p95 of their measured
+latencies set beside the latencies the run modelled for the same calls.
 """
 
 from __future__ import annotations
@@ -370,15 +370,19 @@ def sized_messages(tokens_in: int, tag: str) -> list[dict[str, str]]:
 
 
 def run_prompts(
-    calls: pd.DataFrame, requests: int, seed: int = 0
-) -> tuple[list[tuple[str, list, int]], np.ndarray]:
-    """A run's LLM calls as prompts of their own sizes, and the latency the run modelled.
+    calls: pd.DataFrame, requests: int, max_tokens: int, seed: int = 0
+) -> tuple[list[tuple[str, list, int]], pd.DataFrame]:
+    """A run's LLM calls as prompts of their own input sizes, and what the run modelled.
 
     ``calls`` is a run's ``calls.parquet`` (one strategy). Its first attempts that did
     not fail, at most ``requests`` of them drawn without replacement (seeded), each as
-    ``(purpose, messages, max_tokens)``: a prompt of the call's input tokens asking for
-    its output tokens. A run that read the prompt cache is refused (the prompts are
-    sent uncached, the run's cached calls were modelled faster).
+    ``(purpose, messages, max_tokens)``: a prompt of the call's input tokens that the
+    endpoint answers at its own length, up to ``max_tokens`` (the run's output
+    lengths are a draw from the fitted ones, so the two are compared as
+    distributions: no API makes a model write exactly n tokens). Returned with the
+    chosen rows' ``latency_s`` and ``tokens_out``. A run that read the prompt cache
+    is refused (the prompts are sent uncached, the run's cached calls were modelled
+    faster).
     """
     need = {"endpoint", "purpose", "tokens_in", "tokens_out", "latency_s", "attempt"}
     if missing := sorted(need - set(calls.columns)):
@@ -398,43 +402,48 @@ def run_prompts(
         raise ConfigError("the run made no LLM call to check")
     rng = np.random.default_rng(seed)
     chosen = llm.iloc[np.sort(rng.permutation(len(llm))[: min(requests, len(llm))])]
+    sizes = zip(chosen["purpose"], chosen["tokens_in"], strict=True)
     prompts = [
-        (str(row.purpose), sized_messages(int(row.tokens_in), f"call {i}:"), int(row.tokens_out))
-        for i, row in enumerate(chosen.itertuples(index=False))
+        (str(purpose), sized_messages(int(tokens_in), f"call {i}:"), max_tokens)
+        for i, (purpose, tokens_in) in enumerate(sizes)
     ]
-    return prompts, chosen["latency_s"].to_numpy(dtype=float)
+    return prompts, chosen[["latency_s", "tokens_out"]].reset_index(drop=True)
 
 
 def check_run(
-    prompts: Sequence[tuple[str, list, int]], modelled: np.ndarray, measurements: Path
+    prompts: Sequence[tuple[str, list, int]], chosen: pd.DataFrame, measurements: Path
 ) -> dict[str, Any]:
     """The run's p50/p95 against the endpoint's on the same calls, per purpose and overall.
 
-    ``measurements`` is what :func:`measure_live` wrote for ``prompts`` (each line
-    names its ``request``). ``short_outputs`` counts calls the endpoint ended before
-    the asked output tokens (they make the measured latency shorter than the run's
-    for a reason the latency model is not).
+    ``chosen`` and ``prompts`` are what :func:`run_prompts` returned,
+    ``measurements`` what :func:`measure_live` wrote for them (each line names its
+    ``request``). Beside the quantiles, the mean output tokens of the run's calls
+    and of the endpoint's answers: where they differ, so does the decode time.
     """
-    rows: dict[str, list[tuple[float, float, bool]]] = defaultdict(list)
+    groups: dict[str, list[tuple[float, float, int, int]]] = defaultdict(list)
     for line in measurements.read_text(encoding="utf-8").splitlines():
         done = json.loads(line)
         i = done["request"]
-        purpose, _, max_tokens = prompts[i]
-        took = done["end_time"] - done["start_time"]
-        row = (float(modelled[i]), took, done["usage"]["completion_tokens"] < max_tokens)
-        rows[purpose].append(row)
-        rows["overall"].append(row)
-    if not rows:
+        row = (
+            float(chosen["latency_s"].iat[i]),
+            done["end_time"] - done["start_time"],
+            int(chosen["tokens_out"].iat[i]),
+            int(done["usage"]["completion_tokens"]),
+        )
+        groups[prompts[i][0]].append(row)
+        groups["overall"].append(row)
+    if not groups:
         raise ConfigError(f"{measurements}: no call was measured")
     out: dict[str, Any] = {}
-    for purpose in ["overall", *sorted(k for k in rows if k != "overall")]:
-        pairs = np.array([(m, c) for m, c, _ in rows[purpose]])
+    for purpose in ["overall", *sorted(k for k in groups if k != "overall")]:
+        table = np.array(groups[purpose], dtype=float)
         row: dict[str, Any] = {
-            "calls": len(pairs),
-            "short_outputs": sum(short for *_, short in rows[purpose]),
+            "calls": len(table),
+            "output_tokens_mean_run": round(float(table[:, 2].mean()), 1),
+            "output_tokens_mean_measured": round(float(table[:, 3].mean()), 1),
         }
         for q in (50, 95):
-            run, endpoint = np.percentile(pairs[:, 0], q), np.percentile(pairs[:, 1], q)
+            run, endpoint = np.percentile(table[:, 0], q), np.percentile(table[:, 1], q)
             row[f"p{q}_run_s"] = round(float(run), 4)
             row[f"p{q}_measured_s"] = round(float(endpoint), 4)
             row[f"p{q}_error_pct"] = round(float((run - endpoint) / endpoint * 100.0), 2)
