@@ -41,6 +41,18 @@ extraction, update or summary is the oracle's one answer, repeated in every
 choice. ``usage.completion_tokens`` counts every choice's tokens, as the API bills
 ``n``; the modelled latency is the longest choice's (choices decode side by side).
 
+**Tool calls.** A request with ``tools`` (or the legacy ``functions``) is classified
+from the tools it offers (:func:`classify_tools`): a memory schema (langmem's
+``Memory``, any function about memories taking a string) is answered with one
+insert call per new fact; trustcall's ``PatchDoc`` / ``RemoveDoc`` with patches or
+removals of the existing docs it shows (``<instance id=…>``) whose fact has a new
+version, and inserts of the other new facts; trustcall's ``PatchFunctionErrors`` /
+``PatchFunctionName`` with the fix of the failed call; any other tool is called
+only when ``tool_choice`` demands it (:meth:`MockBackend.tool_calls`). The facts
+are the same oracle's, with the same noise, as the extraction answers'. Usage adds
+the function definitions by the OpenAI cookbook's rule (:meth:`MockBackend.tool_tokens`);
+a streamed answer sends the calls as OpenAI streams them (:func:`tool_call_deltas`).
+
 **Streaming.** ``stream: true`` is answered with server-sent events
 (``text/event-stream``): ``data: {chat.completion.chunk}`` lines — per choice, the
 ``role``, one chunk per content token, then the ``finish_reason`` — then, with
@@ -88,6 +100,7 @@ and as one JSON line per request to ``record_path`` when given.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import base64
 import hashlib
@@ -132,13 +145,35 @@ MEM0_FACTS = "mem0-facts"
 MEM0_UPDATE = "mem0-update"
 SUMMARY = "summarize"
 PLAIN = "chat"
+TOOLS_EXTRACT = "tools-extract"  # a memory schema offered as a tool, no existing docs shown
+TRUSTCALL_PATCH = "trustcall-patch"  # trustcall's PatchDoc/RemoveDoc with inserts allowed
+TRUSTCALL_UPDATE = "trustcall-update"  # trustcall's PatchDoc/RemoveDoc, no insert tool
+TRUSTCALL_REPAIR = "trustcall-repair"  # trustcall's PatchFunctionErrors / PatchFunctionName
+TOOLS_CALL = "tools-call"  # any other tool the request makes the model call
 _KIND_PURPOSE = {
     MEM0_ADDITIVE: "extract",
     MEM0_FACTS: "extract",
     MEM0_UPDATE: "update",
     SUMMARY: "summarize",
     PLAIN: "chat",
+    TOOLS_EXTRACT: "extract",
+    TRUSTCALL_PATCH: "extract",
+    TRUSTCALL_UPDATE: "update",
+    TRUSTCALL_REPAIR: "extract",
+    TOOLS_CALL: "chat",
 }
+TOOL_KINDS = frozenset(
+    {TOOLS_EXTRACT, TRUSTCALL_PATCH, TRUSTCALL_UPDATE, TRUSTCALL_REPAIR, TOOLS_CALL}
+)
+"""Kinds answered with ``tool_calls`` (:meth:`MockBackend.tool_calls`)."""
+# trustcall 0.0.39's helper tools (trustcall/_base.py: PatchDoc, PatchFunctionErrors,
+# _create_patch_function_name_schema, _create_remove_doc_schema) and langmem 0.0.30's
+# Done (langmem/knowledge/extraction.py), by the names they are bound under.
+PATCH_DOC, PATCH_ERRORS, PATCH_NAME = "PatchDoc", "PatchFunctionErrors", "PatchFunctionName"
+REMOVE_DOC, DONE = "RemoveDoc", "Done"
+_HELPER_TOOLS = frozenset({PATCH_DOC, PATCH_ERRORS, PATCH_NAME, REMOVE_DOC, DONE})
+_MEMORY_FIELDS = ("content", "memory", "fact", "text", "note")
+NOTHING_NEW = "No new memories to record."
 _MARKERS = (
     (MEM0_ADDITIVE, "You are a Memory Extractor"),
     (MEM0_UPDATE, "You are a smart memory manager"),
@@ -150,6 +185,28 @@ _ROLE_LINE = re.compile(r"^(user|assistant|system): ", re.MULTILINE)
 _SECTION = re.compile(r"^## (.+)$", re.MULTILINE)
 _FENCED = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
 _SNAPSHOT = re.compile(r"-\d{4}-\d{2}-\d{2}")  # a dated snapshot: gpt-4o-mini-2024-07-18
+# langchain_core's BaseMessage.pretty_repr title line (get_msg_title_repr), which langmem's
+# utils.get_conversation writes for every message of the session it extracts from.
+_PRETTY_TITLE = re.compile(r"^=+ (Human|Ai|System|Tool|Function) Message =+\n", re.MULTILINE)
+_PRETTY_ROLE = {"Human": "user", "Ai": "assistant", "System": "system", "Tool": "tool"}
+_SESSION = re.compile(r"<session_[^>\n]*>\n(.*?)\n</session_", re.DOTALL)
+# trustcall's _ExtractUpdates._setup: the existing docs it shows, as a list or as a dict.
+_INSTANCE = re.compile(r'<instance id=(\S+?) schema_type="([^"]*)">\n(.*?)\n</instance>', re.DOTALL)
+_SCHEMA_INSTANCE = re.compile(r"<schema id=(\S+?)>\n<instance>\n(.*?)\n</instance>", re.DOTALL)
+_DOC_ID = re.compile(r"json_doc_id=\[([^\]]+)\]")
+
+# Tokens of function definitions: the OpenAI cookbook's "How to count tokens with
+# tiktoken", section 7 "Counting tokens for chat completions with tool calls"
+# (num_tokens_for_tools; https://github.com/openai/openai-cookbook/blob/main/examples/
+# How_to_count_tokens_with_tiktoken.ipynb), constants for gpt-4o and gpt-4o-mini
+# (func_init 10 for gpt-3.5-turbo and gpt-4), checked there against the API's usage.
+FUNC_INIT_TOKENS = 7
+PROP_INIT_TOKENS = 3
+PROP_KEY_TOKENS = 3
+ENUM_INIT_TOKENS = -3
+ENUM_ITEM_TOKENS = 3
+FUNC_END_TOKENS = 12
+LEGACY_FUNC_INIT_TOKENS = 10
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 """The message roles the Chat Completions API accepts (in the order its error lists them)."""
@@ -229,6 +286,211 @@ def classify(messages: Sequence[tuple[str, str]]) -> str:
     if any(role == "system" and _SUMMARIZE.search(text) for role, text in messages):
         return SUMMARY
     return PLAIN
+
+
+# -- tools ---------------------------------------------------------------------------------
+def request_tools(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """The request's function definitions (``tools``, or the legacy ``functions``).
+
+    Each as ``{"name", "description", "parameters"}``; 400 for a malformed entry,
+    naming it as the API does (``tools[0].function.name``).
+    """
+    tools, legacy = body.get("tools"), body.get("functions")
+    if tools is None and legacy is None:
+        return []
+    entries = tools if tools is not None else [{"type": "function", "function": f} for f in legacy]
+    param = "tools" if tools is not None else "functions"
+    if not isinstance(entries, list):
+        raise RequestError(
+            400,
+            f"Invalid type for '{param}': expected an array, but got {_json_type(entries)} "
+            "instead.",
+            "invalid_type",
+            param,
+        )
+    out = []
+    for i, entry in enumerate(entries):
+        function = entry.get("function") if isinstance(entry, dict) else None
+        if not isinstance(function, dict) or not isinstance(function.get("name"), str):
+            raise RequestError(
+                400,
+                f"Missing required parameter: '{param}[{i}].function.name'.",
+                "missing_required_parameter",
+                f"{param}[{i}].function.name",
+            )
+        parameters = function.get("parameters") or {"type": "object", "properties": {}}
+        out.append(
+            {
+                "name": function["name"],
+                "description": str(function.get("description") or ""),
+                "parameters": parameters if isinstance(parameters, dict) else {},
+            }
+        )
+    return out
+
+
+def tool_choice(body: dict[str, Any], tools: Sequence[dict[str, Any]]) -> str:
+    """``none``, ``auto``, ``required`` or the name of the one function the model must call."""
+    choice = body.get("tool_choice", body.get("function_call"))
+    if choice is None:
+        return "auto" if tools else "none"
+    if not tools:
+        raise RequestError(
+            400,
+            "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are "
+            "specified.",
+            "invalid_value",
+            "tool_choice",
+        )
+    if isinstance(choice, dict):
+        function = choice.get("function") if "function" in choice else choice
+        name = function.get("name") if isinstance(function, dict) else None
+        if name in {t["name"] for t in tools}:
+            return str(name)
+        raise RequestError(
+            400,
+            f"Invalid value for 'tool_choice': no function named {name!r} in 'tools'.",
+            "invalid_value",
+            "tool_choice",
+        )
+    if choice in ("none", "auto", "required"):
+        return str(choice)
+    raise RequestError(
+        400,
+        f"Invalid value: {choice!r}. Supported values are: 'none', 'auto', and 'required'.",
+        "invalid_value",
+        "tool_choice",
+    )
+
+
+def memory_field(tool: dict[str, Any]) -> str | None:
+    """The string field a memory schema holds its memory in, or None if ``tool`` is not one.
+
+    A memory schema is a function, other than trustcall's and langmem's helper tools,
+    whose name or description speaks of memory (``Memory``: "Call this tool once for
+    each new memory…") and which takes a string: its field named ``content``,
+    ``memory``, ``fact``, ``text`` or ``note``, else its first required string.
+    """
+    if tool["name"] in _HELPER_TOOLS:
+        return None
+    if "memor" not in (tool["name"] + " " + tool["description"]).lower():
+        return None
+    props = tool["parameters"].get("properties") or {}
+    strings = [k for k, v in props.items() if isinstance(v, dict) and v.get("type") == "string"]
+    for name in _MEMORY_FIELDS:
+        if name in strings:
+            return name
+    required = [k for k in tool["parameters"].get("required") or [] if k in strings]
+    return (required or strings or [None])[0]
+
+
+def classify_tools(tools: Sequence[dict[str, Any]], choice: str) -> str | None:
+    """The kind of a request that offers tools, or None when it is answered in prose.
+
+    trustcall's repair call offers ``PatchFunctionErrors``; its update call
+    ``PatchDoc`` (or ``RemoveDoc``), with the memory schema when inserts are enabled;
+    an extraction offers a memory schema (:func:`memory_field`). Any other tool is
+    called only when ``tool_choice`` makes the model call one.
+    """
+    if choice == "none":
+        return None
+    names = {t["name"] for t in tools}
+    if PATCH_ERRORS in names or PATCH_NAME in names:
+        return TRUSTCALL_REPAIR
+    inserts = any(memory_field(t) for t in tools)
+    if PATCH_DOC in names or REMOVE_DOC in names:
+        return TRUSTCALL_PATCH if inserts else TRUSTCALL_UPDATE
+    if inserts:
+        return TOOLS_EXTRACT
+    return TOOLS_CALL if choice != "auto" else None
+
+
+def _tool_function_tokens(tool: dict[str, Any], count: Callable[[str], int], defs: dict) -> int:
+    """One function's tokens by the cookbook's rule (see :meth:`MockBackend.tool_tokens`)."""
+    description = tool["description"].removesuffix(".")
+    total = FUNC_INIT_TOKENS + count(f"{tool['name']}:{description}")
+    return total + _property_tokens(tool["parameters"], count, defs, set())
+
+
+def _property_tokens(
+    schema: dict[str, Any], count: Callable[[str], int], defs: dict, seen: set[str]
+) -> int:
+    """``prop_init`` + per property ``prop_key``, ``name:type:description`` and enum items.
+
+    The cookbook counts flat parameters; an object nested in a property (an array's
+    ``items``, a ``$ref`` to a definition) is counted by the same rule, each
+    definition once.
+    """
+    props = schema.get("properties") or {}
+    if not props:
+        return 0
+    total = PROP_INIT_TOKENS
+    for name, prop in props.items():
+        prop = prop if isinstance(prop, dict) else {}
+        total += PROP_KEY_TOKENS
+        kind = prop.get("type") or ("object" if "$ref" in prop else "any")
+        description = str(prop.get("description") or "").removesuffix(".")
+        total += count(f"{name}:{kind}:{description}")
+        enum = prop.get("enum")
+        if isinstance(enum, list):
+            total += ENUM_INIT_TOKENS + sum(ENUM_ITEM_TOKENS + count(str(e)) for e in enum)
+        for nested in (prop, prop.get("items") if isinstance(prop.get("items"), dict) else {}):
+            ref = str(nested.get("$ref", "")).rsplit("/", 1)[-1]
+            if ref and ref in defs and ref not in seen:
+                seen.add(ref)
+                total += _property_tokens(defs[ref], count, defs, seen)
+            elif nested is not prop and nested.get("properties"):
+                total += _property_tokens(nested, count, defs, seen)
+    return total
+
+
+def _pretty_transcript(text: str) -> list[tuple[str, str]]:
+    """Messages written by ``BaseMessage.pretty_repr``, joined by blank lines, as pairs."""
+    heads = list(_PRETTY_TITLE.finditer(text))
+    out = []
+    for i, head in enumerate(heads):
+        end = heads[i + 1].start() if i + 1 < len(heads) else len(text)
+        body = text[head.end() : end]
+        body = body.removeprefix("\n").removesuffix("\n\n") if i + 1 < len(heads) else body[1:]
+        out.append((_PRETTY_ROLE.get(head.group(1), "user"), body))
+    return out
+
+
+def _doc_text(body: str, field_name: str | None) -> str:
+    """The memory text of an existing doc as trustcall prints it (a Python dict's repr)."""
+    try:
+        doc = ast.literal_eval(body)
+    except (ValueError, SyntaxError):
+        try:
+            doc = json.loads(body)
+        except json.JSONDecodeError:
+            return body
+    if isinstance(doc, dict):
+        if field_name and isinstance(doc.get(field_name), str):
+            return doc[field_name]
+        return next((v for v in doc.values() if isinstance(v, str)), body)
+    return body if not isinstance(doc, str) else doc
+
+
+def _patch_doc(doc_id: str, patches: list[dict[str, Any]]) -> dict[str, Any]:
+    """Arguments of trustcall's ``PatchDoc``: the doc, the plan, the JSON patches."""
+    plan = "Replace the memory with its new version." if patches else "No change needed."
+    return {"json_doc_id": doc_id, "planned_edits": plan, "patches": patches}
+
+
+def _fill(schema: dict[str, Any], primary: str | None, text: str, category: str) -> dict:
+    """Arguments for a schema: ``text`` in its memory field, its other required fields set."""
+    props = schema.get("properties") or {}
+    args: dict[str, Any] = {}
+    if primary:
+        args[primary] = text
+    for name in schema.get("required") or []:
+        if name in args:
+            continue
+        kind = (props.get(name) or {}).get("type")
+        blank = {"string": category, "array": [], "object": {}, "integer": 0, "number": 0}
+        args[name] = blank.get(kind, False if kind == "boolean" else text)
+    return args
 
 
 def _sections(text: str) -> dict[str, str]:
@@ -449,6 +711,43 @@ class MockBackend:
         total += count(_content_text(message.get("content")))
         if message.get("name"):
             total += 1 + count(str(message["name"]))
+        # An assistant message's tool calls are what the model wrote: each function's
+        # name and arguments (as :meth:`tool_calls_tokens` bills them when answered).
+        calls = message.get("tool_calls")
+        if isinstance(calls, list):
+            total += self.tool_calls_tokens(
+                [c.get("function") for c in calls if isinstance(c, dict)]
+            )
+        return total
+
+    def tool_calls_tokens(self, functions: Sequence[Any]) -> int:
+        """Tokens of tool calls: each one's function name and JSON arguments."""
+        count, total = self.tokens.count_split, 0
+        for function in functions:
+            if isinstance(function, dict):
+                total += count(str(function.get("name", "")))
+                total += count(str(function.get("arguments", "")))
+        return total
+
+    def tool_tokens(self, tools: Sequence[dict[str, Any]], model: str) -> int:
+        """Input tokens of the request's function definitions, as the API bills them.
+
+        The rule of the OpenAI cookbook's ``num_tokens_for_tools`` (the constants beside
+        :data:`FUNC_INIT_TOKENS`): per function 7 tokens (10 for gpt-3.5-turbo and
+        gpt-4), ``name:description`` without a final period, 3 more when it has
+        properties, per property 3 and ``name:type:description`` (enums: -3, then 3
+        plus the item per item), and 12 once for all functions. Nested objects (trustcall's
+        ``JsonPatch`` items) are counted by the same rule. cl100k, like every count here.
+        """
+        if not tools:
+            return 0
+        count = self.tokens.count_split
+        legacy = model.startswith(("gpt-3.5", "gpt-4")) and not model.startswith("gpt-4o")
+        extra = LEGACY_FUNC_INIT_TOKENS - FUNC_INIT_TOKENS if legacy else 0
+        total = FUNC_END_TOKENS
+        for tool in tools:
+            defs = tool["parameters"].get("$defs") or tool["parameters"].get("definitions") or {}
+            total += extra + _tool_function_tokens(tool, count, defs)
         return total
 
     def chat(self, body: Any) -> tuple[dict[str, Any], RequestRecord]:
@@ -465,24 +764,31 @@ class MockBackend:
             _stream_options(body)
             self.check_model(CHAT, model)
             pairs = [(str(m.get("role", "")), _content_text(m.get("content"))) for m in messages]
-            kind = classify(pairs)
+            tools = request_tools(body)
+            choice = tool_choice(body, tools)
+            kind = (classify_tools(tools, choice) if tools else None) or classify(pairs)
             purpose = _KIND_PURPOSE[kind]
-            tokens_in = self.prompt_tokens(messages)
+            tokens_in = self.prompt_tokens(messages) + self.tool_tokens(tools, model)
             overflow = self.llm.overflow(purpose, tokens_in)
             if overflow is not None:
                 raise RequestError(400, overflow.error_message, overflow.error, "messages")
         except RequestError as err:
             self.refused(CHAT, "chat", model, err, arrived)
             raise
-        drawn = self._answers(kind, pairs, n)
-        items = drawn[0][1]
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        answers = [self._truncated(text, limit) for text, _ in drawn]
-        counts = [self.tokens.count(text) for text, _ in answers]
+        if kind in TOOL_KINDS:
+            calls, items = self.tool_calls(kind, tools, choice, messages, pairs)
+            answers, counts, seen = self._tool_messages(calls, pairs, n)
+        else:
+            drawn = self._answers(kind, pairs, n)
+            items = drawn[0][1]
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            answers = [self._truncated(text, limit) for text, _ in drawn]
+            counts = [self.tokens.count(text) for text, _ in answers]
+            seen = answers[0][0]
         tokens_out = sum(counts)  # billed: every choice's tokens
         # The choices decode side by side: the call takes as long as its longest choice.
         latency = self.llm.latency(
-            self._rng("latency", kind, answers[0][0], tokens_in), tokens_in, max(counts)
+            self._rng("latency", kind, seen, tokens_in), tokens_in, max(counts)
         )
         # One jitter scales the whole call: the first token comes at the prefill's share of it.
         profile = self.llm.profile
@@ -514,7 +820,11 @@ class MockBackend:
             "choices": [
                 {
                     "index": i,
-                    "message": {"role": "assistant", "content": text, "refusal": None},
+                    "message": (
+                        {"role": "assistant", "content": text, "refusal": None}
+                        if isinstance(text, str)
+                        else text
+                    ),
                     "logprobs": None,
                     "finish_reason": finish,
                 }
@@ -630,6 +940,200 @@ class MockBackend:
             return self._summary(pairs), 0
         rng = self._rng(PLAIN, pairs) if choice == 0 else self._rng(PLAIN, pairs, choice)
         return self.llm.draw_reply(rng).text, 0
+
+    # -- tool calls -----------------------------------------------------------------------
+    def _tool_messages(
+        self, calls: list[tuple[str, dict[str, Any]]], pairs: list[tuple[str, str]], n: int
+    ) -> tuple[list[tuple[Any, str]], list[int], str]:
+        """The assistant message carrying ``calls`` (or prose when there are none), ``n`` times.
+
+        Every choice carries the one answer; ids are drawn from the request, so the
+        same request gets the same bytes. Returns the choices (message, finish reason),
+        each choice's completion tokens and the text the latency draw is keyed by.
+        """
+        if not calls:
+            return [(NOTHING_NEW, "stop")] * n, [self.tokens.count(NOTHING_NEW)] * n, NOTHING_NEW
+        digest = hashlib.blake2b(json.dumps(pairs).encode(), digest_size=12).hexdigest()
+        functions = [
+            {"name": name, "arguments": json.dumps(args, ensure_ascii=False)}
+            for name, args in calls
+        ]
+        message = {
+            "role": "assistant",
+            "content": None,
+            "refusal": None,
+            "tool_calls": [
+                {"id": f"call_{digest}_{i}", "type": "function", "function": function}
+                for i, function in enumerate(functions)
+            ],
+        }
+        tokens = self.tool_calls_tokens(functions)
+        return [(message, "tool_calls")] * n, [tokens] * n, json.dumps(functions)
+
+    def tool_calls(
+        self,
+        kind: str,
+        tools: list[dict[str, Any]],
+        choice: str,
+        messages: list[dict[str, Any]],
+        pairs: list[tuple[str, str]],
+    ) -> tuple[list[tuple[str, dict[str, Any]]], int]:
+        """The calls a tool-calling request is answered with, and their number of items.
+
+        * an extraction (:data:`TOOLS_EXTRACT`): one call of the memory schema per new
+          fact of the conversation (ground truth with the scenario's noise, as
+          ``extract`` answers), nothing when there is none (prose, unless
+          ``tool_choice`` demands a call);
+        * trustcall's update (:data:`TRUSTCALL_PATCH`, :data:`TRUSTCALL_UPDATE`): the
+          existing docs it shows (``<instance id=…>``) are the memories held; a new
+          version of a fact a doc holds patches that doc (``PatchDoc``, one ``replace``
+          of its memory field; with ``update_error_rate`` it is inserted instead), or,
+          without ``PatchDoc``, removes it (``RemoveDoc``) and inserts the new one;
+          other new facts are inserted. With nothing new: ``Done`` when offered
+          (langmem's later rounds), else, if a call is required, an empty ``PatchDoc``
+          of the first doc (trustcall drops it: no change);
+        * trustcall's repair (:data:`TRUSTCALL_REPAIR`): the fix of the call its error
+          names (``PatchFunctionName`` or ``PatchFunctionErrors``);
+        * any other forced tool: one call with its required fields filled from the
+          last user message.
+        """
+        if kind == TRUSTCALL_REPAIR:
+            return self._repair(tools, messages), 1
+        by_name = {t["name"]: t for t in tools}
+        schema = next((t for t in tools if memory_field(t)), None)
+        if kind == TOOLS_CALL:
+            target = by_name.get(choice) or tools[0]
+            last = next((text for role, text in reversed(pairs) if role == "user"), "")
+            return [(target["name"], _fill(target["parameters"], None, last, last))], 0
+        primary = memory_field(schema) if schema is not None else None
+        system = "\n".join(text for role, text in pairs if role in ("system", "developer"))
+        docs = [(m.group(1), _doc_text(m.group(3), primary)) for m in _INSTANCE.finditer(system)]
+        docs += [
+            (m.group(1), _doc_text(m.group(2), primary)) for m in _SCHEMA_INSTANCE.finditer(system)
+        ]
+        transcript = self._tool_transcript(pairs)
+        fresh = self._new(self._extract(transcript), *self._held([text for _, text in docs]))
+        calls = self._tool_updates(transcript, fresh, docs, by_name, schema, primary)
+        items = len(calls)
+        if not calls:
+            if DONE in by_name:
+                calls = [(DONE, {})]
+            elif choice != "auto" and PATCH_DOC in by_name and docs:
+                calls = [(PATCH_DOC, _patch_doc(docs[0][0], []))]
+            elif choice != "auto" and schema is not None:
+                text = docs[0][1] if docs else transcript[-1][1] if transcript else NOTHING_NEW
+                calls = [(schema["name"], _fill(schema["parameters"], primary, text, "other"))]
+        return calls, items
+
+    def _tool_transcript(self, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The conversation a tool-calling extraction is about.
+
+        langmem writes it into its prompt as ``<session_…>`` of ``pretty_repr``
+        messages (``utils.get_conversation``); otherwise it is the request's user and
+        assistant messages (``role: content`` lines split as Mem0's are).
+        """
+        for role, text in pairs:
+            session = _SESSION.search(text) if role == "user" else None
+            found = _pretty_transcript(session.group(1) if session else text)
+            if found:
+                return found
+        transcript: list[tuple[str, str]] = []
+        for role, text in pairs:
+            if role in ("user", "assistant") and text:
+                transcript += split_transcript(text + "\n") or [(role, text)]
+        return transcript
+
+    def _tool_updates(
+        self,
+        transcript: list[tuple[str, str]],
+        fresh: list[Factoid],
+        docs: list[tuple[str, str]],
+        by_name: dict[str, dict[str, Any]],
+        schema: dict[str, Any] | None,
+        primary: str | None,
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Patches of the docs whose fact has a new version, inserts of the rest (in order)."""
+        known = self._expected.known if self._expected is not None else {}
+        slots = {doc_id: {s for s, _ in known.get(text, ())} for doc_id, text in docs}
+        rng = self._rng("tools-update", transcript, [doc_id for doc_id, _ in docs])
+        patches, inserts, used = [], [], set()
+        for factoid in fresh:
+            fact_slots = {s for s, _ in factoid.facts}
+            target = next(
+                (d for d, held in slots.items() if held & fact_slots and d not in used), None
+            )
+            can_patch = PATCH_DOC in by_name or (REMOVE_DOC in by_name and schema is not None)
+            if target is not None and can_patch and rng.random() >= self.llm.cfg.update_error_rate:
+                used.add(target)
+                if PATCH_DOC in by_name:
+                    ops = [
+                        {
+                            "op": "replace",
+                            "path": f"/{primary or 'content'}",
+                            "value": factoid.content,
+                        }
+                    ]
+                    patches.append((PATCH_DOC, _patch_doc(target, ops)))
+                    continue
+                patches.append((REMOVE_DOC, {"json_doc_id": target}))
+            if schema is not None:
+                args = _fill(schema["parameters"], primary, factoid.content, factoid.category)
+                inserts.append((schema["name"], args))
+        return patches + inserts
+
+    def _repair(
+        self, tools: list[dict[str, Any]], messages: list[dict[str, Any]]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Answer trustcall's repair call: fix the tool call its last error message names.
+
+        An unknown tool name gets ``PatchFunctionName`` with the first valid name; a
+        validation error gets ``PatchFunctionErrors`` adding each required field the
+        call lacks (from the "Expected Parameter Schema" the error quotes).
+        """
+        error = next(
+            (
+                _content_text(m.get("content"))
+                for m in reversed(messages)
+                if m.get("role") == "tool"
+            ),
+            "",
+        )
+        found = _DOC_ID.search(error)
+        doc_id = found.group(1) if found else ""
+        if "Unrecognized tool name" in error:
+            listed = error.split("following tools:", 1)[-1].strip().rstrip(".")
+            valid = [n.strip() for n in listed.split(",") if n.strip() not in _HELPER_TOOLS]
+            reasons = [
+                "The tool message says the tool name is unrecognized.",
+                "It lists the valid names.",
+            ]
+            fixed = {"json_doc_id": doc_id, "reasoning": reasons, "fixed_name": (valid or [""])[0]}
+            return [(PATCH_NAME, fixed)]
+        args: dict[str, Any] = {}
+        for m in messages:
+            for call in m.get("tool_calls") or []:
+                if isinstance(call, dict) and call.get("id") == doc_id:
+                    with_args = (call.get("function") or {}).get("arguments") or "{}"
+                    try:
+                        args = json.loads(with_args)
+                    except json.JSONDecodeError:
+                        args = {}
+        blocks = _FENCED.findall(error)
+        try:
+            expected = json.loads(blocks[-1]) if blocks else {}
+        except json.JSONDecodeError:
+            expected = {}
+        wanted = _fill(
+            expected,
+            memory_field({"name": "memory", "description": "", "parameters": expected}),
+            "",
+            "",
+        )
+        ops = [
+            {"op": "add", "path": f"/{k}", "value": v} for k, v in wanted.items() if k not in args
+        ]
+        plan = "; ".join(f"add the missing required field {op['path'][1:]}" for op in ops) or "none"
+        return [(PATCH_ERRORS, {"json_doc_id": doc_id, "planned_edits": plan, "patches": ops})]
 
     # -- extraction -----------------------------------------------------------------------
     def _extract(self, transcript: list[tuple[str, str]]) -> list[Factoid]:
@@ -891,7 +1395,9 @@ def completion_chunks(response: dict[str, Any], include_usage: bool) -> Iterator
     ``choices`` is an empty array and its ``usage`` the whole request's (the
     non-streamed ``usage``); every other chunk then carries ``"usage": null``.
     Choices stream one after the other, in index order (the API may interleave
-    them; clients join deltas by ``index``).
+    them; clients join deltas by ``index``). A message with tool calls streams them
+    instead of content (:func:`tool_call_deltas`), then ``finish_reason``
+    ``tool_calls``.
     """
     head = {k: response[k] for k in ("id", "created", "model", "system_fingerprint")}
     extra = {"usage": None} if include_usage else {}
@@ -902,12 +1408,44 @@ def completion_chunks(response: dict[str, Any], include_usage: bool) -> Iterator
 
     for choice in response["choices"]:
         index, message = choice["index"], choice["message"]
-        yield chunk(index, {"role": "assistant", "content": "", "refusal": None})
-        for piece in content_deltas(message["content"]):
-            yield chunk(index, {"content": piece})
+        calls = message.get("tool_calls")
+        if calls:
+            yield from (chunk(index, delta) for delta in tool_call_deltas(calls))
+        else:
+            yield chunk(index, {"role": "assistant", "content": "", "refusal": None})
+            for piece in content_deltas(message["content"]):
+                yield chunk(index, {"content": piece})
         yield chunk(index, {}, choice["finish_reason"])
     if include_usage:
         yield {**head, "object": "chat.completion.chunk", "choices": [], "usage": response["usage"]}
+
+
+def tool_call_deltas(calls: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """A message's tool calls as the ``delta`` objects a stream sends them in.
+
+    As the Chat Completions API streams a tool call (OpenAI API reference, "The chat
+    completion chunk object": ``delta.tool_calls[]`` with ``index``, ``id``, ``type``,
+    ``function.name`` and ``function.arguments``; the function-calling guide,
+    "Streaming"): the first delta of the message holds the ``role``, ``content``
+    null and the first call's ``index``, ``id``, ``type`` and ``name`` with empty
+    ``arguments``; then one delta per token of its arguments (:func:`content_deltas`)
+    carrying only ``index`` and the fragment; each further call opens the same way
+    (without the role). The fragments of a call join to its ``arguments``.
+    """
+    for index, call in enumerate(calls):
+        function = call["function"]
+        head = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": function["name"], "arguments": ""},
+        }
+        opening = {"tool_calls": [head]}
+        if index == 0:
+            opening = {"role": "assistant", "content": None, **opening, "refusal": None}
+        yield opening
+        for piece in content_deltas(function["arguments"]):
+            yield {"tool_calls": [{"index": index, "function": {"arguments": piece}}]}
 
 
 def server_sent_events(chunks: Iterator[dict[str, Any]]) -> Iterator[str]:
@@ -976,7 +1514,12 @@ async def paced(events: Iterator[str], ttft_s: float, latency_s: float, start: f
     (due times against the clock, so a late wake-up does not add up).
     """
     events = list(events)
-    content = [i for i, e in enumerate(events) if '"content": "' in e and '"content": ""' not in e]
+    content = [
+        i
+        for i, e in enumerate(events)
+        if ('"content": "' in e and '"content": ""' not in e)
+        or ('"arguments": "' in e and '"arguments": ""' not in e)
+    ]
     first, last = (content[0], content[-1]) if content else (0, 0)
     for i, event in enumerate(events):
         if i <= first:

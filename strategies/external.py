@@ -130,7 +130,7 @@ def _items(name: str, result: Any, kwargs: dict) -> int:
     """Records a store call returned (queries) or wrote (writes)."""
     if name == "insert":
         return len(kwargs.get("ids") or kwargs.get("vectors") or [])
-    if name in ("update", "delete", "get"):
+    if name in ("update", "delete", "get", "put"):
         return 1
     if name == "list" and result and isinstance(result[0], list):
         return len(result[0])

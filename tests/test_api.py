@@ -23,7 +23,10 @@ PLUGIN = ROOT / "examples" / "keyword_memory" / "keyword_memory.py"
 
 API_MODULES = {"api", "base", "history", "jobs", "registry", "__init__"}
 """The modules the API is made of: they may import the parts of ``sim`` it exposes."""
-FAMILIES = {"lazy_retrieval": {"strategies.batched_dedup_budget"}}
+FAMILIES = {
+    "lazy_retrieval": {"strategies.batched_dedup_budget"},
+    "external_langmem": {"strategies.external"},
+}
 """A strategy module may import its own family: the module of the strategy it extends."""
 PROJECT = ("sim", "strategies", "reports", "memsim", "scenarios", "simpy")
 ENGINE = ("sim.engine", "sim.runner", "sim.shards", "sim.executors", "simpy", "reports", "memsim")
