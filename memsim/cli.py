@@ -236,12 +236,21 @@ def run(
             "chat span, with user.id and session.id: replayable as a trace of format otel.",
         ),
     ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Run even when the estimated peak memory exceeds what is available."
+        ),
+    ] = False,
 ) -> None:
     """Simulate a scenario with each strategy and write summary.json, report.md and the raw data.
 
-    The run is written into a new folder beside ``--out`` that replaces it only once
-    complete (see ``reports.output.ReplacedFolder``): an interrupted run leaves the
-    earlier results as they were. Replacing an earlier run is said on stderr.
+    Before simulating it estimates the run's turns, wall time and peak memory (printed
+    above the progress bar; sim/estimate.py) and refuses a run that would not fit in
+    the machine's available memory, unless --force. The run is written into a new
+    folder beside ``--out`` that replaces it only once complete (see
+    ``reports.output.ReplacedFolder``): an interrupted run leaves the earlier results
+    as they were. Replacing an earlier run is said on stderr.
     """
     try:
         for spec in strategy or []:
@@ -259,6 +268,7 @@ def run(
             store=store,
         )
         scn = _with_llm_profile(scn, llm_profile)
+        _check_size(scn, source, workers, force, quiet)
         out_dir = out if out is not None else Path("out") / scn.name
         if otel is not None:
             prepare_out_dir(otel.parent)  # fail before the run, not after it
@@ -279,6 +289,22 @@ def run(
             f"wrote {out_dir}/ (summary.json, report.md, report.html, charts/, parquet) in "
             f"{time.perf_counter() - started:.1f} s"
         )
+
+
+def _check_size(scn: Scenario, source: str, workers: int, force: bool, quiet: bool) -> None:
+    """Say what the run will take; refuse one that would not fit in memory."""
+    from sim.estimate import estimate
+
+    if scn.trace is not None:  # a trace's size is known once it is read
+        return
+    size = estimate(scn, set(strategies.external_strategies()), workers)
+    if not size.fits and not force:
+        raise ConfigError(
+            f"{source}: the run would need {size.line()}: fewer users or days, a machine "
+            "with more memory, or --force to run it anyway"
+        )
+    if not quiet:
+        err_console.print(f"memsim run: {size.line()} (estimated)")
 
 
 def _with_llm_profile(scn: Scenario, path: Path | None) -> Scenario:
