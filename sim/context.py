@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,7 +31,7 @@ from sim.config import Scenario
 from sim.embed import Embedder
 from sim.extraction_prompts import ExtractionPrompt
 from sim.faults import RATE_LIMITED, STORE_DOWN, FaultModel
-from sim.llm import Candidate, Factoid, LLMResult, MockLLM, Summary, UpdateDecision
+from sim.llm import Candidate, Factoid, LLMResult, MockLLM, Summary, ToolDecision, UpdateDecision
 from sim.pricing import Rates
 from sim.prompt_cache import NO_USE, Layout
 from sim.store import Memory, VectorStore, normalized_hash
@@ -238,6 +238,27 @@ class LLMClient:
         ctx = self._ctx
         result = ctx._services.llm.update(ctx.user, fact, candidates, ctx.now)
         return self._meter(result).decision  # type: ignore[return-value]
+
+    def tool_extract(
+        self,
+        messages: Sequence[Message],
+        system: str,
+        prompt: str,
+        tools: Sequence[dict[str, Any]],
+        shown: Sequence[Candidate] = (),
+        doc_ids: Sequence[str] = (),
+    ) -> ToolDecision:
+        """One extraction with tools against the memories ``shown`` (one call).
+
+        See :meth:`sim.llm.MockLLM.tool_extract`: the request's system message, user
+        message and functions set the bill; the answer is its tool calls.
+        """
+        ctx = self._ctx
+        ctx._stated.append(messages)
+        result = ctx._services.llm.tool_extract(
+            ctx.user, messages, system, prompt, tools, shown, doc_ids, ctx.now
+        )
+        return self._meter(result).tool_decision  # type: ignore[return-value]
 
     def summarize(self, messages: Sequence[Message], previous: Summary | None = None) -> Summary:
         """A new running summary (one summarization call)."""

@@ -1,6 +1,6 @@
 """``MockLLM``: a deterministic chat model that is an oracle with noise.
 
-It is long because the mock LLM answers five kinds of call with real token counts,
+It is long because the mock LLM answers six kinds of call with real token counts,
 noise, and the provider's latency and prompt cache.
 
 It never calls a network. Token counts are real (tiktoken on the exact prompt
@@ -23,7 +23,11 @@ configurable drift. ``update``
 is Mem0's memory-update call: given one new fact and the stored memories most
 similar to it, it answers ADD, UPDATE, DELETE or NONE as Mem0's prompt asks
 (``{"memory": [{"id", "text", "event", "old_memory"?}]}``), decided from ground
-truth and wrong at a configurable rate.
+truth and wrong at a configurable rate. ``tool_extract`` is one extraction with
+tools as trustcall makes it for LangMem: the facts ``extract`` finds, each decided
+against the memories the request shows (an insert, a ``PatchDoc`` of one of them,
+nothing, or a ``RemoveDoc``) by the same ground-truth rule and error rate as
+``update``, and billed as the request and the tool calls the API bills.
 
 Messages replayed from a real trace (kind ``trace``, :mod:`sim.traces`) carry no
 annotation except the facts of the turns a benchmark annotated: ``extract``
@@ -40,7 +44,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -62,7 +66,15 @@ from sim.textbank import (
     SUMMARY_SYSTEM_PROMPT,
     Slot,
 )
-from sim.tokens import REPLY_PRIMING_TOKENS, ROLE_TOKENS, TOKENS_PER_MESSAGE, TokenCounter, encoding
+from sim.tokens import (
+    REPLY_PRIMING_TOKENS,
+    ROLE_TOKENS,
+    TOKENS_PER_MESSAGE,
+    TokenCounter,
+    encoding,
+    tool_calls_tokens,
+    tool_tokens,
+)
 from sim.types import TRACE_KIND, TRANSCRIPT_PREFIX, Fact, Message
 
 if TYPE_CHECKING:  # the catalog is the workload's; the mock LLM only reads and extends it
@@ -151,6 +163,47 @@ class UpdateDecision:
     expected: str
 
 
+NOTHING_NEW = "No new memories to record."
+"""A tool-calling extraction's prose answer when it has nothing to record and may say so."""
+PATCH_DOC, REMOVE_DOC = "PatchDoc", "RemoveDoc"
+"""trustcall 0.0.39's tools for the existing documents it shows (``trustcall/_base.py``)."""
+
+
+def patch_doc_arguments(doc_id: str, patches: list[dict[str, Any]]) -> dict[str, Any]:
+    """Arguments of trustcall's ``PatchDoc``: the doc, the plan, the JSON patches."""
+    plan = "Replace the memory with its new version." if patches else "No change needed."
+    return {"json_doc_id": doc_id, "planned_edits": plan, "patches": patches}
+
+
+@dataclass(slots=True, frozen=True)
+class ToolCall:
+    """One call of a tool-calling extraction's answer, and what it does to the memories.
+
+    ``name`` and ``arguments`` (JSON) are what the API returns. ``event`` is ADD
+    (``factoid`` becomes a new memory), UPDATE (``factoid`` replaces the shown
+    memory ``target``, which keeps its key), DELETE (the shown memory ``target``
+    is removed) or NONE (an empty patch: nothing changes); ``target`` indexes the
+    memories the request showed.
+    """
+
+    name: str
+    arguments: str
+    event: str
+    target: int | None = None
+    factoid: Factoid | None = None
+
+
+@dataclass(slots=True)
+class ToolDecision:
+    """What a tool-calling extraction answered: its calls, in the answer's order.
+
+    ``errors`` counts the facts whose call ``update_error_rate`` changed.
+    """
+
+    calls: list[ToolCall] = field(default_factory=list)
+    errors: int = 0
+
+
 @dataclass(slots=True)
 class LLMResult:
     """The outcome of one model call."""
@@ -165,6 +218,7 @@ class LLMResult:
     factoids: list[Factoid] = field(default_factory=list)
     summary: Summary | None = None
     decision: UpdateDecision | None = None
+    tool_decision: ToolDecision | None = None
     cached_tokens: int = 0
     """Input tokens read from the provider's prompt cache (billed at its read price)."""
     cache_write_tokens: int = 0
@@ -179,7 +233,7 @@ def _stream_seed(seed: int, user: int, purpose: str) -> int:
 
 
 class MockLLM:
-    """Deterministic chat / extract / summarize / update with real token counts.
+    """Deterministic chat / extract / summarize / update / tool_extract with real token counts.
 
     With a :class:`~sim.prompt_cache.PromptCache`, each call first asks the cache
     which of its input tokens are cached at ``now`` (the simulated time the call
@@ -701,6 +755,123 @@ class MockLLM:
         use = self.prefix_use(user, now, tokens_in, prefix, self._update_key)
         return self._result(rng, "update", tokens_in, tokens_out, use, decision=decision)
 
+    # -- tool-calling extraction ------------------------------------------------
+    def tool_extract(
+        self,
+        user: int,
+        messages: Sequence[Message],
+        system: str,
+        prompt: str,
+        tools: Sequence[dict[str, Any]],
+        shown: Sequence[Candidate] = (),
+        doc_ids: Sequence[str] = (),
+        now: float = 0.0,
+    ) -> LLMResult:
+        """One trustcall extraction with tools: the facts of ``messages`` as tool calls.
+
+        The request is a system message ``system`` (trustcall shows the memories
+        ``shown`` in it, under ``doc_ids``), a user message ``prompt`` and the
+        functions ``tools`` (``{"name", "description", "parameters"}``). The facts
+        are :meth:`find_factoids`' (the scenario's miss, reword and hallucination
+        rates), drawn from the user's extraction stream; per slot the newest one
+        counts. Each is decided against ``shown`` by ground truth as :meth:`update`
+        decides (:func:`_ground_truth`): known (no call); an older version shown
+        (``PatchDoc`` of it, or, offered ``RemoveDoc`` but no ``PatchDoc``, its
+        removal and an insert); nothing shown about it (an insert: the first tool
+        that is not ``PatchDoc`` or ``RemoveDoc``). With ``RemoveDoc`` offered the
+        other outdated copies shown are removed. With probability
+        ``update_error_rate`` a fact gets a wrong decision (an insert, a patch of a
+        memory shown, or nothing) and no removal. A call the tools do not offer is
+        not made. With nothing to call, the answer is an empty ``PatchDoc`` of the
+        first memory shown when ``PatchDoc`` is offered (trustcall then requires a
+        call), else :data:`NOTHING_NEW` in prose.
+
+        Input tokens are the two messages in the chat format plus the tools by the
+        OpenAI cookbook's rule (:func:`sim.tokens.tool_tokens`, as ``serve-mock``
+        bills them); output tokens are each call's name and JSON arguments
+        (:func:`sim.tokens.tool_calls_tokens`). A request over the context window
+        fails as ``extract`` does, with no calls.
+        """
+        count = self.tokens.count_split
+        system_message = self.tokens.message("system", count(system))
+        tokens_in = (
+            REPLY_PRIMING_TOKENS
+            + system_message
+            + self.tokens.message("user", count(prompt))
+            + tool_tokens(tools, count, self.cfg.model)
+        )
+        overflow = self.overflow("extract", tokens_in)
+        if overflow is not None:
+            overflow.tool_decision = ToolDecision()
+            return overflow
+        use = self.prefix_use(user, now, tokens_in, system_message, ("system", system))
+        rng = self.stream(user, "extract")
+        found = self.find_factoids(rng, messages)
+        decision = self._tool_decision(rng, found, tools, shown, doc_ids)
+        if decision.calls:
+            functions = [{"name": c.name, "arguments": c.arguments} for c in decision.calls]
+            tokens_out = tool_calls_tokens(functions, count)
+        else:
+            tokens_out = self.tokens.count(NOTHING_NEW)
+        return self._result(
+            rng, "extract", tokens_in, tokens_out, use, factoids=found, tool_decision=decision
+        )
+
+    def _tool_decision(
+        self,
+        rng: random.Random,
+        found: list[Factoid],
+        tools: Sequence[dict[str, Any]],
+        shown: Sequence[Candidate],
+        doc_ids: Sequence[str],
+    ) -> ToolDecision:
+        """The calls :meth:`tool_extract` answers for ``found`` (see there)."""
+        names = [t["name"] for t in tools]
+        schema = next((t for t in tools if t["name"] not in (PATCH_DOC, REMOVE_DOC)), None)
+        patches, removes = PATCH_DOC in names, REMOVE_DOC in names
+        patch_calls: list[ToolCall] = []
+        remove_calls: list[ToolCall] = []
+        insert_calls: list[ToolCall] = []
+        used: set[int] = set()
+        errors = 0
+        for factoid in _latest_per_slot(found):
+            event, target, stale = _ground_truth(factoid, shown)
+            if rng.random() < self.cfg.update_error_rate:
+                errors += 1
+                wrong = [e for e in (ADD, UPDATE, NONE) if e != event and (e != UPDATE or shown)]
+                event, stale = rng.choice(wrong), []
+                if event == ADD:
+                    target = None
+                elif event == UPDATE and target is None:
+                    target = rng.randrange(len(shown))
+            if event == UPDATE and (target in used or not (patches or removes)):
+                event = ADD  # that memory is patched already, or no tool can change it
+            if event == UPDATE and target is not None:
+                used.add(target)
+                if patches:
+                    ops = [
+                        {"op": "replace", "path": f"/{_field(schema)}", "value": factoid.content}
+                    ]
+                    args = patch_doc_arguments(doc_ids[target], ops)
+                    patch_calls.append(_call(PATCH_DOC, args, UPDATE, target, factoid))
+                else:
+                    args = {"json_doc_id": doc_ids[target]}
+                    remove_calls.append(_call(REMOVE_DOC, args, DELETE, target))
+                    event = ADD
+            if event == ADD and schema is not None:
+                args = {_field(schema): factoid.content}
+                insert_calls.append(_call(schema["name"], args, ADD, None, factoid))
+            if removes:
+                for i in stale:
+                    if i not in used:
+                        used.add(i)
+                        args = {"json_doc_id": doc_ids[i]}
+                        remove_calls.append(_call(REMOVE_DOC, args, DELETE, i))
+        calls = patch_calls + remove_calls + insert_calls
+        if not calls and patches and shown:
+            calls = [_call(PATCH_DOC, patch_doc_arguments(doc_ids[0], []), NONE, 0)]
+        return ToolDecision(calls, errors)
+
 
 HEURISTIC_SLOT = "heuristic:"
 """Slot prefix of a summary's facts found by :mod:`sim.heuristic` (no ground truth)."""
@@ -798,3 +969,31 @@ def _answer(
     target_id = candidates[target].id if target is not None else None
     decision = UpdateDecision(event, target_id, events, expected)
     return decision, json.dumps({"memory": elements}, ensure_ascii=False)
+
+
+def _latest_per_slot(factoids: list[Factoid]) -> list[Factoid]:
+    """Per slot the newest version found, each made-up text once, in the order found."""
+    chosen: dict[object, Factoid] = {}
+    for factoid in factoids:
+        key = factoid.facts[0][0] if factoid.facts else ("text", factoid.content)
+        kept = chosen.get(key)
+        if kept is None or (factoid.facts and factoid.facts[0][1] >= kept.facts[0][1]):
+            chosen[key] = factoid
+    return list(chosen.values())
+
+
+def _field(schema: dict[str, Any] | None) -> str:
+    """The property a memory schema holds its memory in: its first (``content``)."""
+    props = (schema or {}).get("parameters", {}).get("properties") or {}
+    return next(iter(props), "content")
+
+
+def _call(
+    name: str,
+    arguments: dict[str, Any],
+    event: str,
+    target: int | None = None,
+    factoid: Factoid | None = None,
+) -> ToolCall:
+    """A :class:`ToolCall` with its arguments as the API writes them (JSON)."""
+    return ToolCall(name, json.dumps(arguments, ensure_ascii=False), event, target, factoid)

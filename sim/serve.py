@@ -124,7 +124,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from sim.config import EmbeddingConfig, Scenario
 from sim.embed import Embedder
 from sim.heuristic import heuristic_facts
-from sim.llm import Factoid, MockLLM
+from sim.llm import NOTHING_NEW, Factoid, MockLLM
+from sim.llm import patch_doc_arguments as _patch_doc
 from sim.textbank import SLOT_BY_KEY
 from sim.tokens import (
     REPLY_PRIMING_TOKENS,
@@ -132,6 +133,8 @@ from sim.tokens import (
     TOKENS_PER_MESSAGE,
     TokenCounter,
     encoding,
+    tool_calls_tokens,
+    tool_tokens,
 )
 from sim.workload import Message
 
@@ -173,7 +176,6 @@ PATCH_DOC, PATCH_ERRORS, PATCH_NAME = "PatchDoc", "PatchFunctionErrors", "PatchF
 REMOVE_DOC, DONE = "RemoveDoc", "Done"
 _HELPER_TOOLS = frozenset({PATCH_DOC, PATCH_ERRORS, PATCH_NAME, REMOVE_DOC, DONE})
 _MEMORY_FIELDS = ("content", "memory", "fact", "text", "note")
-NOTHING_NEW = "No new memories to record."
 _MARKERS = (
     (MEM0_ADDITIVE, "You are a Memory Extractor"),
     (MEM0_UPDATE, "You are a smart memory manager"),
@@ -194,19 +196,6 @@ _SESSION = re.compile(r"<session_[^>\n]*>\n(.*?)\n</session_", re.DOTALL)
 _INSTANCE = re.compile(r'<instance id=(\S+?) schema_type="([^"]*)">\n(.*?)\n</instance>', re.DOTALL)
 _SCHEMA_INSTANCE = re.compile(r"<schema id=(\S+?)>\n<instance>\n(.*?)\n</instance>", re.DOTALL)
 _DOC_ID = re.compile(r"json_doc_id=\[([^\]]+)\]")
-
-# Tokens of function definitions: the OpenAI cookbook's "How to count tokens with
-# tiktoken", section 7 "Counting tokens for chat completions with tool calls"
-# (num_tokens_for_tools; https://github.com/openai/openai-cookbook/blob/main/examples/
-# How_to_count_tokens_with_tiktoken.ipynb), constants for gpt-4o and gpt-4o-mini
-# (func_init 10 for gpt-3.5-turbo and gpt-4), checked there against the API's usage.
-FUNC_INIT_TOKENS = 7
-PROP_INIT_TOKENS = 3
-PROP_KEY_TOKENS = 3
-ENUM_INIT_TOKENS = -3
-ENUM_ITEM_TOKENS = 3
-FUNC_END_TOKENS = 12
-LEGACY_FUNC_INIT_TOKENS = 10
 
 ROLES = ("system", "assistant", "user", "function", "tool", "developer")
 """The message roles the Chat Completions API accepts (in the order its error lists them)."""
@@ -405,45 +394,6 @@ def classify_tools(tools: Sequence[dict[str, Any]], choice: str) -> str | None:
     return TOOLS_CALL if choice != "auto" else None
 
 
-def _tool_function_tokens(tool: dict[str, Any], count: Callable[[str], int], defs: dict) -> int:
-    """One function's tokens by the cookbook's rule (see :meth:`MockBackend.tool_tokens`)."""
-    description = tool["description"].removesuffix(".")
-    total = FUNC_INIT_TOKENS + count(f"{tool['name']}:{description}")
-    return total + _property_tokens(tool["parameters"], count, defs, set())
-
-
-def _property_tokens(
-    schema: dict[str, Any], count: Callable[[str], int], defs: dict, seen: set[str]
-) -> int:
-    """``prop_init`` + per property ``prop_key``, ``name:type:description`` and enum items.
-
-    The cookbook counts flat parameters; an object nested in a property (an array's
-    ``items``, a ``$ref`` to a definition) is counted by the same rule, each
-    definition once.
-    """
-    props = schema.get("properties") or {}
-    if not props:
-        return 0
-    total = PROP_INIT_TOKENS
-    for name, prop in props.items():
-        prop = prop if isinstance(prop, dict) else {}
-        total += PROP_KEY_TOKENS
-        kind = prop.get("type") or ("object" if "$ref" in prop else "any")
-        description = str(prop.get("description") or "").removesuffix(".")
-        total += count(f"{name}:{kind}:{description}")
-        enum = prop.get("enum")
-        if isinstance(enum, list):
-            total += ENUM_INIT_TOKENS + sum(ENUM_ITEM_TOKENS + count(str(e)) for e in enum)
-        for nested in (prop, prop.get("items") if isinstance(prop.get("items"), dict) else {}):
-            ref = str(nested.get("$ref", "")).rsplit("/", 1)[-1]
-            if ref and ref in defs and ref not in seen:
-                seen.add(ref)
-                total += _property_tokens(defs[ref], count, defs, seen)
-            elif nested is not prop and nested.get("properties"):
-                total += _property_tokens(nested, count, defs, seen)
-    return total
-
-
 def _pretty_transcript(text: str) -> list[tuple[str, str]]:
     """Messages written by ``BaseMessage.pretty_repr``, joined by blank lines, as pairs."""
     heads = list(_PRETTY_TITLE.finditer(text))
@@ -470,12 +420,6 @@ def _doc_text(body: str, field_name: str | None) -> str:
             return doc[field_name]
         return next((v for v in doc.values() if isinstance(v, str)), body)
     return body if not isinstance(doc, str) else doc
-
-
-def _patch_doc(doc_id: str, patches: list[dict[str, Any]]) -> dict[str, Any]:
-    """Arguments of trustcall's ``PatchDoc``: the doc, the plan, the JSON patches."""
-    plan = "Replace the memory with its new version." if patches else "No change needed."
-    return {"json_doc_id": doc_id, "planned_edits": plan, "patches": patches}
 
 
 def _fill(schema: dict[str, Any], primary: str | None, text: str, category: str) -> dict:
@@ -722,33 +666,15 @@ class MockBackend:
 
     def tool_calls_tokens(self, functions: Sequence[Any]) -> int:
         """Tokens of tool calls: each one's function name and JSON arguments."""
-        count, total = self.tokens.count_split, 0
-        for function in functions:
-            if isinstance(function, dict):
-                total += count(str(function.get("name", "")))
-                total += count(str(function.get("arguments", "")))
-        return total
+        return tool_calls_tokens(functions, self.tokens.count_split)
 
     def tool_tokens(self, tools: Sequence[dict[str, Any]], model: str) -> int:
         """Input tokens of the request's function definitions, as the API bills them.
 
-        The rule of the OpenAI cookbook's ``num_tokens_for_tools`` (the constants beside
-        :data:`FUNC_INIT_TOKENS`): per function 7 tokens (10 for gpt-3.5-turbo and
-        gpt-4), ``name:description`` without a final period, 3 more when it has
-        properties, per property 3 and ``name:type:description`` (enums: -3, then 3
-        plus the item per item), and 12 once for all functions. Nested objects (trustcall's
-        ``JsonPatch`` items) are counted by the same rule. cl100k, like every count here.
+        The OpenAI cookbook's rule (:func:`sim.tokens.tool_tokens`), cl100k like every
+        count here.
         """
-        if not tools:
-            return 0
-        count = self.tokens.count_split
-        legacy = model.startswith(("gpt-3.5", "gpt-4")) and not model.startswith("gpt-4o")
-        extra = LEGACY_FUNC_INIT_TOKENS - FUNC_INIT_TOKENS if legacy else 0
-        total = FUNC_END_TOKENS
-        for tool in tools:
-            defs = tool["parameters"].get("$defs") or tool["parameters"].get("definitions") or {}
-            total += extra + _tool_function_tokens(tool, count, defs)
-        return total
+        return tool_tokens(tools, self.tokens.count_split, model)
 
     def chat(self, body: Any) -> tuple[dict[str, Any], RequestRecord]:
         """Answer a ``/v1/chat/completions`` body: the response and its record.

@@ -8,7 +8,10 @@ cl100k counts for every model so that strategies compare on one scale.
 
 The chat overhead follows OpenAI's published accounting (openai-cookbook,
 "How to count tokens with tiktoken"): every message costs 3 tokens plus its role
-and content, and every reply is primed with 3 more.
+and content, and every reply is primed with 3 more. Function definitions offered as tools, and
+the tool calls of an answer, are counted by the cookbook's rule too
+(:func:`tool_tokens`, :func:`tool_calls_tokens`): ``memsim serve-mock`` and the
+mock LLM's tool-calling extraction bill them alike.
 
 Counting by pieces. A text cut just before a space that follows a non-whitespace
 character (``"I live in Lisbon."`` | ``" What plan am I on?"``) has exactly as
@@ -28,8 +31,9 @@ cached piece counts instead of being encoded whole (:meth:`TokenCounter.sentence
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
+from typing import Any
 
 import tiktoken
 
@@ -132,3 +136,92 @@ class TokenCounter:
 ROLE_TOKENS = {
     role: len(encoding().encode_ordinary(role)) for role in ("system", "user", "assistant")
 }
+
+
+# -- tools ---------------------------------------------------------------------------------
+# Tokens of function definitions: the OpenAI cookbook's "How to count tokens with
+# tiktoken", section 7 "Counting tokens for chat completions with tool calls"
+# (num_tokens_for_tools; https://github.com/openai/openai-cookbook/blob/main/examples/
+# How_to_count_tokens_with_tiktoken.ipynb), constants for gpt-4o and gpt-4o-mini
+# (func_init 10 for gpt-3.5-turbo and gpt-4), checked there against the API's usage.
+FUNC_INIT_TOKENS = 7
+PROP_INIT_TOKENS = 3
+PROP_KEY_TOKENS = 3
+ENUM_INIT_TOKENS = -3
+ENUM_ITEM_TOKENS = 3
+FUNC_END_TOKENS = 12
+LEGACY_FUNC_INIT_TOKENS = 10
+
+
+def tool_tokens(
+    tools: Sequence[dict[str, Any]], count: Callable[[str], int], model: str = ""
+) -> int:
+    """Input tokens of a request's function definitions, as the API bills them.
+
+    ``tools`` are functions as a request sends them (``{"name", "description",
+    "parameters"}``). The rule of the OpenAI cookbook's ``num_tokens_for_tools``
+    (the constants beside :data:`FUNC_INIT_TOKENS`): per function 7 tokens (10 for
+    gpt-3.5-turbo and gpt-4, by ``model``), ``name:description`` without a final
+    period, 3 more when it has properties, per property 3 and
+    ``name:type:description`` (enums: -3, then 3 plus the item per item), and 12
+    once for all functions. Nested objects (trustcall's ``JsonPatch`` items) are
+    counted by the same rule.
+    """
+    if not tools:
+        return 0
+    legacy = model.startswith(("gpt-3.5", "gpt-4")) and not model.startswith("gpt-4o")
+    extra = LEGACY_FUNC_INIT_TOKENS - FUNC_INIT_TOKENS if legacy else 0
+    total = FUNC_END_TOKENS
+    for tool in tools:
+        defs = tool["parameters"].get("$defs") or tool["parameters"].get("definitions") or {}
+        total += extra + _tool_function_tokens(tool, count, defs)
+    return total
+
+
+def tool_calls_tokens(functions: Sequence[Any], count: Callable[[str], int]) -> int:
+    """Output tokens of tool calls: each one's function name and JSON arguments."""
+    total = 0
+    for function in functions:
+        if isinstance(function, dict):
+            total += count(str(function.get("name", "")))
+            total += count(str(function.get("arguments", "")))
+    return total
+
+
+def _tool_function_tokens(tool: dict[str, Any], count: Callable[[str], int], defs: dict) -> int:
+    """One function's tokens by the cookbook's rule (see :func:`tool_tokens`)."""
+    description = tool["description"].removesuffix(".")
+    total = FUNC_INIT_TOKENS + count(f"{tool['name']}:{description}")
+    return total + _property_tokens(tool["parameters"], count, defs, set())
+
+
+def _property_tokens(
+    schema: dict[str, Any], count: Callable[[str], int], defs: dict, seen: set[str]
+) -> int:
+    """``prop_init`` + per property ``prop_key``, ``name:type:description`` and enum items.
+
+    The cookbook counts flat parameters; an object nested in a property (an array's
+    ``items``, a ``$ref`` to a definition) is counted by the same rule, each
+    definition once.
+    """
+    props = schema.get("properties") or {}
+    if not props:
+        return 0
+    total = PROP_INIT_TOKENS
+    for name, prop in props.items():
+        prop = prop if isinstance(prop, dict) else {}
+        total += PROP_KEY_TOKENS
+        kind = prop.get("type") or ("object" if "$ref" in prop else "any")
+        description = str(prop.get("description") or "").removesuffix(".")
+        total += count(f"{name}:{kind}:{description}")
+        enum = prop.get("enum")
+        if isinstance(enum, list):
+            total += ENUM_INIT_TOKENS + sum(ENUM_ITEM_TOKENS + count(str(e)) for e in enum)
+        for nested in (prop, prop.get("items") if isinstance(prop.get("items"), dict) else {}):
+            ref = str(nested.get("$ref", "")).rsplit("/", 1)[-1]
+            if ref and ref in defs and ref not in seen:
+                seen.add(ref)
+                total += _property_tokens(defs[ref], count, defs, seen)
+            elif nested is not prop and nested.get("properties"):
+                total += _property_tokens(nested, count, defs, seen)
+    return total

@@ -30,13 +30,14 @@ files of the ``langmem`` 0.0.30 and ``trustcall`` 0.0.39 packages):
    ``PatchDoc`` and ``Memory`` (and ``RemoveDoc`` when ``enable_deletes``). The call
    is billed as LangMem's request: its system message, its user message (the
    instructions, then the conversation inside ``<session_…>`` tags) and the tool
-   definitions counted by the OpenAI cookbook's rule (:func:`function_tokens`).
+   definitions counted by the OpenAI cookbook's rule, as ``serve-mock`` counts them.
    Valid tool calls end trustcall's graph: one LLM call per reflection.
-4. **Tool calls applied** (``MemoryStoreManager._apply_manager_output``): one
-   insert (a ``Memory`` call) per new fact, one patch (``PatchDoc``) per fact that
-   updates a memory the model was shown, and, with ``enable_deletes``, one removal
-   (``RemoveDoc``) per other outdated copy shown. Each put is one embedding call and
-   one store write, as LangGraph's store embeds every put.
+4. **Tool calls applied** (``MemoryStoreManager._apply_manager_output``): a
+   ``Memory`` call is a new memory, a ``PatchDoc`` replaces the content of the
+   memory it names (same key), a ``RemoveDoc`` deletes it, an empty ``PatchDoc``
+   changes nothing. Each put is one embedding call and one store write, as
+   LangGraph's store embeds every put (its key kept by a patch: in memsim's store
+   a delete and a write of the same id).
 5. **The search tool at answer time** (``create_search_memory_tool``): the user's
    message is the query, its ``search_limit`` best hits are injected.
 
@@ -44,13 +45,12 @@ Dedup is the model's alone: neither ``MemoryStoreManager`` nor the store hashes
 or compares what it writes, so a restated fact is dropped only when its memory
 is among the ``query_limit`` the search showed the model.
 
-The mock LLM is the model: facts come from ``ctx.llm.extract`` (with the
-scenario's miss, reword and hallucination rates), and the tool calls are what
-that fact calls for against the memories shown, decided from the hidden ground
-truth without error, by the rule of the mock's Mem0 update call: a memory of the
-same slot at the same or a newer version means the fact is known; an older one is
-patched (the first shown); none is an insert. The call's output tokens are
-the mock extractor's answer (the facts as a JSON array), not the tool calls' text.
+The mock LLM is the model: ``ctx.llm.tool_extract`` gets the request (system
+message, user message, tools, the memories shown under their ids) and answers
+with its tool calls, decided by the mock from the hidden ground truth with the
+scenario's extraction noise and ``update_error_rate``
+(:meth:`sim.llm.MockLLM.tool_extract`). The strategy applies the calls as
+``_apply_manager_output`` does; it never reads what a memory or a fact is about.
 """
 
 from __future__ import annotations
@@ -58,13 +58,15 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import uuid
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 from pydantic import Field
 
 from strategies.api import (
-    Factoid,
+    ADD,
+    DELETE,
+    UPDATE,
     Memory,
     MemoryLayoutConfig,
     Message,
@@ -72,10 +74,8 @@ from strategies.api import (
     SessionHistories,
     Strategy,
     TickContext,
-    TokenCounter,
     TurnContext,
     hit_all,
-    normalized_hash,
     query_vector,
     register,
 )
@@ -131,93 +131,107 @@ NAMESPACE = "memories"
 """First element of ``create_memory_store_manager``'s default namespace
 ``("memories", "{langgraph_user_id}")``."""
 
-# -- the tool definitions, as the cookbook's rule reads them -------------------------------
-# (name, description, {property: (type, description)}): what ``bind_tools`` sends for
-# trustcall's PatchDoc, langmem's Memory and trustcall's RemoveDoc, trimmed to the fields
-# the rule counts (nested schemas, titles and ``required`` are not counted by it).
-MEMORY_TOOL = (
-    "Memory",
-    "Call this tool once for each new memory you want to record. Use multi-tool calling to "
-    "record multiple new memories.",
-    {
-        "content": (
-            "string",
-            "The memory as a well-written, standalone episode/fact/note/preference/etc. Refer "
-            "to the user's instructions for more information the preferred memory "
-            "organization.",
-        )
+# -- the tool definitions ------------------------------------------------------------------
+# What ``bind_tools`` sends for langmem's Memory, trustcall's PatchDoc (its ``patches``
+# items are trustcall's JsonPatch) and trustcall's RemoveDoc, trimmed to the fields the
+# OpenAI cookbook's rule counts (``type``, ``description``, ``enum``, nested properties;
+# not titles, ``required``, ``anyOf`` or examples).
+MEMORY_TOOL: dict[str, Any] = {
+    "name": "Memory",
+    "description": "Call this tool once for each new memory you want to record. Use multi-tool "
+    "calling to record multiple new memories.",
+    "parameters": {
+        "properties": {
+            "content": {
+                "type": "string",
+                "description": "The memory as a well-written, standalone "
+                "episode/fact/note/preference/etc. Refer to the user's instructions for more "
+                "information the preferred memory organization.",
+            }
+        }
     },
-)
-PATCH_DOC_TOOL = (
-    "PatchDoc",
-    "Respond with JSONPatch operations to update the existing JSON document based on the "
-    "provided text and schema.",
-    {
-        "json_doc_id": (
-            "string",
-            "First, identify the json_doc_id of the document you are patching.",
-        ),
-        "planned_edits": (
-            "string",
-            "Seconds, think step-by-step, reasoning over each required update and the "
-            "corresponding JSONPatch operation to accomplish it. Cite the fields in the "
-            "JSONSchema you referenced in developing this plan. Address each path as a group; "
-            "don't switch between paths.\n Plan your patches in the following order:1. "
-            "replace - this keeps collection size the same.\n2. remove - BE CAREFUL ABOUT "
-            "ORDER OF OPERATIONS. Each operation is applied sequentially. For arrays, remove "
-            "the highest indexed value first to avoid shifting indices. This ensures "
-            "subsequent remove operations remain valid.\n 3. add (for arrays, use /- to "
-            "efficiently append to end).",
-        ),
-        "patches": (
-            "array",
-            "Finally, provide a list of JSONPatch operations to be applied to the previous "
-            "tool call's response arguments. If none are required, return an empty list. "
-            "This field is REQUIRED. Multiple patches in the list are applied sequentially "
-            "in the order provided, with each patch building upon the result of the previous "
-            "one. Take care to respect array bounds. Order patches as follows:\n 1. replace - "
-            "this keeps collection size the same\n 2. remove - BE CAREFUL about order of "
-            "operations. For arrays, remove the highest indexed value first to avoid shifting "
-            "indices.\n 3. add - for arrays, use /- to efficiently append to end.",
-        ),
+}
+PATCH_DOC_TOOL: dict[str, Any] = {
+    "name": "PatchDoc",
+    "description": "Respond with JSONPatch operations to update the existing JSON document "
+    "based on the provided text and schema.",
+    "parameters": {
+        "properties": {
+            "json_doc_id": {
+                "type": "string",
+                "description": "First, identify the json_doc_id of the document you are patching.",
+            },
+            "planned_edits": {
+                "type": "string",
+                "description": "Seconds, think step-by-step, reasoning over each required "
+                "update and the corresponding JSONPatch operation to accomplish it. Cite the "
+                "fields in the JSONSchema you referenced in developing this plan. Address each "
+                "path as a group; don't switch between paths.\n Plan your patches in the "
+                "following order:1. replace - this keeps collection size the same.\n2. remove "
+                "- BE CAREFUL ABOUT ORDER OF OPERATIONS. Each operation is applied sequentially. "
+                "For arrays, remove the highest indexed value first to avoid shifting indices. "
+                "This ensures subsequent remove operations remain valid.\n 3. add (for arrays, "
+                "use /- to efficiently append to end).",
+            },
+            "patches": {
+                "type": "array",
+                "description": "Finally, provide a list of JSONPatch operations to be applied "
+                "to the previous tool call's response arguments. If none are required, return "
+                "an empty list. This field is REQUIRED. Multiple patches in the list are "
+                "applied sequentially in the order provided, with each patch building upon the "
+                "result of the previous one. Take care to respect array bounds. Order patches "
+                "as follows:\n 1. replace - this keeps collection size the same\n 2. remove - "
+                "BE CAREFUL about order of operations. For arrays, remove the highest indexed "
+                "value first to avoid shifting indices.\n 3. add - for arrays, use /- to "
+                "efficiently append to end.",
+                "items": {
+                    "properties": {
+                        "op": {
+                            "type": "string",
+                            "description": "The operation to be performed. Must be one of "
+                            "'add', 'remove', 'replace'.",
+                            "enum": ["add", "remove", "replace"],
+                        },
+                        "path": {
+                            "type": "string",
+                            "description": "A JSON Pointer path that references a location "
+                            "within the target document where the operation is performed. "
+                            "Note: patches are applied sequentially. If you remove a value, the "
+                            "collection size changes before the next patch is applied.",
+                        },
+                        "value": {
+                            "description": "The value to be used within the operation. "
+                            "REQUIRED for 'add', 'replace', and 'test' operations. Pay close "
+                            "attention to the json schema to ensure patched document will be "
+                            "valid.",
+                        },
+                    }
+                },
+            },
+        }
     },
-)
+}
 
 
-def remove_doc_tool(doc_ids: list[str]) -> tuple[str, str, dict[str, tuple[str, str]]]:
+def remove_doc_tool(doc_ids: list[str]) -> dict[str, Any]:
     """The ``RemoveDoc`` tool trustcall offers for the shown documents, listing their ids."""
     allowed = tuple(sorted(doc_ids))
-    return (
-        "RemoveDoc",
-        "Use this tool to remove (delete) a doc by its ID.",
-        {"json_doc_id": ("string", f"ID of the document to remove. Must be one of: {allowed}")},
-    )
+    return {
+        "name": "RemoveDoc",
+        "description": "Use this tool to remove (delete) a doc by its ID.",
+        "parameters": {
+            "properties": {
+                "json_doc_id": {
+                    "type": "string",
+                    "description": f"ID of the document to remove. Must be one of: {allowed}",
+                }
+            }
+        },
+    }
 
 
-# The OpenAI cookbook's constants for gpt-4o and gpt-4o-mini ("How to count tokens with
-# tiktoken", section 7, ``num_tokens_for_tools``; gpt-3.5-turbo and gpt-4 take 10 for
-# ``FUNC_INIT``).
-FUNC_INIT, PROP_INIT, PROP_KEY, FUNC_END = 7, 3, 3, 12
-
-
-def function_tokens(tokens: TokenCounter, tools: list[tuple]) -> int:
-    """Input tokens of function definitions by the OpenAI cookbook's rule.
-
-    Per function ``FUNC_INIT`` + the tokens of ``name:description`` (one trailing
-    period dropped); if it has properties ``PROP_INIT``, then per property
-    ``PROP_KEY`` + the tokens of ``name:type:description``; ``FUNC_END`` once for
-    the list. None of these tools has an enum.
-    """
-    if not tools:
-        return 0
-    total = FUNC_END
-    for name, description, properties in tools:
-        total += FUNC_INIT + tokens.count(f"{name}:{description.removesuffix('.')}")
-        if properties:
-            total += PROP_INIT
-            for key, (kind, text) in properties.items():
-                total += PROP_KEY + tokens.count(f"{key}:{kind}:{text.removesuffix('.')}")
-    return total
+INSTRUCTION_CATEGORY = "instruction"
+"""The category the mock extractor gives a planted instruction (``instruction_guard``)."""
 
 
 def message_title(role: str) -> str:
@@ -366,11 +380,16 @@ class LangMemLike(Strategy):
         """
         shown = self._search_before_extraction(ctx, batch)
         doc_ids = [_doc_id(ctx.user_id, m.id) for m in shown]
-        system = self._system_prompt(ctx.tokens, shown, doc_ids)
         session_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"memsim:{ctx.user_id}:{number}"))
-        conversation = _conversation(ctx.tokens, batch, session_id)
-        factoids = self.extract(ctx, conversation, system)
-        self._apply(ctx, factoids, shown)
+        decision = ctx.llm.tool_extract(
+            batch,
+            self.system_message(shown, doc_ids),
+            user_message(batch, session_id),
+            self.tools(shown, doc_ids),
+            shown,
+            doc_ids,
+        )
+        self._apply(ctx, decision.calls, shown)
 
     def _search_before_extraction(self, ctx: TurnContext, batch: list[Message]) -> list[Memory]:
         """The memories the model is shown: the ``query_limit`` best hits of every window.
@@ -392,56 +411,48 @@ class LangMemLike(Strategy):
         ranked = sorted(hits.values(), key=lambda hit: -hit[0])
         return [memory for _, memory in ranked[:limit]]
 
-    def _system_prompt(self, tokens: TokenCounter, shown: list[Memory], doc_ids: list[str]) -> str:
-        """The text the call is billed by: tools, system message and instructions, in order.
+    def tools(self, shown: list[Memory], doc_ids: list[str]) -> list[dict[str, Any]]:
+        """The functions trustcall binds: ``Memory`` alone with nothing shown, else its updates.
 
-        It opens with a line naming the tools offered, then LangMem's system message
-        (with trustcall's ``<existing>`` block when memories were shown), then the
-        instructions that open LangMem's user message. Its token count is recorded
-        as the sum of the parts counted apart plus the tool definitions by the
-        cookbook's rule (``TokenCounter.remember``), so the call costs what LangMem's
-        request costs; the first line keeps the text apart from any text another
-        caller counts.
+        With memories shown, ``_ExtractUpdates`` offers ``PatchDoc``, then ``Memory``
+        (with ``enable_inserts``), then ``RemoveDoc`` (with ``enable_deletes``).
         """
+        if not shown:
+            return [MEMORY_TOOL]
         cfg = self.config
-        if shown:
-            tools = [PATCH_DOC_TOOL] + ([MEMORY_TOOL] if cfg.enable_inserts else [])
-            if cfg.enable_deletes:
-                tools.append(remove_doc_tool(doc_ids))
-            instances = "\n".join(
-                f'<instance id={doc_id} schema_type="Memory">\n{_record(m)}\n</instance>'
-                for doc_id, m in zip(doc_ids, shown, strict=True)
-            )
-            command = PATCH_COMMAND + (INSERT_COMMAND if cfg.enable_inserts else "")
-            existing = f"{command}\n<existing>\n{instances}\n</existing>\n"
-            system = MEMORY_SUBROUTINE + "\n\n" + existing
-        else:
-            tools, system = [MEMORY_TOOL], MEMORY_SUBROUTINE
-        label = f"[tools: {', '.join(t[0] for t in tools)}]\n"
-        text = label + system + "\n" + MEMORY_INSTRUCTIONS + USER_REQUEST
-        counted = (
-            function_tokens(tokens, tools)
-            + tokens.count_split(system)
-            + tokens.count_split(MEMORY_INSTRUCTIONS + USER_REQUEST)
-        )
-        tokens.remember(text, counted)
-        return text
+        tools = [PATCH_DOC_TOOL] + ([MEMORY_TOOL] if cfg.enable_inserts else [])
+        return tools + ([remove_doc_tool(doc_ids)] if cfg.enable_deletes else [])
 
-    def _apply(self, ctx: TurnContext, factoids: list[Factoid], shown: list[Memory]) -> None:
-        """Carry out the tool calls: puts (each embedded and written), then removals."""
+    def system_message(self, shown: list[Memory], doc_ids: list[str]) -> str:
+        """LangMem's system message; with memories shown, trustcall's ``<existing>`` block."""
+        if not shown:
+            return MEMORY_SUBROUTINE
+        instances = "\n".join(
+            f'<instance id={doc_id} schema_type="Memory">\n{_record(m)}\n</instance>'
+            for doc_id, m in zip(doc_ids, shown, strict=True)
+        )
+        command = PATCH_COMMAND + (INSERT_COMMAND if self.config.enable_inserts else "")
+        return f"{MEMORY_SUBROUTINE}\n\n{command}\n<existing>\n{instances}\n</existing>\n"
+
+    def _apply(self, ctx: TurnContext, calls: list[Any], shown: list[Memory]) -> None:
+        """Carry out the tool calls: puts (each embedded and written), then removals.
+
+        With ``instruction_guard`` the application drops inserts and patches whose
+        memory the extractor classed as an instruction.
+        """
         puts: list[Memory] = []
         removed: list[int] = []
-        for factoid in _latest_per_slot(factoids):
-            target, stale = _known(factoid, shown)
-            if target is None and not stale:
-                if self.config.enable_inserts or not shown:
-                    puts.append(ctx.new_memory(factoid))
-                continue
-            if target is None:  # only older copies: patch the first shown
-                target, stale = stale[0], stale[1:]
-                puts.append(_patched(ctx, target, factoid))
-            if self.config.enable_deletes:
-                removed += [m.id for m in stale]
+        guard = self.config.instruction_guard
+        for call in calls:
+            if call.event == DELETE:
+                removed.append(shown[call.target].id)
+            elif call.event in (ADD, UPDATE):
+                if guard and call.factoid.category == INSTRUCTION_CATEGORY:
+                    continue
+                memory = ctx.new_memory(call.factoid)
+                if call.event == UPDATE:
+                    memory = _patched(memory, shown[call.target])
+                puts.append(memory)
         for memory in puts:
             vector = ctx.embedder.embed([memory.text])
             if any(m.id == memory.id for m in shown):
@@ -464,32 +475,6 @@ def _doc_id(user_id: str, memory_id: int) -> str:
     """
     key = str(uuid.uuid5(uuid.NAMESPACE_URL, f"memsim:{user_id}:memory:{memory_id}"))
     return uuid.uuid5(uuid.NAMESPACE_DNS, str((NAMESPACE, user_id, key))).hex
-
-
-def _conversation(tokens: TokenCounter, batch: list[Message], session_id: str) -> list[Message]:
-    """The batch as LangMem's session block, one copy of each message carrying its share.
-
-    ``utils.get_conversation`` merges runs of one role (contents joined by a
-    newline) and joins ``pretty_repr`` blocks (title, blank line, content) with a
-    blank line, inside `` <session_ID>`` tags. Each copy's ``transcript_tokens``
-    holds its piece of that text (the first also the opening tag, the last the
-    closing one), cut after newlines, where the tokenizer cuts too; ground truth
-    is the original's.
-    """
-    pieces = []
-    for i, msg in enumerate(batch):
-        starts_run = i == 0 or batch[i - 1].role != msg.role
-        head = message_title(msg.role) + "\n\n" if starts_run else ""
-        if i + 1 == len(batch):
-            tail = f"\n</session_{session_id}>"
-        else:
-            tail = "\n" if batch[i + 1].role == msg.role else "\n\n"
-        pieces.append(head + msg.text + tail)
-    pieces[0] = f" \n\n<session_{session_id}>\n" + pieces[0]
-    return [
-        dataclasses.replace(msg, transcript_tokens=tokens.count_split(piece))
-        for msg, piece in zip(batch, pieces, strict=True)
-    ]
 
 
 def _runs(messages: list[Message]) -> list[tuple[str, str]]:
@@ -524,46 +509,21 @@ def _dilated_windows(messages: list[Message], n: int) -> list[str]:
     return windows
 
 
-def _latest_per_slot(factoids: list[Factoid]) -> list[Factoid]:
-    """The facts one call records: per slot its newest version; each made-up text once."""
-    chosen: dict[object, Factoid] = {}
-    for factoid in factoids:
-        key = factoid.facts[0][0] if factoid.facts else ("text", factoid.content)
-        kept = chosen.get(key)
-        if kept is None or (factoid.facts and factoid.facts[0][1] >= kept.facts[0][1]):
-            chosen[key] = factoid
-    return list(chosen.values())
+def user_message(batch: list[Message], session_id: str) -> str:
+    """``MemoryManager._prepare_messages``' user message: instructions, then the session.
 
-
-def _known(factoid: Factoid, shown: list[Memory]) -> tuple[Memory | None, list[Memory]]:
-    """What the model makes of ``factoid`` against the memories shown (ground truth).
-
-    Returns the memory that already holds it (same slot, same or newer version; a
-    made-up fact: the same text), if any, and the shown memories holding an older
-    version of its slot, in the order shown.
+    The session is ``utils.get_conversation`` of the batch (runs of one role merged,
+    ``pretty_repr`` blocks joined by blank lines) inside ``<session_ID>`` tags.
     """
-    if not factoid.facts:
-        same = [m for m in shown if m.text == factoid.content]
-        return (same[0] if same else None), []
-    versions = dict(factoid.facts)
-    current: list[Memory] = []
-    older: list[Memory] = []
-    for memory in shown:
-        for slot, version in memory.facts:
-            if slot in versions:
-                (current if version >= versions[slot] else older).append(memory)
-                break
-    return (current[0] if current else None), older
+    session = f"\n\n<session_{session_id}>\n{_conversation_text(batch)}\n</session_{session_id}>"
+    return f"{MEMORY_INSTRUCTIONS}{USER_REQUEST} {session}"
 
 
-def _patched(ctx: TurnContext, old: Memory, factoid: Factoid) -> Memory:
-    """``old`` after a ``PatchDoc`` that replaced its content: same key, new text."""
-    return dataclasses.replace(
-        old,
-        text=factoid.content,
-        line_tokens=ctx.tokens.count("- " + factoid.content + "\n"),
-        category=factoid.category,
-        embedding_model=ctx.embedder.model,
-        content_hash=normalized_hash(factoid.content),
-        facts=factoid.facts,
-    )
+def _patched(memory: Memory, old: Memory) -> Memory:
+    """``memory`` (the patch's new content) under ``old``'s key, creation time, importance, hits.
+
+    A ``PatchDoc`` replaces the content of the document it names; the store key stays.
+    """
+    memory.id, memory.created_at, memory.importance = old.id, old.created_at, old.importance
+    memory.hit_count, memory.last_used_at = old.hit_count, old.last_used_at
+    return memory

@@ -9,27 +9,29 @@ from types import SimpleNamespace
 import pytest
 
 import scenarios
+import sim.context
+import sim.llm
 from helpers import single_user_context
 from reports.output import summarize
 from sim.context import take_spans, take_stated
+from sim.llm import Factoid, MockLLM
 from sim.runner import run_scenario
-from sim.store import Memory
+from sim.store import Memory, NumpyStore
 from sim.textbank import SLOT_BY_KEY
-from sim.tokens import REPLY_PRIMING_TOKENS
+from sim.tokens import REPLY_PRIMING_TOKENS, tool_tokens
 from sim.workload import Fact, Message
 from strategies.langmem_like import (
     MEMORY_INSTRUCTIONS,
     MEMORY_SUBROUTINE,
     MEMORY_TOOL,
     PATCH_DOC_TOOL,
-    USER_REQUEST,
     LangMemLike,
     LangMemLikeConfig,
-    _conversation,
     _dilated_windows,
-    function_tokens,
+    _doc_id,
     message_title,
     remove_doc_tool,
+    user_message,
 )
 
 NAME = "langmem-like"
@@ -39,7 +41,8 @@ DELAY = LangMemLikeConfig().delay_s
 class Driver:
     """One user's application on simulated time: jobs wait until :meth:`tick` runs them."""
 
-    def __init__(self, **config):
+    def __init__(self, message_cls=Message, **config):
+        self.message_cls = message_cls
         self.jobs: list = []
         self.ctx, self.catalog, self.store, self.tokens = single_user_context(
             defer=lambda user, job: self.jobs.append(job)
@@ -53,7 +56,9 @@ class Driver:
         text = SLOT_BY_KEY[slot].statements[0].format(v=value)
         self.catalog.register(text, (("fact", slot, value, "statement", 0),))
         fact = Fact(slot, version, value)
-        msg = Message("user", text, self.tokens.count(text), "state", (fact,), None, 0, session)
+        msg = self.message_cls(
+            "user", text, self.tokens.count(text), "state", (fact,), None, 0, session
+        )
         msg.turn, self.turn = self.turn, self.turn + 1
         return msg
 
@@ -236,6 +241,11 @@ def _extract_span(d):
     return span
 
 
+def function_tokens(tokens, tools):
+    """The tools' input tokens as serve-mock bills them (the OpenAI cookbook's rule)."""
+    return tool_tokens(tools, tokens.count_split)
+
+
 def test_extraction_bills_tools_existing_memories_and_the_session():
     d = Driver()
     tokens = d.tokens
@@ -243,15 +253,14 @@ def test_extraction_bills_tools_existing_memories_and_the_session():
     d.tick(DELAY)
     batch = d.extractions[-1]
     session = str(uuid.uuid5(uuid.NAMESPACE_URL, "memsim:u0:0"))
-    conversation = sum(m.transcript_tokens for m in _conversation(tokens, batch, session))
     first = _extract_span(d).tokens_in
     assert first == (
         REPLY_PRIMING_TOKENS
-        + tokens.message("system", tokens.count_split(MEMORY_SUBROUTINE))
+        + tokens.message("system", tokens.count(MEMORY_SUBROUTINE))
         + function_tokens(tokens, [MEMORY_TOOL])
-        + tokens.message("user", tokens.count_split(MEMORY_INSTRUCTIONS + USER_REQUEST))
-        + conversation
+        + tokens.message("user", tokens.count(user_message(batch, session)))
     )
+    assert MEMORY_INSTRUCTIONS in user_message(batch, session)
     bills = [first]
     for i, (slot, value) in enumerate([("plan", "Pro"), ("device", "Pixel 8")], start=1):
         d.say(2 * i * DELAY, slot, value)
@@ -273,25 +282,58 @@ def test_extraction_bills_tools_existing_memories_and_the_session():
     assert _extract_span(deleting).tokens_in - _extract_span(plain).tokens_in > removal - tools
 
 
+def test_output_tokens_are_the_tool_calls_as_serve_mock_bills_them():
+    """An insert bills ``Memory`` and its JSON arguments; a restatement an empty ``PatchDoc``."""
+    d = Driver()
+    tokens = d.tokens
+    d.say(0, "city", "Berlin")
+    d.tick(DELAY)
+    args = json.dumps({"content": "User lives in Berlin."})
+    assert _extract_span(d).tokens_out == tokens.count("Memory") + tokens.count_split(args)
+    (berlin,) = d.store.memories(0)
+    d.say(2 * DELAY, "city", "Berlin")
+    d.tick(3 * DELAY)
+    doc = json.dumps(
+        {
+            "json_doc_id": _doc_id("u0", berlin.id),
+            "planned_edits": "No change needed.",
+            "patches": [],
+        }
+    )
+    assert _extract_span(d).tokens_out == tokens.count("PatchDoc") + tokens.count_split(doc)
+
+
+def test_update_errors_come_from_the_mock_llm():
+    """With ``update_error_rate = 1`` every decision is wrong: a restated fact is never NONE."""
+    d = Driver()
+    d.ctx._services.llm.cfg = d.ctx._services.llm.cfg.model_copy(update={"update_error_rate": 1})
+    d.say(0, "city", "Berlin")
+    d.tick(DELAY)  # nothing shown: the right call is an insert, a wrong one nothing
+    assert d.store.count(0) == 0
+    d.say(2 * DELAY, "city", "Berlin")
+    d.tick(3 * DELAY)
+    assert d.store.count(0) == 0
+
+
+def _library_tools(tools):
+    from langchain_core.utils.function_calling import convert_to_openai_tool
+
+    return [convert_to_openai_tool(tool)["function"] for tool in tools]
+
+
 def test_request_tokens_equal_langmem_and_trustcall_requests(monkeypatch):
-    """The bill equals the request the installed LangMem builds, tools by the cookbook's rule."""
+    """The bill equals the request the installed LangMem and trustcall build.
+
+    Messages in the chat format, and the tools trustcall binds counted as serve-mock
+    counts them (the cookbook's rule, nested ``JsonPatch`` properties included), on a
+    5-message conversation: nothing shown, two memories shown, and with deletes.
+    """
     extraction = pytest.importorskip("langmem.knowledge.extraction")
     trustcall = pytest.importorskip("trustcall._base")
     from langchain_core.messages import HumanMessage, SystemMessage
-    from langchain_core.utils.function_calling import convert_to_openai_tool
 
-    tokens = Driver().tokens
-
-    def cookbook(tools):
-        specs = []
-        for tool in tools:
-            f = convert_to_openai_tool(tool)["function"]
-            props = {
-                k: (p["type"], p.get("description", ""))
-                for k, p in f["parameters"]["properties"].items()
-            }
-            specs.append((f["name"], f["description"], props))
-        return function_tokens(tokens, specs)
+    d = Driver()
+    tokens, llm = d.tokens, d.ctx._services.llm
 
     class Model:  # what trustcall needs of a chat model to build its request
         bound = property(lambda self: self)
@@ -314,13 +356,14 @@ def test_request_tokens_equal_langmem_and_trustcall_requests(monkeypatch):
         [{"role": r, "content": t} for r, t in chat],
     )
     batch = [Message(r, t, tokens.count(t)) for r, t in chat]
-    conversation = _conversation(tokens, batch, str(session))
+    assert user_message(batch, str(session)) == prepared[1]["content"]
     shown = [
         Memory(1, "User lives in Lisbon.", 7, 5, "background", 0.0, "m", ""),
         Memory(2, "User's plan is Pro.", 7, 5, "background", 0.0, "m", ""),
     ]
     ids = ["a" * 32, "b" * 32]
     schemas = {"Memory": extraction.Memory, "PatchDoc": trustcall.PatchDoc}
+    bills = []
     for deletes in (None, False, True):
         existing = [(i, "Memory", {"content": m.text}) for i, m in zip(ids, shown, strict=True)]
         messages = [SystemMessage(prepared[0]["content"]), HumanMessage(prepared[1]["content"])]
@@ -333,32 +376,128 @@ def test_request_tokens_equal_langmem_and_trustcall_requests(monkeypatch):
             state = SimpleNamespace(messages=messages, existing=existing)
             messages, _, removal, _ = updates._setup(state)
             tools = updates.bound_tools + ([removal] if removal else [])
-        expected = REPLY_PRIMING_TOKENS + cookbook(tools)
+        expected = REPLY_PRIMING_TOKENS + tool_tokens(_library_tools(tools), tokens.count_split)
         expected += sum(
             tokens.message(r, tokens.count(m.content))
             for r, m in zip(("system", "user"), messages, strict=True)
         )
         strategy = LangMemLike(LangMemLikeConfig(enable_deletes=bool(deletes)))
-        system = strategy._system_prompt(tokens, shown if deletes is not None else [], ids)
-        billed = REPLY_PRIMING_TOKENS + tokens.message("system", tokens.count(system))
-        billed += tokens.message("user", sum(m.transcript_tokens for m in conversation))
-        assert billed == expected, deletes
+        seen = shown if deletes is not None else []
+        system = strategy.system_message(seen, ids)
+        assert system == messages[0].content
+        prompt = user_message(batch, str(session))
+        result = llm.tool_extract(0, batch, system, prompt, strategy.tools(seen, ids), seen, ids)
+        assert result.tokens_in == expected, deletes
+        bills.append(result.tokens_in)
+    # Nested JsonPatch properties: 124 of the tokens with memories shown.
+    assert bills == [555, 1098, 1160]
     assert message_title("user") + "\n\nhi" == HumanMessage("hi").pretty_repr()
 
 
 def test_tool_definitions_are_trustcalls_and_langmems():
     extraction = pytest.importorskip("langmem.knowledge.extraction")
     trustcall = pytest.importorskip("trustcall._base")
-    from langchain_core.utils.function_calling import convert_to_openai_tool
 
+    count = Driver().tokens.count_split
     for spec, tool in [
         (MEMORY_TOOL, extraction.Memory),
         (PATCH_DOC_TOOL, trustcall.PatchDoc),
         (remove_doc_tool(["b", "a"]), trustcall._create_remove_doc_schema(("a", "b"))),
     ]:
-        f = convert_to_openai_tool(tool)["function"]
-        props = {k: (p["type"], p["description"]) for k, p in f["parameters"]["properties"].items()}
-        assert spec == (f["name"], f["description"], props)
+        (f,) = _library_tools([tool])
+        assert (spec["name"], spec["description"]) == (f["name"], f["description"])
+        props = f["parameters"]["properties"]
+        assert {k: p["description"] for k, p in spec["parameters"]["properties"].items()} == {
+            k: p["description"] for k, p in props.items()
+        }
+        assert tool_tokens([spec], count) == tool_tokens([f], count)
+
+
+# -- no hidden ground truth ----------------------------------------------------------------
+class _Seal:
+    strategy_running = False
+    oracle_running = False
+
+
+def _sealed(name):
+    slot = "_sealed_" + name
+
+    def get(self):
+        if _Seal.strategy_running and not _Seal.oracle_running:
+            raise AssertionError(f"the strategy read hidden ground truth: .{name}")
+        return getattr(self, slot)
+
+    def put(self, value):
+        setattr(self, slot, value)
+
+    return property(get, put)
+
+
+class SealedMessage(Message):
+    __slots__ = ("_sealed_facts", "_sealed_probe")
+    facts = _sealed("facts")
+    probe = _sealed("probe")
+
+
+class SealedMemory(Memory):
+    __slots__ = ("_sealed_facts", "_sealed_owner")
+    facts = _sealed("facts")
+    owner = _sealed("owner")
+
+
+class SealedFactoid(Factoid):
+    __slots__ = ("_sealed_facts",)
+    facts = _sealed("facts")
+
+
+def _as(flag, fn):
+    def wrapped(*args, **kwargs):
+        before = getattr(_Seal, flag)
+        setattr(_Seal, flag, True)
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            setattr(_Seal, flag, before)
+
+    return wrapped
+
+
+@pytest.mark.parametrize("deletes", [False, True])
+def test_the_strategy_never_reads_hidden_ground_truth(monkeypatch, deletes):
+    """Ground truth raises while the strategy runs, its reflections included, except inside
+    the mock LLM, the store and the context's memory factory (which copies a fact's ground
+    truth into the record the harness grades)."""
+    monkeypatch.setattr(sim.context, "Memory", SealedMemory)
+    monkeypatch.setattr(sim.llm, "Factoid", SealedFactoid)
+    harness = [
+        (MockLLM, "tool_extract"),
+        (NumpyStore, "add"),
+        (NumpyStore, "delete"),
+        (sim.context.TurnContext, "new_memory"),
+    ]
+    for cls, method in harness:
+        monkeypatch.setattr(cls, method, _as("oracle_running", getattr(cls, method)))
+    for method in ("build_prompt", "after_turn", "on_tick", "_reflect"):
+        monkeypatch.setattr(
+            LangMemLike, method, _as("strategy_running", getattr(LangMemLike, method))
+        )
+    d = Driver(SealedMessage, enable_deletes=deletes)
+    script = [
+        ("city", "Berlin", 0),
+        ("plan", "Pro", 0),
+        ("city", "Lisbon", 1),
+        ("city", "Lisbon", 1),
+    ]
+    for i, (slot, value, version) in enumerate(script):
+        d.say(2 * i * DELAY, slot, value, version)
+        d.tick(2 * i * DELAY + DELAY)
+    msg = d.message("city", "Porto")
+    with pytest.raises(AssertionError, match="hidden ground truth"):
+        _as("strategy_running", lambda: msg.facts)()  # the seal works
+    calls = [s.purpose for s in d.spans]
+    assert "extract" in calls
+    held = sorted(m._sealed_facts for m in d.store.memories(0))
+    assert held == [(("city", 1),), (("plan", 0),)]  # Berlin patched to Lisbon, then known
 
 
 # -- runs -----------------------------------------------------------------------------------
