@@ -227,3 +227,83 @@ def memory_work_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[R
             [f"{b['memories_per_user_mean']:.1f} / {b['memories_per_user_max']}" for b in blocks],
         ),
     ]
+
+
+def _reply_ends(turns: pd.DataFrame) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """Per user, the turns' start times (sorted) and when their reply came."""
+    out = {}
+    for user, group in turns.groupby("user", sort=True, observed=True):
+        group = group.sort_values("start_s", kind="stable")
+        start = group["start_s"].to_numpy()
+        out[int(user)] = (start, start + group["latency_s"].to_numpy())
+    return out
+
+
+def call_sides(run: StrategyRun) -> pd.DataFrame:
+    """The run's calls with the user's ``turn`` they fall in and the ``side`` they serve.
+
+    ``turn`` is the index among the user's turns (-1 before the first); ``side`` is
+    ``read`` for a call made while a user waited for the reply (retrieval and the
+    chat call), ``write`` for the rest (after the reply or in the background:
+    extraction, updates, their embeddings and store writes).
+    """
+    calls = run.calls
+    ends = _reply_ends(run.turns)
+    turn = np.full(len(calls), -1)
+    read = np.zeros(len(calls), dtype=bool)
+    users, starts = calls["user"].to_numpy(), calls["start_s"].to_numpy()
+    background = calls["background"].to_numpy()
+    for user, (start, reply_end) in ends.items():
+        mine = np.flatnonzero(users == user)
+        at = np.searchsorted(start, starts[mine], side="right") - 1
+        turn[mine] = at
+        waited = (at >= 0) & (starts[mine] < reply_end[np.maximum(at, 0)])
+        read[mine] = waited & ~background[mine]
+    return calls.assign(turn=turn, side=np.where(read, "read", "write"))
+
+
+def library_figures(run: StrategyRun, block: dict[str, Any], users: int, days: int) -> dict:
+    """What a team weighing memory libraries compares, from one strategy's records.
+
+    Per user message: LLM calls and tokens (LLM and embeddings) on the read side and
+    the write side (:func:`call_sides`); USD per user per month; memories per user and
+    their duplicate share at the end (and the memories at the run's middle day); the
+    write work's time per message that wrote
+    (the write-side calls' service and queueing time, summed per turn) and the
+    answer latency, p50/p95; recall and the share of probes shown an outdated fact;
+    the input tokens of the extraction calls in the first and the last week.
+    """
+    calls = call_sides(run)
+    messages = max(len(run.turns), 1)
+    llm = calls["endpoint"] == "llm"
+    metered = llm | (calls["purpose"] == "embed")
+    tokens = (calls["tokens_in"] + calls["tokens_out"]).where(metered, 0)
+    figures: dict[str, Any] = {}
+    for side in ("read", "write"):
+        mine = calls["side"] == side
+        figures[f"{side}_llm_calls"] = float((llm & mine).sum()) / messages
+        figures[f"{side}_tokens"] = float(tokens[mine].sum()) / messages
+    write = calls[(calls["side"] == "write") & (calls["turn"] >= 0)]
+    took = (write["latency_s"] + write["queue_s"]).groupby([write["user"], write["turn"]]).sum()
+    answer = run.turns["latency_s"].to_numpy()
+    for q in (50, 95):
+        figures[f"add_p{q}_s"] = float(np.percentile(took, q)) if len(took) else 0.0
+        figures[f"answer_p{q}_s"] = float(np.percentile(answer, q)) if len(answer) else 0.0
+    extract = calls[calls["purpose"] == "extract"]
+    week = 7 * 86_400.0
+    last = days * 86_400.0 - week
+    figures["extract_tokens_in_first_week"] = _mean(extract, extract["start_s"] < week)
+    figures["extract_tokens_in_last_week"] = _mean(extract, extract["start_s"] >= last)
+    figures["usd_per_user_month"] = block["usd_total"] / max(users, 1) * DAYS_PER_MONTH / days
+    daily = run.store_daily
+    mid = daily[daily["day"] == (days - 1) // 2]["memories"]
+    figures["memories_per_user_mid_run"] = float(mid.sum()) / max(users, 1)
+    for key in ("memories_per_user_mean", "duplicate_ratio", "recall", "stale_share"):
+        figures[key] = block[key]
+    figures["injected_tokens_p99"] = block["injected_tokens_p99"]
+    return figures
+
+
+def _mean(calls: pd.DataFrame, where: pd.Series) -> float:
+    picked = calls.loc[where, "tokens_in"]
+    return float(picked.mean()) if len(picked) else 0.0
