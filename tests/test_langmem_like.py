@@ -7,6 +7,7 @@ import uuid
 from types import SimpleNamespace
 
 import pytest
+from sealing import SealedFactoid, SealedMemory, SealedMessage, as_flag
 
 import scenarios
 import sim.context
@@ -14,7 +15,7 @@ import sim.llm
 from helpers import single_user_context
 from reports.output import summarize
 from sim.context import take_spans, take_stated
-from sim.llm import Factoid, MockLLM
+from sim.llm import MockLLM
 from sim.runner import run_scenario
 from sim.store import Memory, NumpyStore
 from sim.textbank import SLOT_BY_KEY
@@ -414,52 +415,6 @@ def test_tool_definitions_are_trustcalls_and_langmems():
 
 
 # -- no hidden ground truth ----------------------------------------------------------------
-class _Seal:
-    strategy_running = False
-    oracle_running = False
-
-
-def _sealed(name):
-    slot = "_sealed_" + name
-
-    def get(self):
-        if _Seal.strategy_running and not _Seal.oracle_running:
-            raise AssertionError(f"the strategy read hidden ground truth: .{name}")
-        return getattr(self, slot)
-
-    def put(self, value):
-        setattr(self, slot, value)
-
-    return property(get, put)
-
-
-class SealedMessage(Message):
-    __slots__ = ("_sealed_facts", "_sealed_probe")
-    facts = _sealed("facts")
-    probe = _sealed("probe")
-
-
-class SealedMemory(Memory):
-    __slots__ = ("_sealed_facts", "_sealed_owner")
-    facts = _sealed("facts")
-    owner = _sealed("owner")
-
-
-class SealedFactoid(Factoid):
-    __slots__ = ("_sealed_facts",)
-    facts = _sealed("facts")
-
-
-def _as(flag, fn):
-    def wrapped(*args, **kwargs):
-        before = getattr(_Seal, flag)
-        setattr(_Seal, flag, True)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            setattr(_Seal, flag, before)
-
-    return wrapped
 
 
 @pytest.mark.parametrize("deletes", [False, True])
@@ -476,10 +431,10 @@ def test_the_strategy_never_reads_hidden_ground_truth(monkeypatch, deletes):
         (sim.context.TurnContext, "new_memory"),
     ]
     for cls, method in harness:
-        monkeypatch.setattr(cls, method, _as("oracle_running", getattr(cls, method)))
+        monkeypatch.setattr(cls, method, as_flag("oracle_running", getattr(cls, method)))
     for method in ("build_prompt", "after_turn", "on_tick", "_reflect"):
         monkeypatch.setattr(
-            LangMemLike, method, _as("strategy_running", getattr(LangMemLike, method))
+            LangMemLike, method, as_flag("strategy_running", getattr(LangMemLike, method))
         )
     d = Driver(SealedMessage, enable_deletes=deletes)
     script = [
@@ -493,7 +448,7 @@ def test_the_strategy_never_reads_hidden_ground_truth(monkeypatch, deletes):
         d.tick(2 * i * DELAY + DELAY)
     msg = d.message("city", "Porto")
     with pytest.raises(AssertionError, match="hidden ground truth"):
-        _as("strategy_running", lambda: msg.facts)()  # the seal works
+        as_flag("strategy_running", lambda: msg.facts)()  # the seal works
     calls = [s.purpose for s in d.spans]
     assert "extract" in calls
     held = sorted(m._sealed_facts for m in d.store.memories(0))

@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sealing import SealedMemory, SealedMessage, as_flag
 
 import sim.context
 import sim.runner
 from helpers import make_scenario, single_user_context
 from sim.llm import MockLLM
-from sim.store import Memory, NumpyStore
+from sim.store import NumpyStore
 from sim.textbank import SLOT_BY_KEY
 from sim.tokens import TokenCounter
 from sim.workload import Fact, Message
@@ -313,57 +314,14 @@ def test_a_failed_reply_is_not_remembered():
 # -- no hidden ground truth ------------------------------------------------------------
 
 
-class _Seal:
-    strategy_running = False
-    oracle_running = False
-
-
-def _sealed(name):
-    slot = "_sealed_" + name
-
-    def get(self):
-        if _Seal.strategy_running and not _Seal.oracle_running:
-            raise AssertionError(f"the strategy read hidden ground truth: .{name}")
-        return getattr(self, slot)
-
-    def put(self, value):
-        setattr(self, slot, value)
-
-    return property(get, put)
-
-
-class SealedMessage(Message):
-    __slots__ = ("_sealed_facts", "_sealed_probe")
-    facts = _sealed("facts")
-    probe = _sealed("probe")
-
-
-class SealedMemory(Memory):
-    __slots__ = ("_sealed_facts", "_sealed_owner")
-    facts = _sealed("facts")
-    owner = _sealed("owner")
-
-
-def _as(flag, fn):
-    def wrapped(*args, **kwargs):
-        before = getattr(_Seal, flag)
-        setattr(_Seal, flag, True)
-        try:
-            return fn(*args, **kwargs)
-        finally:
-            setattr(_Seal, flag, before)
-
-    return wrapped
-
-
 def test_the_strategy_never_reads_hidden_ground_truth(monkeypatch):
     """Ground truth raises while the strategy runs, except inside the mock LLM and the store."""
     monkeypatch.setattr(sim.context, "Memory", SealedMemory)
     for cls, method in [(MockLLM, "extract"), (MockLLM, "summarize"), (NumpyStore, "add")]:
-        monkeypatch.setattr(cls, method, _as("oracle_running", getattr(cls, method)))
+        monkeypatch.setattr(cls, method, as_flag("oracle_running", getattr(cls, method)))
     for method in ("build_prompt", "after_turn"):
         monkeypatch.setattr(
-            MemGPTLike, method, _as("strategy_running", getattr(MemGPTLike, method))
+            MemGPTLike, method, as_flag("strategy_running", getattr(MemGPTLike, method))
         )
     d = Driver(SealedMessage, context_window_tokens=1_000, core_block_tokens=30)
     script = [
@@ -380,7 +338,7 @@ def test_the_strategy_never_reads_hidden_ground_truth(monkeypatch):
     found = set()
     for msg in script:
         with pytest.raises(AssertionError, match="hidden ground truth"):
-            _as("strategy_running", lambda m=msg: m.facts)()  # the seal works
+            as_flag("strategy_running", lambda m=msg: m.facts)()  # the seal works
         prompt = d.say(msg)
         found |= fact_keys(prompt)  # the harness may read it
     searches = d.strategy.searches(0)
