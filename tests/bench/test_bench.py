@@ -46,13 +46,12 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def write_between(name: str, text: str) -> None:
-    """Replace the text between ``<!-- bench:NAME:start -->`` and its end marker."""
+def write_between(name: str, text: str, doc: Path = DOC) -> None:
+    """Replace the text between ``<!-- bench:NAME:start -->`` and its end marker in ``doc``."""
     start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
-    doc = DOC.read_text()
-    head, rest = doc.split(start, 1)
+    head, rest = doc.read_text().split(start, 1)
     _, tail = rest.split(end, 1)
-    DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
+    doc.write_text(f"{head}{start}\n{text}\n{end}{tail}")
 
 
 @pytest.mark.bench

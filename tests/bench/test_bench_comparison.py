@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from test_bench import ROOT, machine
+from test_bench import ROOT, machine, write_between
 
 from reports.compare import library_figures
 from reports.results import load_results
@@ -130,13 +130,6 @@ def production_rows(fig: dict[str, dict], delayed: dict, summary: dict) -> str:
     return "\n".join(rows)
 
 
-def write_between(name: str, text: str) -> None:
-    start, end = f"<!-- bench:{name}:start -->", f"<!-- bench:{name}:end -->"
-    head, rest = DOC.read_text().split(start, 1)
-    _, tail = rest.split(end, 1)
-    DOC.write_text(f"{head}{start}\n{text}\n{end}{tail}")
-
-
 @pytest.mark.bench
 def test_library_comparison(tmp_path):
     out, delayed_out = tmp_path / "library-comparison", tmp_path / "delayed"
@@ -160,7 +153,7 @@ per strategy) in {wall:.0f} s; figures from `library_figures` (reports/compare.p
 {table(fig)}
 
 {production_rows(fig, {"summary": delayed_summary}, summary)}"""
-    write_between("comparison", text)
+    write_between("comparison", text, DOC)
     # The models agree with the real libraries on the write side's LLM calls.
     assert fig["langmem-like"]["write_llm_calls"] == pytest.approx(
         fig["external-langmem"]["write_llm_calls"], rel=0.15
