@@ -55,7 +55,8 @@ def test_a_run_that_would_not_fit_is_refused_with_its_estimate(tmp_path, monkeyp
 
 
 def test_the_estimate_is_printed_before_the_run_and_quiet_with_q(tmp_path):
-    loud = runner.invoke(app, ["run", "tiny", "--out", str(tmp_path / "a")])
-    assert loud.exit_code == 0 and "memsim run: about 360 turns" in loud.output
-    quiet = runner.invoke(app, ["run", "tiny", "-q", "--out", str(tmp_path / "b")])
+    small = ["run", "tiny", "--users", "2", "--days", "1"]
+    loud = runner.invoke(app, [*small, "--out", str(tmp_path / "a")])
+    assert loud.exit_code == 0 and "memsim run: about 30 turns" in loud.output
+    quiet = runner.invoke(app, [*small, "-q", "--out", str(tmp_path / "b")])
     assert quiet.exit_code == 0 and "estimated" not in quiet.output
