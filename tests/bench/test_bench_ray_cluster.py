@@ -120,7 +120,8 @@ def test_sharded_run_and_sweep_on_two_ray_nodes_equal_local(tmp_path):
         "| same bytes |\n|---|---|---|---|\n"
         f"| `memsim run {' '.join(RUN[:-1])}` (4 shards) | {run_s:.1f} s | {local_run_s:.1f} s "
         f"| summary.json: {'yes' if same_run else 'NO'} |\n"
-        f"| `memsim sweep` (a 2-point grid × 2 strategies × 2 seeds, 3 shards a run) | {sweep_s:.1f} s "
-        f"| {local_sweep_s:.1f} s | sweep.json: {'yes' if same_sweep else 'NO'} |",
+        "| `memsim sweep` (a 2-point grid × 2 strategies × 2 seeds, 3 shards a run) "
+        f"| {sweep_s:.1f} s | {local_sweep_s:.1f} s "
+        f"| sweep.json: {'yes' if same_sweep else 'NO'} |",
     )
     assert same_run and same_sweep
