@@ -137,7 +137,7 @@ def _items(name: str, result: Any, kwargs: dict) -> int:
     return len(result) if isinstance(result, list) else 0
 
 
-class _Run:
+class LibraryRun:
     """One run's server, library and mirror: built on the run's models, closed after."""
 
     def __init__(self, ctx: TurnContext, strategy: ExternalStrategy) -> None:
@@ -186,7 +186,7 @@ class ExternalStrategy(Strategy):
     def __init__(self, config: ExternalConfig | None = None) -> None:
         super().__init__(config)
         self._sessions = SessionHistories()
-        self._run: _Run | None = None
+        self._run: LibraryRun | None = None
 
     # A copy (a shard's, a worker's) carries the settings only: state is per run.
     def __getstate__(self) -> dict[str, Any]:
@@ -197,22 +197,24 @@ class ExternalStrategy(Strategy):
 
     # -- the library --------------------------------------------------------------------
     @abc.abstractmethod
-    def open_library(self, run: _Run) -> Any:
+    def open_library(self, run: LibraryRun) -> Any:
         """The library's client, talking to ``run.models.base_url``, storing in ``run.folder``."""
 
     @abc.abstractmethod
-    def search(self, run: _Run, ctx: TurnContext, query: str) -> list[str]:
+    def search(self, run: LibraryRun, ctx: TurnContext, query: str) -> list[str]:
         """Library ids of the user's memories about ``query``, best first."""
 
     @abc.abstractmethod
-    def add(self, run: _Run, ctx: TurnContext, messages: list[Message]) -> list[dict[str, str]]:
+    def add(
+        self, run: LibraryRun, ctx: TurnContext, messages: list[Message]
+    ) -> list[dict[str, str]]:
         """Hand an exchange to the library: its events ``{"id", "memory", "event"}``."""
 
     def errors(self) -> tuple[type[BaseException], ...]:
         """Exceptions by which the library reports a failed call (the turn goes on)."""
         return ()
 
-    def stored_ids(self, run: _Run, user_id: str) -> list[str]:
+    def stored_ids(self, run: LibraryRun, user_id: str) -> list[str]:
         """Ids of every memory the library holds for ``user_id`` (asked of the library)."""
         raise NotImplementedError
 
@@ -227,13 +229,13 @@ class ExternalStrategy(Strategy):
         }
 
     # -- the run --------------------------------------------------------------------------
-    def bound(self, ctx: TurnContext) -> _Run:
+    def bound(self, ctx: TurnContext) -> LibraryRun:
         """This run's server and library, started on first use."""
         run = self._run
         if run is None or not run.models.serves(ctx):
             if run is not None:
                 run.close()
-            run = self._run = _Run(ctx, self)
+            run = self._run = LibraryRun(ctx, self)
         return run
 
     def close(self) -> None:
@@ -243,7 +245,7 @@ class ExternalStrategy(Strategy):
             self._run = None
 
     @contextlib.contextmanager
-    def metered(self, ctx: TurnContext, run: _Run) -> Iterator[None]:
+    def metered(self, ctx: TurnContext, run: LibraryRun) -> Iterator[None]:
         """Turn what the library did inside the block into spans on ``ctx``, in order."""
         run.today = run.models.start_date + timedelta(days=int(ctx.now // SECONDS_PER_DAY))
         with run.models.metered(ctx, len(run.mirror(ctx.user))):
@@ -292,7 +294,7 @@ class ExternalStrategy(Strategy):
     def _mirror_events(
         self,
         ctx: TurnContext,
-        run: _Run,
+        run: LibraryRun,
         events: list[dict[str, str]],
         answers: dict[str, Factoid],
     ) -> None:
@@ -311,10 +313,20 @@ class ExternalStrategy(Strategy):
 
 
 # -- Mem0 --------------------------------------------------------------------------------------
-_ACTIVE: list[_Run] = []  # the run whose library call is in progress (one at a time)
+ACTIVE_RUNS: list[LibraryRun] = []  # the run whose library call is in progress (one at a time)
 
 
-class _DeterministicUuid:
+@contextlib.contextmanager
+def active_run(run: LibraryRun) -> Iterator[None]:
+    """Within it, a library's ids and dates come from ``run`` (see :class:`DeterministicUuid`)."""
+    ACTIVE_RUNS.append(run)
+    try:
+        yield
+    finally:
+        ACTIVE_RUNS.pop()
+
+
+class DeterministicUuid:
     """Stands in for the ``uuid`` module inside Mem0: ``uuid4()`` counts per run."""
 
     def __getattr__(self, name: str) -> Any:
@@ -322,15 +334,16 @@ class _DeterministicUuid:
 
     @staticmethod
     def uuid4() -> uuid.UUID:
-        return _ACTIVE[-1].next_uuid() if _ACTIVE else uuid.uuid4()
+        """The active run's next id (a random one outside a run)."""
+        return ACTIVE_RUNS[-1].next_uuid() if ACTIVE_RUNS else uuid.uuid4()
 
 
 def _dated(prompt_builder: Callable[..., str]) -> Callable[..., str]:
     """Mem0's extraction prompt builder, dated by the simulated clock instead of today."""
 
     def build(*args: Any, **kwargs: Any) -> str:
-        if _ACTIVE and kwargs.get("current_date") is None:
-            kwargs["current_date"] = _ACTIVE[-1].today.isoformat()
+        if ACTIVE_RUNS and kwargs.get("current_date") is None:
+            kwargs["current_date"] = ACTIVE_RUNS[-1].today.isoformat()
         return prompt_builder(*args, **kwargs)
 
     return build
@@ -367,7 +380,7 @@ def import_mem0() -> Any:
     _telemetry_off()
     if not getattr(mem0_main, "_memsim_patched", False):
         spacy_models._load_failed_full = spacy_models._load_failed_lemma = True
-        mem0_main.uuid = mem0_storage.uuid = _DeterministicUuid()
+        mem0_main.uuid = mem0_storage.uuid = DeterministicUuid()
         mem0_main.generate_additive_extraction_prompt = _dated(
             mem0_main.generate_additive_extraction_prompt
         )
@@ -406,7 +419,7 @@ class Mem0External(ExternalStrategy):
     library = "mem0ai"
     COLLECTION = "memsim-mem0"
 
-    def open_library(self, run: _Run) -> Any:
+    def open_library(self, run: LibraryRun) -> Any:
         """``Memory.from_config``: OpenAI LLM and embedder = the server; embedded Chroma."""
         memory_class = import_mem0()
         models = run.models
@@ -449,15 +462,10 @@ class Mem0External(ExternalStrategy):
 
         return (Mem0Error, openai.APIError)
 
-    @contextlib.contextmanager
-    def _active(self, run: _Run) -> Iterator[None]:
-        _ACTIVE.append(run)
-        try:
-            yield
-        finally:
-            _ACTIVE.pop()
+    def _active(self, run: LibraryRun) -> contextlib.AbstractContextManager[None]:
+        return active_run(run)
 
-    def search(self, run: _Run, ctx: TurnContext, query: str) -> list[str]:
+    def search(self, run: LibraryRun, ctx: TurnContext, query: str) -> list[str]:
         """``memory.search(query, filters={"user_id": …}, top_k=search_limit)``."""
         with self._active(run):
             found = run.client.search(
@@ -465,7 +473,9 @@ class Mem0External(ExternalStrategy):
             )
         return [item["id"] for item in found["results"]]
 
-    def add(self, run: _Run, ctx: TurnContext, messages: list[Message]) -> list[dict[str, str]]:
+    def add(
+        self, run: LibraryRun, ctx: TurnContext, messages: list[Message]
+    ) -> list[dict[str, str]]:
         """``memory.add([{"role", "content"}, …], user_id=…)`` (Mem0 extracts and dedups).
 
         Mem0 embeds the exchange as one text (``role: content`` lines, newlines made
@@ -482,7 +492,7 @@ class Mem0External(ExternalStrategy):
             result = run.client.add(payload, user_id=ctx.user_id)
         return result["results"]
 
-    def stored_ids(self, run: _Run, user_id: str) -> list[str]:
+    def stored_ids(self, run: LibraryRun, user_id: str) -> list[str]:
         """``memory.get_all(filters={"user_id": …})``: every memory Mem0 holds for the user."""
         with self._active(run):
             found = run.client.get_all(filters={"user_id": user_id}, top_k=100_000)

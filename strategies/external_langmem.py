@@ -43,11 +43,11 @@ from typing import Any, ClassVar
 
 from strategies.api import ConfigError, Message, ModelServer, TurnContext, register_external
 from strategies.external import (
-    _ACTIVE,
+    DeterministicUuid,
     ExternalStrategy,
+    LibraryRun,
     MeteredVectorStore,
-    _DeterministicUuid,
-    _Run,
+    active_run,
 )
 
 NAMESPACE = ("memories", "{langgraph_user_id}")
@@ -74,7 +74,7 @@ def import_langmem() -> Any:
             f"strategy 'external-langmem' needs langmem ({err}); run `make setup`"
         ) from None
     if not getattr(extraction, "_memsim_patched", False):
-        extraction.uuid = trustcall_base.uuid = _DeterministicUuid()
+        extraction.uuid = trustcall_base.uuid = DeterministicUuid()
         extraction._memsim_patched = True
     return langmem
 
@@ -173,7 +173,7 @@ class LangMemExternal(ExternalStrategy):
     name = "external-langmem"
     library = "langmem"
 
-    def open_library(self, run: _Run) -> _LangMem:
+    def open_library(self, run: LibraryRun) -> _LangMem:
         """``create_memory_store_manager`` on ``ChatOpenAI`` and an indexed ``InMemoryStore``."""
         langmem = import_langmem()
         from langchain_openai import ChatOpenAI
@@ -202,18 +202,14 @@ class LangMemExternal(ExternalStrategy):
         return {"configurable": {"langgraph_user_id": ctx.user_id}, "max_concurrency": 1}
 
     @contextlib.contextmanager
-    def _active(self, run: _Run) -> Iterator[None]:
+    def _active(self, run: LibraryRun) -> Iterator[None]:
         """Ids count in ``run``; no LangSmith tracing."""
         from langsmith import tracing_context
 
-        _ACTIVE.append(run)
-        try:
-            with tracing_context(enabled=False):
-                yield
-        finally:
-            _ACTIVE.pop()
+        with active_run(run), tracing_context(enabled=False):
+            yield
 
-    def search(self, run: _Run, ctx: TurnContext, query: str) -> list[str]:
+    def search(self, run: LibraryRun, ctx: TurnContext, query: str) -> list[str]:
         """``manager.search(query=…, limit=search_limit)``: keys, most similar first."""
         with self._active(run):
             found = run.client.manager.search(
@@ -221,7 +217,9 @@ class LangMemExternal(ExternalStrategy):
             )
         return [item.key for item in found]
 
-    def add(self, run: _Run, ctx: TurnContext, messages: list[Message]) -> list[dict[str, str]]:
+    def add(
+        self, run: LibraryRun, ctx: TurnContext, messages: list[Message]
+    ) -> list[dict[str, str]]:
         """``manager.invoke({"messages": [...]})``: its puts as ADD/UPDATE, deletes as DELETE.
 
         LangMem searches with the last ``query_limit // 4`` dilated windows of the
@@ -249,7 +247,7 @@ class LangMemExternal(ExternalStrategy):
         ]
         return events + [{"id": key, "event": "DELETE"} for key in client.store.deleted]
 
-    def stored_ids(self, run: _Run, user_id: str) -> list[str]:
+    def stored_ids(self, run: LibraryRun, user_id: str) -> list[str]:
         """Keys of every item in the user's namespace (asked of the store, not metered)."""
         inner = run.client.store._inner
         return [item.key for item in inner.search(("memories", user_id), limit=1_000_000)]
