@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import scenarios
 from memsim.cli import app
 from reports.output import summarize
+from sim import calibration
 from sim.runner import run_scenario
 
 pytest.importorskip("sentence_transformers")
@@ -99,7 +100,12 @@ def test_no_server_is_one_line_and_exit_2(tmp_path):
     assert result.stderr.count("\n") == 1 and "no ChromaDB server" in result.stderr
 
 
-def test_calibrate_writes_a_profile_the_latent_embedder_reads(tmp_path):
+def test_calibrate_writes_a_profile_the_latent_embedder_reads(tmp_path, monkeypatch):
+    # 20 timed queries per collection size instead of 100: the same profile, sooner.
+    full = calibration.collection_profile
+    monkeypatch.setattr(
+        calibration, "collection_profile", lambda *a, **k: full(*a, queries=20, **k)
+    )
     profile_path = tmp_path / "profile.json"
     result = runner.invoke(
         app, ["calibrate", "tiny", "--users", "3", "-o", str(profile_path), "-q"]
