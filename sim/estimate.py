@@ -7,7 +7,8 @@ measured one of ``docs/benchmarks.md`` (``make bench``, AMD EPYC, 2 cores):
 * **Turns**: users × days × ``sessions_per_user_per_day`` ×
   ``turns_per_session_mean`` per strategy (capped by ``max_sessions_per_user``),
   or a trace's messages. support-bot (1,000 users × 30 days) expects 63,000 and
-  simulates 63,827; ``tiny`` 120 and 121.
+  simulates 63,274 (``turns`` in ``memsim run support-bot``'s summary.json);
+  ``tiny`` 120 and 121.
 * **Wall time**: each strategy's turns at its measured end-to-end rate in one
   process (:data:`TURNS_PER_S`; "Throughput", support-bot 10,000 users × 30
   days), times :data:`WORKER_EFFICIENCY` per worker process up to the CPU count.

@@ -593,5 +593,5 @@ def estimate_tokens(
     from sim.tokens import TokenCounter
 
     counter = TokenCounter()
-    tokens_in = sum(3 + sum(4 + counter.count(m["content"]) for m in p[1]) for p in prompts)
+    tokens_in = sum(counter.chat([(m["role"], m["content"]) for m in p[1]]) for p in prompts)
     return tokens_in, sum(p[2] if len(p) > 2 else max_tokens for p in prompts)
