@@ -65,6 +65,7 @@ Rules (names are the keys of ``summary.json``'s ``alerts`` block):
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
@@ -73,9 +74,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 import strategies
 from reports.compare import growth
+from reports.exact import ExactSum, Percentiles
 from reports.numbers import rounded
+from reports.views import day_spans
 from sim.config import ConfigError, Scenario
-from sim.records import StrategyRun
+from sim.records import Records, StrategyRun
 from sim.workload import SECONDS_PER_DAY
 
 _CLOSE = 1e-3
@@ -128,19 +131,24 @@ def _switch(scenario: Scenario | dict[str, Any]) -> tuple[float | None, bool]:
 # -- the rules: each returns (first time it fired or None, observed value, detail) ---------
 
 
-def _memories(run: StrategyRun, limit: int) -> tuple[float | None, float]:
-    times = []
-    turns = run.turns[run.turns["store_size"] > limit]
-    if len(turns):
-        times.append(float(turns["start_s"].min()))
-    daily = run.store_daily[run.store_daily["memories"] > limit]
-    if len(daily):  # the snapshot closing the day, a hair before the next day starts
-        times.append(float(daily["day"].min() + 1) * SECONDS_PER_DAY - _CLOSE)
-    peak = max(
-        int(run.turns["store_size"].max()) if len(run.turns) else 0,
-        int(run.store_daily["memories"].max()) if len(run.store_daily) else 0,
-    )
+def _memories(run: Records, limit: int) -> tuple[float | None, float]:
+    times, peak = [], 0
+    for piece in run.pieces({"turns": ["start_s", "store_size"], "store_daily": _STORE}):
+        turns, daily = piece.turns, piece.store_daily
+        over = turns[turns["store_size"] > limit]
+        if len(over):
+            times.append(float(over["start_s"].min()))
+        full = daily[daily["memories"] > limit]
+        if len(full):  # the snapshot closing the day, a hair before the next day starts
+            times.append(float(full["day"].min() + 1) * SECONDS_PER_DAY - _CLOSE)
+        if len(turns):
+            peak = max(peak, int(turns["store_size"].max()))
+        if len(daily):
+            peak = max(peak, int(daily["memories"].max()))
     return (min(times) if times else None), peak
+
+
+_STORE = ["day", "memories"]
 
 
 def session_starts(turns: pd.DataFrame) -> pd.DataFrame:
@@ -153,7 +161,8 @@ def extraction_calls_by_session(run: StrategyRun) -> pd.DataFrame:
     """LLM extraction calls with the session each belongs to, in time order.
 
     A call belongs to its user's session that started last at or before it; a
-    call retried after a fault counts once (its first attempt).
+    call retried after a fault counts once (its first attempt). Users are
+    independent: a piece of whole users gives its users' rows.
     """
     calls = run.calls
     extract = calls[(calls["endpoint"] == "llm") & (calls["purpose"] == "extract")]
@@ -176,86 +185,184 @@ def extraction_calls_by_session(run: StrategyRun) -> pd.DataFrame:
     return merged[["user", "session", "start_s"]]
 
 
-def _extractions(run: StrategyRun, limit: int) -> tuple[float | None, float]:
-    calls = extraction_calls_by_session(run)
-    if not len(calls):
-        return None, 0
-    nth = calls.groupby(["user", "session"]).cumcount() + 1
-    over = calls[nth.to_numpy() > limit]
-    peak = int(nth.max())
-    return (float(over["start_s"].min()) if len(over) else None), peak
+def _extractions(run: Records, limit: int) -> tuple[float | None, float]:
+    columns = {
+        "turns": ["user", "session", "start_s"],
+        "calls": ["user", "start_s", "endpoint", "purpose", "attempt"],
+    }
+    first, peak = None, 0
+    for piece in run.pieces(columns):
+        calls = extraction_calls_by_session(piece)
+        if not len(calls):
+            continue
+        nth = calls.groupby(["user", "session"]).cumcount() + 1
+        over = calls[nth.to_numpy() > limit]
+        peak = max(peak, int(nth.max()))
+        if len(over):
+            at = float(over["start_s"].min())
+            first = at if first is None else min(first, at)
+    return first, peak
 
 
-def _injected(run: StrategyRun, limit: int) -> tuple[float | None, float]:
-    turns = run.turns
-    over = turns[turns["memory_tokens"] > limit]
-    peak = int(turns["memory_tokens"].max()) if len(turns) else 0
-    return (float(over["start_s"].min()) if len(over) else None), peak
+def _injected(run: Records, limit: int) -> tuple[float | None, float]:
+    first, peak = None, 0
+    for piece in run.pieces({"turns": ["start_s", "memory_tokens"]}):
+        turns = piece.turns
+        over = turns[turns["memory_tokens"] > limit]
+        if len(turns):
+            peak = max(peak, int(turns["memory_tokens"].max()))
+        if len(over):
+            at = float(over["start_s"].min())
+            first = at if first is None else min(first, at)
+    return first, peak
 
 
-def _retrieval(run: StrategyRun, limit_s: float, window_s: float) -> tuple[float | None, float]:
-    turns = run.turns[run.turns["retrieval_s"] > 0]
-    if not len(turns):
+RETRIEVAL_BATCH = 4_000_000
+"""Retrieval samples read at once to replay the trailing window (64 MB): a longer
+run is replayed a span of days at a time, each with the window before it."""
+
+
+def _retrieval_samples(piece: StrategyRun) -> tuple[np.ndarray, np.ndarray]:
+    """``(ends, values)`` of a piece's turns that spent time before the chat call."""
+    turns = piece.turns[piece.turns["retrieval_s"] > 0]
+    return (turns["start_s"] + turns["retrieval_s"]).to_numpy(), turns["retrieval_s"].to_numpy()
+
+
+def _retrieval(
+    run: Records, limit_s: float, window_s: float, worst: float | None
+) -> tuple[float | None, float]:
+    """When the trailing window's p99 first went over ``limit_s`` (``worst``: the run's p99).
+
+    Samples are replayed in the order of their end times; a run read in pieces is
+    replayed a span of days at a time (at most :data:`RETRIEVAL_BATCH` samples),
+    each span with the samples of the window before it, which gives the same windows.
+    """
+    if worst is None:
         return None, 0.0
-    ends = (turns["start_s"] + turns["retrieval_s"]).to_numpy()
+    columns = {"turns": ["start_s", "retrieval_s"]}
+    per_day = np.zeros(0, dtype=np.int64)
+    for piece in run.pieces(columns):
+        ends, _ = _retrieval_samples(piece)
+        counts = np.bincount((ends // SECONDS_PER_DAY).astype(np.int64))
+        width = max(len(per_day), len(counts))
+        per_day = np.pad(per_day, (0, width - len(per_day))) + np.pad(
+            counts, (0, width - len(counts))
+        )
+    for first_day, last_day in day_spans(per_day, RETRIEVAL_BATCH):
+        begin, end = first_day * SECONDS_PER_DAY, (last_day + 1) * SECONDS_PER_DAY
+        if last_day == len(per_day) - 1:
+            end = math.inf
+        found: list[tuple[np.ndarray, np.ndarray]] = []
+        for piece in run.pieces(columns):
+            ends, values = _retrieval_samples(piece)
+            keep = (ends >= begin - window_s) & (ends < end)
+            found.append((ends[keep], values[keep]))
+        ends = np.concatenate([f[0] for f in found])
+        values = np.concatenate([f[1] for f in found])
+        fired = _first_window_over(ends, values, begin, limit_s, window_s)
+        if fired is not None:
+            return fired
+    return None, worst
+
+
+def _first_window_over(
+    ends: np.ndarray, values: np.ndarray, begin: float, limit_s: float, window_s: float
+) -> tuple[float, float] | None:
+    """The first sample ending at or after ``begin`` whose trailing window's p99 is over the limit.
+
+    ``ends``/``values``: every sample ending from ``begin - window_s`` on, in the
+    order they were recorded.
+    """
     order = np.argsort(ends, kind="stable")
-    ends, values = ends[order], turns["retrieval_s"].to_numpy()[order]
+    ends, values = ends[order], values[order]
     firsts = np.searchsorted(ends, ends - window_s, side="left")
     slow = values > limit_s
     slow_before = np.concatenate(([0], np.cumsum(slow)))
-    worst = float(np.percentile(values, 99))  # over the whole run, if no window fires
-    for i in np.flatnonzero(slow_before[1:] - slow_before[firsts] > 0):
+    candidates = np.flatnonzero((slow_before[1:] - slow_before[firsts] > 0) & (ends >= begin))
+    for i in candidates:
         # p99 > limit needs a slow sample in the window; only those windows are computed.
         p99 = float(np.percentile(values[firsts[i] : i + 1], 99))
         if p99 > limit_s:
             return float(ends[i]), p99
-    return None, worst
+    return None
 
 
 def _embedding_switch(
-    run: StrategyRun, scenario: Scenario | dict[str, Any], days: int
+    run: Records, scenario: Scenario | dict[str, Any], days: int
 ) -> tuple[float | None, float]:
     switch_day, reembed = _switch(scenario)
     if switch_day is None or reembed or switch_day * SECONDS_PER_DAY > days * SECONDS_PER_DAY:
         return None, 0
     at = float(switch_day) * SECONDS_PER_DAY
-    calls = run.calls
-    embedded = calls[(calls["purpose"] == "embed") & (calls["start_s"] <= at)]
-    return (at if len(embedded) else None), int(embedded["items"].sum())
+    embedded, items = 0, 0
+    for piece in run.pieces({"calls": ["purpose", "start_s", "items"]}):
+        calls = piece.calls
+        before = calls[(calls["purpose"] == "embed") & (calls["start_s"] <= at)]
+        embedded += len(before)
+        items += int(before["items"].sum())
+    return (at if embedded else None), items
 
 
 def _day_of(start_s: pd.Series, days: int) -> np.ndarray:
     return np.minimum((start_s.to_numpy() // SECONDS_PER_DAY).astype(int), days - 1)
 
 
-def turns_per_day(run: StrategyRun, days: int) -> np.ndarray:
+@dataclass(frozen=True, slots=True)
+class Daily:
+    """Per simulated day: user turns started, billed tokens, and memory-block tokens."""
+
+    turns: np.ndarray
+    tokens: np.ndarray
+    block: np.ndarray
+
+    @classmethod
+    def of(cls, run: Records, days: int) -> Daily:
+        """Count ``run`` piece by piece (all per-day sums of integers: exact in any order)."""
+        turns, tokens, block = np.zeros(days, np.int64), np.zeros(days), np.zeros(days)
+        columns = {
+            "turns": ["start_s", "memory_tokens"],
+            "calls": ["start_s", "tokens_in", "tokens_out"],
+        }
+        for piece in run.pieces(columns):
+            day = _day_of(piece.turns["start_s"], days)
+            turns += np.bincount(day, minlength=days)
+            block += np.bincount(
+                day, weights=piece.turns["memory_tokens"].to_numpy(dtype=float), minlength=days
+            )
+            calls = piece.calls
+            tokens += np.bincount(
+                _day_of(calls["start_s"], days),
+                weights=(calls["tokens_in"] + calls["tokens_out"]).to_numpy(),
+                minlength=days,
+            )
+        return cls(turns, tokens, block)
+
+    def levels(self, per_turn: bool = True) -> np.ndarray:
+        """Each day's billed tokens, per user turn started that day when ``per_turn``."""
+        if not per_turn:
+            return self.tokens
+        days = len(self.turns)
+        return np.divide(self.tokens, self.turns, out=np.zeros(days), where=self.turns > 0)
+
+    def memory_block(self) -> np.ndarray:
+        """Each day's mean memory block per prompt (``turns.memory_tokens``); 0 without turns."""
+        days = len(self.turns)
+        return np.divide(self.block, self.turns, out=np.zeros(days), where=self.turns > 0)
+
+
+def turns_per_day(run: Records, days: int) -> np.ndarray:
     """User turns started on each simulated day."""
-    return np.bincount(_day_of(run.turns["start_s"], days), minlength=days)
+    return Daily.of(run, days).turns
 
 
-def daily_levels(run: StrategyRun, days: int, per_turn: bool = True) -> np.ndarray:
+def daily_levels(run: Records, days: int, per_turn: bool = True) -> np.ndarray:
     """Each day's billed tokens, per user turn started that day when ``per_turn``."""
-    calls = run.calls
-    tokens = np.bincount(
-        _day_of(calls["start_s"], days),
-        weights=(calls["tokens_in"] + calls["tokens_out"]).to_numpy(),
-        minlength=days,
-    )
-    if not per_turn:
-        return tokens
-    turns = turns_per_day(run, days)
-    return np.divide(tokens, turns, out=np.zeros(days), where=turns > 0)
+    return Daily.of(run, days).levels(per_turn)
 
 
-def daily_memory_block(run: StrategyRun, days: int) -> np.ndarray:
+def daily_memory_block(run: Records, days: int) -> np.ndarray:
     """Each day's mean memory block per prompt (``turns.memory_tokens``); 0 without turns."""
-    turns = turns_per_day(run, days)
-    block = np.bincount(
-        _day_of(run.turns["start_s"], days),
-        weights=run.turns["memory_tokens"].to_numpy(dtype=float),
-        minlength=days,
-    )
-    return np.divide(block, turns, out=np.zeros(days), where=turns > 0)
+    return Daily.of(run, days).memory_block()
 
 
 MEMORY_BUDGET_SETTING = "budget_tokens"
@@ -285,14 +392,15 @@ def memory_budget(scenario: Scenario | dict[str, Any], strategy: str) -> int | N
 
 
 def _daily_growth(
-    run: StrategyRun, days: int, t: AlertThresholds, budget: int | None
+    daily: Daily, t: AlertThresholds, budget: int | None
 ) -> tuple[float | None, float, dict[str, Any] | None]:
     """First day over the threshold, the ratio, and the ``filling`` note (see the module)."""
-    levels = daily_levels(run, days, t.per_turn)
-    mean_block = daily_memory_block(run, days)
+    days = len(daily.turns)
+    levels = daily.levels(t.per_turn)
+    mean_block = daily.memory_block()
     # Growth of the block up to its budget is excused; without a budget, none is.
     block = np.minimum(mean_block, 0 if budget is None else budget)
-    scale = np.ones(days) if t.per_turn else turns_per_day(run, days).astype(float)
+    scale = np.ones(days) if t.per_turn else daily.turns.astype(float)
     worst, held_back = 0.0, False
     for d in range(t.first_compared_day, days):
         first = min(d, t.baseline_days)
@@ -306,8 +414,8 @@ def _daily_growth(
         if ratio > 1 + t.daily_tokens_growth:
             return float((d + 1) * SECONDS_PER_DAY - _CLOSE), ratio, None
     # The weekly totals too: report.md's "leaks tokens" finding reads them.
-    held_back |= growth(daily_levels(run, days, per_turn=False)) > 1 + t.daily_tokens_growth
-    active = np.flatnonzero(turns_per_day(run, days))
+    held_back |= growth(daily.levels(per_turn=False)) > 1 + t.daily_tokens_growth
+    active = np.flatnonzero(daily.turns)
     if budget is None or not held_back or not len(active):
         return None, worst, None
     last = int(active[-1])
@@ -332,10 +440,11 @@ def filling_text(filling: dict[str, Any]) -> str:
 
 
 def evaluate(
-    run: StrategyRun,
+    run: Records,
     scenario: Scenario | dict[str, Any],
     days: int,
     thresholds: AlertThresholds | None = None,
+    retrieval_p99: float | None = None,
 ) -> list[dict[str, Any]]:
     """Every rule of :data:`RULES` for one strategy's run, in that order.
 
@@ -344,8 +453,14 @@ def evaluate(
     (the value that fired it, else the worst value seen) and ``filling`` (for
     ``daily_tokens_growth`` held back by a memory block filling toward its budget:
     the budget, the first week's and the last day's mean block; else ``None``).
+
+    The run is read piece by piece (:meth:`~sim.records.Records.pieces`);
+    ``retrieval_p99``: the run's p99 retrieval latency, when the caller has it
+    (else it is computed).
     """
     t = thresholds or AlertThresholds()
+    if retrieval_p99 is None:
+        retrieval_p99 = _retrieval_p99(run)
     found = {
         "memories_per_user": (_memories(run, t.memories_per_user), t.memories_per_user),
         "extraction_calls_per_session": (
@@ -357,21 +472,20 @@ def evaluate(
             t.injected_tokens_per_prompt,
         ),
         "retrieval_p99": (
-            _retrieval(run, t.retrieval_p99_s, t.retrieval_window_s),
+            _retrieval(run, t.retrieval_p99_s, t.retrieval_window_s, retrieval_p99),
             t.retrieval_p99_s,
         ),
         "embedding_switch_without_reembed": (_embedding_switch(run, scenario, days), 0),
     }
-    *daily, filling = _daily_growth(run, days, t, memory_budget(scenario, run.strategy))
+    budget = memory_budget(scenario, run.strategy)
+    *daily, filling = _daily_growth(Daily.of(run, days), t, budget)
     found["daily_tokens_growth"] = (tuple(daily), 1 + t.daily_tokens_growth)
-    starts, usd = run.calls["start_s"].to_numpy(), run.calls["usd"].to_numpy()
-    order = np.argsort(starts, kind="stable")
-    starts, usd = starts[order], usd[order]
+    spent_by = _spent_by(run, {at for (at, _), _ in found.values() if at is not None})
     out = []
     for rule in RULES:
         (at, observed), threshold = found[rule]
         fired = at is not None
-        spent = math.fsum(usd[: np.searchsorted(starts, at, side="right")]) if fired else None
+        spent = spent_by[at] if fired else None
         out.append(
             {
                 "rule": rule,
@@ -385,6 +499,30 @@ def evaluate(
             }
         )
     return out
+
+
+def _retrieval_p99(run: Records) -> float | None:
+    """The p99 of every retrieval latency of the run (``None`` without any)."""
+    stats = Percentiles((99,))
+    columns = {"turns": ["start_s", "retrieval_s"]}
+    for piece in run.pieces(columns):
+        stats.count(_retrieval_samples(piece)[1])
+    if stats.needs_second_pass:
+        for piece in run.pieces(columns):
+            stats.collect(_retrieval_samples(piece)[1])
+    return stats.at()[0]
+
+
+def _spent_by(run: Records, times: set[float]) -> dict[float, float]:
+    """USD of every call started at or before each of ``times`` (``math.fsum``'s sum)."""
+    if not times:
+        return {}
+    spent = {at: ExactSum() for at in times}
+    for piece in run.pieces({"calls": ["start_s", "usd"]}):
+        starts, usd = piece.calls["start_s"].to_numpy(), piece.calls["usd"].to_numpy()
+        for at, total in spent.items():
+            total.add(usd[starts <= at])
+    return {at: total.value for at, total in spent.items()}
 
 
 def summary_block(alerts: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

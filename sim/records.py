@@ -8,9 +8,10 @@ each DataFrame are declared once, in :mod:`sim.metrics`.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -28,6 +29,43 @@ class StrategyRun:
     store_daily: pd.DataFrame
     store_final: pd.DataFrame
 
+    def pieces(self, columns: Columns | None = None) -> Iterator[StrategyRun]:
+        """The records in pieces of whole users: an in-memory run is one piece (itself)."""
+        yield self
+
+
+Columns = dict[str, list[str]]
+"""The columns a reader needs, by table (``turns``, ``calls``, ``store_daily``)."""
+
+
+class Records(Protocol):
+    """One strategy's records, in memory (:class:`StrategyRun`) or on disk, read in pieces.
+
+    Each piece is a :class:`StrategyRun` of whole users (a shard of a large run),
+    so per-user figures can be computed piece by piece; the pieces come in the
+    order the records were written. ``store_final`` (one row per user) is whole.
+    ``columns`` lets a reader from disk read only those columns; a piece may hold more.
+    """
+
+    strategy: str
+    store_final: pd.DataFrame
+
+    def pieces(self, columns: Columns | None = None) -> Iterator[StrategyRun]:
+        """Every piece, in order."""
+        ...
+
+
+class ShardSink(Protocol):
+    """Takes a sharded run's records shard by shard, so the runner keeps none of them."""
+
+    def add(self, runs: list[StrategyRun]) -> None:
+        """One shard's records (one per strategy, in the run's order), in shard order."""
+        ...
+
+    def finish(self) -> list[Records]:
+        """Every strategy's records, once the last shard was added."""
+        ...
+
 
 @dataclass(slots=True)
 class RunResult:
@@ -36,7 +74,7 @@ class RunResult:
     scenario: Scenario
     resolved: dict[str, Any]
     config_sha256: str
-    runs: list[StrategyRun]
+    runs: list[Any]  # StrategyRun, or Records on disk for a run spooled shard by shard
     chat_rates: Rates
     embedding_rates: Rates
 
