@@ -8,19 +8,16 @@ order (the order of ``summary["strategies"]``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from reports.compare import part_means
 from reports.numbers import DAYS_PER_MONTH
 from reports.summary import TOKEN_PURPOSES
-from sim.workload import SECONDS_PER_DAY
+from reports.views import INJECTED_BIN_EDGES, RunView, as_views
+from sim.records import Records
 
-# Injected memory tokens per prompt: fixed bin edges, the same for every run, so that
-# two reports can be compared by eye. The first bin holds prompts with no memories.
-INJECTED_BIN_EDGES = (0, 1, 100, 200, 400, 800, 1600, 3200)
 PROMPT_PARTS = ("system", "memory", "history", "user")
 
 
@@ -28,8 +25,10 @@ def _names(summary: dict[str, Any]) -> list[str]:
     return list(summary["strategies"])
 
 
-def _by_strategy(frame: pd.DataFrame, name: str) -> pd.DataFrame:
-    return frame[frame["strategy"] == name]
+def _ordered(summary: dict[str, Any], runs: list[RunView]) -> list[RunView]:
+    """``runs`` in the order of ``summary["strategies"]``."""
+    by_name = {run.strategy: run for run in runs}
+    return [by_name[name] for name in _names(summary)]
 
 
 def cost_per_day(summary: dict[str, Any]) -> pd.DataFrame:
@@ -47,34 +46,30 @@ def cost_per_day(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["strategy", "day", "tokens", "usd"])
 
 
-def memories_over_time(summary: dict[str, Any], store: pd.DataFrame) -> pd.DataFrame:
+def memories_over_time(summary: dict[str, Any], runs: list[RunView]) -> pd.DataFrame:
     """Memories per user at the end of each simulated day: mean and p99, by strategy.
 
     Columns: ``strategy, day, mean, p99`` (``store.parquet`` snapshots).
     """
-    rows = []
-    for name in _names(summary):
-        own = _by_strategy(store, name)
-        for day, sizes in own.groupby("day", sort=True)["memories"]:
-            rows.append((name, int(day) + 1, float(sizes.mean()), float(np.percentile(sizes, 99))))
+    rows = [
+        (run.strategy, s.day + 1, float(s.mean), float(s.p99))
+        for run in _ordered(summary, runs)
+        for s in run.store_days
+    ]
     return pd.DataFrame(rows, columns=["strategy", "day", "mean", "p99"])
 
 
-def latency_per_day(summary: dict[str, Any], turns: pd.DataFrame) -> pd.DataFrame:
+def latency_per_day(summary: dict[str, Any], runs: list[RunView]) -> pd.DataFrame:
     """Turn latency percentiles per simulated day, over turns that got a reply.
 
     Columns: ``strategy, day, turns, p50, p95, p99``; a day without such turns has
     no row.
     """
-    days = summary["days"]
-    ok = turns[turns["error"] == ""]
-    rows = []
-    for name in _names(summary):
-        own = _by_strategy(ok, name)
-        day = np.minimum((own["start_s"].to_numpy() // SECONDS_PER_DAY).astype(int), days - 1)
-        for d, latency in own["latency_s"].groupby(day, sort=True):
-            p50, p95, p99 = np.percentile(latency, [50, 95, 99])
-            rows.append((name, int(d) + 1, len(latency), float(p50), float(p95), float(p99)))
+    rows = [
+        (run.strategy, d.day + 1, d.turns, d.p50, d.p95, d.p99)
+        for run in _ordered(summary, runs)
+        for d in run.latency_per_day
+    ]
     return pd.DataFrame(rows, columns=["strategy", "day", "turns", "p50", "p95", "p99"])
 
 
@@ -84,7 +79,7 @@ def _bin_label(lo: int, hi: int | None) -> str:
     return f"{lo:,}+" if hi is None else f"{lo:,}–{hi - 1:,}"
 
 
-def injected_tokens_histogram(summary: dict[str, Any], turns: pd.DataFrame) -> pd.DataFrame:
+def injected_tokens_histogram(summary: dict[str, Any], runs: list[RunView]) -> pd.DataFrame:
     """How many memory tokens each prompt carried: prompts per fixed bin, by strategy.
 
     Columns: ``strategy, bin, lo, hi, prompts, share``; ``lo`` inclusive, ``hi``
@@ -92,14 +87,14 @@ def injected_tokens_histogram(summary: dict[str, Any], turns: pd.DataFrame) -> p
     """
     edges = [*INJECTED_BIN_EDGES, None]
     rows = []
-    for name in _names(summary):
-        tokens = _by_strategy(turns, name)["memory_tokens"].to_numpy()
-        index = np.searchsorted(INJECTED_BIN_EDGES, tokens, side="right") - 1
-        counts = np.bincount(index, minlength=len(INJECTED_BIN_EDGES))
-        for i, count in enumerate(counts):
+    for run in _ordered(summary, runs):
+        total = sum(run.injected)
+        for i, count in enumerate(run.injected):
             lo, hi = edges[i], edges[i + 1]
-            share = float(count / len(tokens)) if len(tokens) else 0.0
-            rows.append((name, _bin_label(lo, hi), lo, -1 if hi is None else hi, int(count), share))
+            share = float(count / total) if total else 0.0
+            rows.append(
+                (run.strategy, _bin_label(lo, hi), lo, -1 if hi is None else hi, count, share)
+            )
     return pd.DataFrame(rows, columns=["strategy", "bin", "lo", "hi", "prompts", "share"])
 
 
@@ -148,15 +143,15 @@ def tokens_by_purpose(summary: dict[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["strategy", "purpose", "tokens"])
 
 
-def prompt_parts(summary: dict[str, Any], turns: pd.DataFrame) -> pd.DataFrame:
+def prompt_parts(summary: dict[str, Any], runs: list[RunView]) -> pd.DataFrame:
     """Mean chat-prompt tokens per turn by part (system, memory, history, user), by strategy.
 
     Columns: ``strategy, part, tokens`` (the figures of ``report.md``'s parts table).
     """
     rows = []
-    for name in _names(summary):
-        means = part_means(_by_strategy(turns, name))
-        rows += [(name, part, means[part]) for part in PROMPT_PARTS]
+    for run in _ordered(summary, runs):
+        means = run.parts()
+        rows += [(run.strategy, part, means[part]) for part in PROMPT_PARTS]
     return pd.DataFrame(rows, columns=["strategy", "part", "tokens"])
 
 
@@ -178,16 +173,17 @@ def prompt_cache_per_day(summary: dict[str, Any]) -> pd.DataFrame:
 
 
 def chart_data(
-    summary: dict[str, Any], turns: pd.DataFrame, store: pd.DataFrame
+    summary: dict[str, Any], records: Sequence[Records | RunView]
 ) -> dict[str, pd.DataFrame]:
     """Every chart's numbers, keyed by name, in the order the report shows them."""
+    runs = as_views(records, summary["days"])
     return {
         "cost_per_day": cost_per_day(summary),
         "recall_vs_cost": recall_vs_cost(summary),
-        "memories_over_time": memories_over_time(summary, store),
-        "latency_per_day": latency_per_day(summary, turns),
-        "injected_tokens_histogram": injected_tokens_histogram(summary, turns),
+        "memories_over_time": memories_over_time(summary, runs),
+        "latency_per_day": latency_per_day(summary, runs),
+        "injected_tokens_histogram": injected_tokens_histogram(summary, runs),
         "tokens_by_purpose": tokens_by_purpose(summary),
-        "prompt_parts": prompt_parts(summary, turns),
+        "prompt_parts": prompt_parts(summary, runs),
         "prompt_cache_per_day": prompt_cache_per_day(summary),
     }

@@ -5,6 +5,7 @@ Shared by the terminal table and ``report.md`` so both always show the same figu
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,8 @@ import numpy as np
 import pandas as pd
 
 from reports.numbers import DAYS_PER_MONTH
-from sim.records import StrategyRun
+from reports.views import RunView, as_views
+from sim.records import Records, StrategyRun
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,12 +37,6 @@ def growth(per_day: list[float]) -> float:
     return last / first if first else 0.0
 
 
-def part_means(turns: pd.DataFrame) -> dict[str, float]:
-    """Mean prompt tokens per turn, by prompt part."""
-    cols = ("system_tokens", "memory_tokens", "history_tokens", "user_tokens")
-    return {c.removesuffix("_tokens"): float(turns[c].mean()) if len(turns) else 0.0 for c in cols}
-
-
 RECALL_UNAVAILABLE = "unavailable (no probes)"
 """The recall cell of a run without probe questions (a trace without ground truth)."""
 
@@ -50,15 +46,16 @@ def recall_available(block: dict[str, Any]) -> bool:
     return block.get("probes", 1) > 0
 
 
-def _recall_cell(block: dict[str, Any], run: StrategyRun) -> str:
+def _recall_cell(block: dict[str, Any], run: RunView) -> str:
     if not recall_available(block):
         return RECALL_UNAVAILABLE
     return f"{block['recall']:.1%} ({block['stale_share']:.1%})"
 
 
-def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Row]:
-    """The rows of the comparison table, in display order."""
+def comparison_rows(summary: dict[str, Any], records: Sequence[Records | RunView]) -> list[Row]:
+    """The rows of the comparison table, in display order (one column per run)."""
     users, days = summary["users"], summary["days"]
+    runs = as_views(records, days)
     blocks = [summary["strategies"][r.strategy] for r in runs]
 
     def row(label: str, fmt) -> Row:
@@ -79,7 +76,7 @@ def comparison_rows(summary: dict[str, Any], runs: list[StrategyRun]) -> list[Ro
         row("USD/user/month", lambda b, r: f"${month(b) / users:,.4f}"),
         row(
             "prompt tokens/turn (mean)",
-            lambda b, r: f"{r.turns['prompt_tokens'].mean():,.0f}" if len(r.turns) else "0",
+            lambda b, r: f"{r.prompt_means['prompt']:,.0f}" if r.turns else "0",
         ),
         row(
             "LLM calls: chat / extract",

@@ -5,23 +5,23 @@ It is long because every finding of ``report.md`` lives here, each with its rule
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 from reports.alerts import AlertThresholds, filling_text, fired_lines
 from reports.compare import (
     MEMORY_WORK_TITLE,
+    Row,
     comparison_rows,
     growth,
     memory_work_lead,
     memory_work_rows,
-    part_means,
     prompt_cache_text,
     recall_available,
 )
 from reports.numbers import DAYS_PER_MONTH
-from sim.records import StrategyRun
+from reports.views import RunView, as_views
+from sim.records import Records
 from strategies.registry import external_strategies
 
 # Definitions for the reader, one Markdown bullet each (shared with ``report.html``).
@@ -317,18 +317,15 @@ def _unused_memory(name: str, block: dict[str, Any]) -> list[str]:
     ]
 
 
-def _memory_rows(runs: list[StrategyRun], days: int) -> list[list[str]]:
+def _memory_rows(runs: list[RunView], days: int) -> list[list[str]]:
     shown = sorted({*range(0, days, 7), days - 1})
+    by_day = [{s.day: s for s in run.store_days} for run in runs]
     rows = []
     for day in shown:
         cells = []
-        for run in runs:
-            sizes = run.store_daily.loc[run.store_daily["day"] == day, "memories"]
-            cells.append(
-                f"{sizes.mean():.1f} / {np.percentile(sizes, 99):.0f} / {sizes.max()}"
-                if len(sizes)
-                else "–"
-            )
+        for sizes in by_day:
+            s = sizes.get(day)
+            cells.append(f"{s.mean:.1f} / {s.p99:.0f} / {s.max}" if s else "–")
         rows.append([str(day + 1), *cells])
     return rows
 
@@ -348,9 +345,18 @@ def run_size(summary: dict[str, Any], description: str) -> str:
 
 
 def render(
-    summary: dict[str, Any], runs: list[StrategyRun], resolved: dict[str, Any], description: str
+    summary: dict[str, Any],
+    records: Sequence[Records | RunView],
+    resolved: dict[str, Any],
+    description: str,
+    work: list[Row] | None = None,
 ) -> str:
-    """The Markdown text of the report."""
+    """The Markdown text of the report.
+
+    ``work``: the memory-work rows of a run with a real library
+    (:func:`~reports.compare.memory_work_rows`); computed from ``records`` if not given.
+    """
+    runs = as_views(records, summary["days"])
     names = [r.strategy for r in runs]
     extra = resolved["resolved"]
     out = [
@@ -378,7 +384,7 @@ def render(
         "## Where prompt tokens go (mean per turn)",
         "",
     ]
-    parts = {r.strategy: part_means(r.turns) for r in runs}
+    parts = {r.strategy: r.parts() for r in runs}
     out += _table(
         ["part", *names],
         [
@@ -389,9 +395,9 @@ def render(
     real = [n for n in names if n in external_strategies()]
     if real:
         out += ["", f"## {MEMORY_WORK_TITLE}", "", memory_work_lead(real), ""]
-        out += _table(
-            ["measurement", *names], [[r.label, *r.cells] for r in memory_work_rows(summary, runs)]
-        )
+        if work is None:
+            work = memory_work_rows(summary, list(records))  # type: ignore[arg-type]
+        out += _table(["measurement", *names], [[r.label, *r.cells] for r in work])
     out += ["", "## Memories per user over time (mean / p99 / max at the end of the day)", ""]
     out += _table(["day", *names], _memory_rows(runs, summary["days"]))
     out += ["", "## Tokens per simulated day", ""]

@@ -10,6 +10,7 @@ name and every number is printed whole at any width from about 60 columns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,7 +19,8 @@ from rich.console import Console
 from rich.table import Table
 
 from reports.compare import comparison_rows
-from sim.records import StrategyRun
+from reports.views import RunView
+from sim.records import Records
 
 FRAME = 3
 """Columns a table spends on each of its columns besides the text: a space of padding on
@@ -124,7 +126,9 @@ def fitted_tables(
     return tables
 
 
-def print_comparison(console: Console, summary: dict[str, Any], runs: list[StrategyRun]) -> None:
+def print_comparison(
+    console: Console, summary: dict[str, Any], runs: Sequence[Records | RunView]
+) -> None:
     """Print one column per strategy, one row per measurement, within the console's width."""
     columns = [Column("measurement", "left", "bold"), *(Column(r.strategy) for r in runs)]
     rows = [Line([row.label, *row.cells]) for row in comparison_rows(summary, runs)]

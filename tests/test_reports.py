@@ -21,7 +21,9 @@ from reports import chartdata, charts, html
 from reports.chartdata import INJECTED_BIN_EDGES, pareto_front
 from reports.compare import Row, comparison_rows
 from reports.results import load_results
+from reports.views import PROMPT_COLUMNS, view
 from sim.config import ConfigError
+from sim.records import StrategyRun
 
 GOLDEN = Path(__file__).parent / "golden" / "tiny_charts.json"
 CHART_NAMES = [spec.name for spec in charts.SPECS]
@@ -71,7 +73,7 @@ def _dump(golden: dict) -> str:
 
 def test_chart_data_matches_golden(saved):
     results = load_results(saved)
-    actual = _jsonable(chartdata.chart_data(results.summary, results.turns, results.store))
+    actual = _jsonable(chartdata.chart_data(results.summary, results.runs()))
     if os.environ.get("MEMSIM_UPDATE_GOLDEN"):
         GOLDEN.write_text(_dump(actual))
     expected = json.loads(GOLDEN.read_text())
@@ -167,8 +169,12 @@ def test_recall_vs_cost_is_monthly_and_flags_the_front():
 
 def test_injected_tokens_bins_are_fixed_and_exact():
     tokens = [0, 0, 1, 99, 100, 1599, 1600, 3199, 3200, 50_000]
-    turns = pd.DataFrame({"strategy": "s", "memory_tokens": tokens})
-    frame = chartdata.injected_tokens_histogram({"strategies": {"s": {}}}, turns)
+    turns = pd.DataFrame({"start_s": 0.0, "error": "", "latency_s": 1.0, "memory_tokens": tokens})
+    for column in PROMPT_COLUMNS:
+        turns[column] = turns.get(column, 0)
+    store = pd.DataFrame({"day": [0], "user": [0], "memories": [0], "duplicates": [0]})
+    run = StrategyRun("s", turns, pd.DataFrame(), store, store)
+    frame = chartdata.injected_tokens_histogram({"strategies": {"s": {}}}, [view(run, 1)])
     assert frame["bin"].tolist() == [
         "0", "1–99", "100–199", "200–399", "400–799", "800–1,599", "1,600–3,199", "3,200+"
     ]  # fmt: skip
