@@ -14,6 +14,9 @@ The command line is a thin layer over these calls.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +29,13 @@ import scenarios
 from reports.otel import Content, TurnContent, write_otel
 from reports.output import summarize, write_outputs, write_reports
 from reports.results import load_results
+from reports.spool import Spool, SpooledRun
+from reports.views import RunView, as_views
 from sim.config import ConfigError, Scenario, format_validation_error
 from sim.executors import ExecutorName
 from sim.records import RunResult, StrategyRun
 from sim.runner import ProgressFactory, build_strategies, build_workload, rates_for, run_scenario
+from sim.shards import plan
 from sim.sweep import with_settings
 from sim.tokens import TokenCounter
 
@@ -121,6 +127,7 @@ class Results:
     summary: dict[str, Any]
     source: str = "<scenario>"
     _frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+    _views: list[RunView] | None = field(default=None, repr=False)
 
     @property
     def scenario(self) -> Scenario:
@@ -154,6 +161,12 @@ class Results:
         """Every strategy's store at the end of the run, one row per user."""
         return self._all("store_final")
 
+    def views(self) -> list[RunView]:
+        """Each strategy's report figures beyond the summary (read once, then kept)."""
+        if self._views is None:
+            self._views = as_views(self.result.runs, self.summary["days"])
+        return self._views
+
     def write(self, out: str | Path) -> Path:
         """Write what ``memsim run`` writes into the folder ``out`` (made if needed).
 
@@ -162,7 +175,8 @@ class Results:
         folder = Path(out)
         folder.mkdir(parents=True, exist_ok=True)
         write_outputs(self.result, folder, self.summary)
-        write_reports(load_results(folder))
+        spooled = [run for run in self.result.runs if isinstance(run, SpooledRun)]
+        write_reports(load_results(folder, spooled or None))
         return folder
 
     def write_otel(self, path: str | Path, content: bool = False) -> Path:
@@ -243,13 +257,26 @@ def run(
     rates_for(scn, source)
     if executor not in ("local", "ray"):
         raise ConfigError(f"--executor: unknown executor {executor!r} (local or ray)")
-    result = run_scenario(
-        scn,
-        source,
-        progress,
-        workdir=workdir,
-        workers=workers,
-        executor=executor,
-        address=address,
-    )
-    return Results(result, summarize(result), source)
+    spool = None
+    if len(plan(scn)) > 1:  # shard by shard to disk: memory does not grow with the run
+        folder = Path(tempfile.mkdtemp(prefix="memsim-spool-"))
+        spool = Spool(folder, [s.name for s in build_strategies(scn, source)])
+    try:
+        result = run_scenario(
+            scn,
+            source,
+            progress,
+            workdir=workdir,
+            workers=workers,
+            executor=executor,
+            address=address,
+            sink=spool,
+        )
+    except BaseException:
+        if spool is not None:
+            shutil.rmtree(spool.folder, ignore_errors=True)
+        raise
+    results = Results(result, summarize(result), source)
+    if spool is not None:  # the spool lives as long as the results that read it
+        weakref.finalize(results, shutil.rmtree, spool.folder, True)
+    return results

@@ -276,7 +276,7 @@ def run(
         with _output_folder(out_dir, RUN_ENTRIES, _say_replacing) as new_dir:
             parallel = Parallel(workers, executor, address)
             results = _simulate(scn, source, new_dir, quiet, parallel)
-            result, summary = results.result, results.summary
+            summary = results.summary
             results.write(new_dir)
         if otel is not None:
             atomic_write(otel, lambda tmp: results.write_otel(tmp, content=otel_content))
@@ -284,7 +284,7 @@ def run(
         raise _fail(str(err)) from None
     if not quiet:
         console = Console()
-        print_comparison(console, summary, result.runs)
+        print_comparison(console, summary, results.views())
         console.print(
             f"wrote {out_dir}/ (summary.json, report.md, report.html, charts/, parquet) in "
             f"{time.perf_counter() - started:.1f} s"

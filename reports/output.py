@@ -28,7 +28,9 @@ from reports import markdown, prometheus
 from reports.compare import comparison_rows, memory_work_rows
 from reports.numbers import dumps
 from reports.results import Results
+from reports.spool import COMBINED, SpooledRun, whole, write_combined
 from reports.summary import build_summary
+from reports.views import as_views
 from sim.config import ConfigError, canonical_json
 from sim.records import RunResult
 from strategies.registry import external_strategies
@@ -99,11 +101,11 @@ def write_outputs(result: RunResult, out: Path, summary: dict | None = None) -> 
     """
     prepare_out_dir(out)
     summary = summary if summary is not None else summarize(result)
-    for attr, name in (
-        ("turns", "turns.parquet"),
-        ("calls", "calls.parquet"),
-        ("store_daily", "store.parquet"),
-    ):
+    spooled = [run for run in result.runs if isinstance(run, SpooledRun)]
+    for attr, name in COMBINED.items():
+        if spooled:  # streamed from the spool, a shard at a time
+            atomic_write(out / name, lambda tmp, a=attr: write_combined(spooled, a, tmp))
+            continue
         frame = _combined(result, attr)
         atomic_write(out / name, lambda tmp, f=frame: f.to_parquet(tmp, index=False))
     _write_text(out / "config.json", canonical_json(result.resolved))
@@ -120,17 +122,17 @@ def write_reports(results: Results) -> None:
     from reports import chartdata, charts, html
 
     out, summary, runs = results.out_dir, results.summary, results.runs()
-    drawn = charts.render(
-        chartdata.chart_data(summary, results.turns, results.store), results.strategies
-    )
+    views = as_views(runs, summary["days"])  # each run read once, piece by piece
+    drawn = charts.render(chartdata.chart_data(summary, views), results.strategies)
     real = [n for n in results.strategies if n in external_strategies()]
+    work = memory_work_rows(summary, [whole(r) for r in runs]) if real else None
     page = html.render(
         summary,
         results.config,
-        comparison_rows(summary, runs),
+        comparison_rows(summary, views),
         markdown.findings(summary, results.strategies, results.config),
         drawn,
-        (real, memory_work_rows(summary, runs)) if real else None,
+        (real, work) if real and work is not None else None,
     )
     try:
         (out / "charts").mkdir(exist_ok=True)
@@ -140,7 +142,8 @@ def write_reports(results: Results) -> None:
                     out / "charts" / f"{chart.name}.{suffix}", lambda t, d=data: t.write_bytes(d)
                 )
         _write_text(
-            out / "report.md", markdown.render(summary, runs, results.config, results.description)
+            out / "report.md",
+            markdown.render(summary, views, results.config, results.description, work),
         )
         _write_text(out / "report.html", page)
         _write_text(out / "metrics.prom", prometheus.render(summary))

@@ -18,7 +18,7 @@ import pandas as pd
 
 from sim.config import ConfigError
 from sim.metrics import CALL_COLUMNS, STORE_COLUMNS, TURN_COLUMNS
-from sim.records import StrategyRun
+from sim.records import Records, StrategyRun
 
 SUMMARY_KEYS = ("scenario", "seed", "config_sha256", "users", "days", "strategies")
 # The per-strategy keys the reports read (a subset of the documented schema).
@@ -74,6 +74,8 @@ class Results:
     turns: pd.DataFrame
     calls: pd.DataFrame
     store: pd.DataFrame
+    records: list[Records] | None = None
+    """The run's records read piece by piece (a large run's spool), instead of the frames."""
 
     @property
     def strategies(self) -> list[str]:
@@ -89,7 +91,10 @@ class Results:
         """Per-strategy records as the engine returned them, for the shared report code.
 
         ``store_final`` is not saved; the last daily snapshot stands in for it.
+        With ``records`` (a run just simulated in shards), those.
         """
+        if self.records is not None:
+            return list(self.records)
         return [self._run(name) for name in self.strategies]
 
     def _run(self, name: str) -> StrategyRun:
@@ -178,8 +183,12 @@ def _check_config(path: Path, config: dict[str, Any]) -> None:
         raise ConfigError(f"{path}: missing keys: {', '.join(missing)}")
 
 
-def load_results(out_dir: Path) -> Results:
-    """Read a run's output folder; raise ``ConfigError`` (one line) if it is unusable."""
+def load_results(out_dir: Path, records: list[Records] | None = None) -> Results:
+    """Read a run's output folder; raise ``ConfigError`` (one line) if it is unusable.
+
+    ``records``: the run's records, already at hand piece by piece (a large run's
+    spool): the parquet files are then not read into memory.
+    """
     out_dir = Path(out_dir)
     if not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: no such results folder")
@@ -188,6 +197,9 @@ def load_results(out_dir: Path) -> Results:
     config = _read_json(out_dir / "config.json")
     _check_config(out_dir / "config.json", config)
     frames = {}
+    if records is not None:
+        empty = {t: pd.DataFrame() for t in ("turns", "calls", "store")}
+        return Results(out_dir, summary, config, **empty, records=records)
     for name, columns in (
         ("turns.parquet", TURN_COLUMNS),
         ("calls.parquet", CALL_COLUMNS),

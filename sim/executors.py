@@ -66,6 +66,7 @@ def run_tasks(
     address: str | None = None,
     on_done: OnDone | None = None,
     on_progress: Report | None = None,
+    keep: bool = True,
 ) -> list[Any]:
     """``[fn(*task) for task in tasks]`` on the chosen executor, in task order.
 
@@ -78,27 +79,37 @@ def run_tasks(
         address: An existing Ray cluster to use instead of starting one.
         on_done: Called in this process as each task finishes.
         on_progress: Receives ``report(key, total, done)`` calls made by tasks.
+        keep: ``False``: results are only handed to ``on_done`` and not kept
+            (the list returned holds ``None``), so a caller that writes each one
+            out holds one at a time.
     """
     if workers < 1:
         raise ConfigError(f"--workers: must be at least 1, got {workers}")
     if executor == "ray":
-        return _run_ray(fn, tasks, workers, address, on_done, on_progress)
+        return _run_ray(fn, tasks, workers, address, on_done, on_progress, keep)
     if executor != "local":
         raise ConfigError(f"--executor: unknown executor {executor!r} (choose 'local' or 'ray')")
     if workers == 1 or len(tasks) <= 1:
-        return _run_inline(fn, tasks, on_done, on_progress)
-    return _run_pool(fn, tasks, workers, on_done, on_progress)
+        return _run_inline(fn, tasks, on_done, on_progress, keep)
+    return _run_pool(fn, tasks, workers, on_done, on_progress, keep)
 
 
 def _run_inline(
-    fn: Callable, tasks: Sequence[tuple], on_done: OnDone | None, on_progress: Report | None
+    fn: Callable,
+    tasks: Sequence[tuple],
+    on_done: OnDone | None,
+    on_progress: Report | None,
+    keep: bool = True,
 ) -> list[Any]:
     extra = {"report": on_progress} if on_progress and _takes_report(fn) else {}
-    results = []
+    results: list[Any] = [None] * len(tasks)
     for index, task in enumerate(tasks):
-        results.append(fn(*task, **extra))
+        result = fn(*task, **extra)
         if on_done is not None:
-            on_done(index, results[-1])
+            on_done(index, result)
+        if keep:
+            results[index] = result
+        del result
     return results
 
 
@@ -108,6 +119,7 @@ def _run_pool(
     workers: int,
     on_done: OnDone | None,
     on_progress: Report | None,
+    keep: bool = True,
 ) -> list[Any]:
     context = multiprocessing.get_context("spawn")
     results: list[Any] = [None] * len(tasks)
@@ -124,9 +136,12 @@ def _run_pool(
                 _drain(channel, on_progress)
                 for future in sorted(done, key=pending.__getitem__):
                     index = pending.pop(future)
-                    results[index] = future.result()
+                    result = future.result()
                     if on_done is not None:
-                        on_done(index, results[index])
+                        on_done(index, result)
+                    if keep:
+                        results[index] = result
+                    del result, future
             _drain(channel, on_progress)
         except BaseException:
             _stop(pool)  # interrupted, or a task failed: do not wait for the others
@@ -173,6 +188,7 @@ def _run_ray(
     address: str | None,
     on_done: OnDone | None,
     on_progress: Report | None,
+    keep: bool = True,
 ) -> list[Any]:
     try:
         import ray
@@ -196,17 +212,20 @@ def _run_ray(
             raise ConfigError(f"--address: cannot start or reach Ray at {where}: {err}") from None
     try:
         remote = ray.remote(fn)
-        refs = [remote.remote(*task) for task in tasks]
-        index_of = {ref: i for i, ref in enumerate(refs)}
+        pending = [remote.remote(*task) for task in tasks]
+        index_of = {ref: i for i, ref in enumerate(pending)}
         results: list[Any] = [None] * len(tasks)
-        pending = list(refs)
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                index = index_of[ref]
-                results[index] = ray.get(ref)
+                index = index_of.pop(ref)  # the last reference: Ray frees the object
+                result = ray.get(ref)
                 if on_done is not None:
-                    on_done(index, results[index])
+                    on_done(index, result)
+                if keep:
+                    results[index] = result
+                del result
+            del ready, ref
         return results
     finally:
         if started:

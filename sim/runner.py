@@ -34,7 +34,7 @@ from sim.llm import MockLLM
 from sim.metrics import CALL_COLUMNS, STORE_COLUMNS, TURN_COLUMNS, concat_frames
 from sim.pricing import MILLION, Rates, scenario_rates
 from sim.prompt_cache import cache_rule, new_cache
-from sim.records import RunResult, StrategyRun
+from sim.records import RunResult, ShardSink, StrategyRun
 from sim.shards import Shard, plan, shard_scenario
 from sim.store import NumpyStore, VectorStore
 from sim.tokens import ENCODING_NAME, TokenCounter
@@ -286,6 +286,7 @@ def run_scenario(
     executor: ExecutorName = "local",
     address: str | None = None,
     store_latency_users: int | None = None,
+    sink: ShardSink | None = None,
 ) -> RunResult:
     """Simulate every strategy of ``scenario`` on one shared workload.
 
@@ -303,6 +304,10 @@ def run_scenario(
     result does not depend on ``workers`` or ``executor``.
 
     ``store_latency_users``: see :func:`prepare` (``memsim project``).
+
+    ``sink``: each shard's records are handed to it as they come in (in shard
+    order) and not kept, so memory does not grow with the run; the result's runs
+    are what ``sink.finish()`` returns (records read back from disk).
     """
     scenario, trace = bind_trace(scenario, source)
     if strategies is None:
@@ -320,6 +325,18 @@ def run_scenario(
             for shard in shards
         ]
         reporter = _ShardProgress(progress) if progress else None
+        if sink is not None:
+            run_tasks(
+                simulate_shard,
+                tasks,
+                executor,
+                workers,
+                address,
+                on_done=_InShardOrder(sink),
+                on_progress=reporter,
+                keep=False,
+            )
+            return RunResult(scenario, resolved, config_hash, sink.finish(), *rates)
         per_shard = run_tasks(
             simulate_shard, tasks, executor, workers, address, on_progress=reporter
         )
@@ -330,6 +347,21 @@ def run_scenario(
             shard_runs[i] = None  # the merge releases each shard's records as it copies them
         runs.append(merge_runs(pieces))
     return RunResult(scenario, resolved, config_hash, runs, *rates)
+
+
+class _InShardOrder:
+    """Hands finished shards to a sink in shard order, holding the early ones until then."""
+
+    def __init__(self, sink: ShardSink) -> None:
+        self.sink = sink
+        self.next = 0
+        self.early: dict[int, list[StrategyRun]] = {}
+
+    def __call__(self, index: int, runs: list[StrategyRun]) -> None:
+        self.early[index] = runs
+        while self.next in self.early:
+            self.sink.add(self.early.pop(self.next))
+            self.next += 1
 
 
 def simulate_shard(
