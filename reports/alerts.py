@@ -217,8 +217,8 @@ def _injected(run: Records, limit: int) -> tuple[float | None, float]:
     return first, peak
 
 
-RETRIEVAL_BATCH = 4_000_000
-"""Retrieval samples read at once to replay the trailing window (64 MB): a longer
+RETRIEVAL_BATCH = 1_000_000
+"""Retrieval samples read at once to replay the trailing window (16 MB): a longer
 run is replayed a span of days at a time, each with the window before it."""
 
 
