@@ -141,6 +141,8 @@ class Spool:
                     writer.write_table(data, row_group_size=len(frame))
                 spooled.groups[table].append(1 if len(frame) else 0)
             spooled.finals.append(run.store_final)
+        # Arrow's allocator keeps freed buffers for reuse; a shard's are not reused.
+        pa.default_memory_pool().release_unused()
 
     def _writer(self, run: SpooledRun, table: str, schema: pa.Schema) -> pq.ParquetWriter:
         key = (run.strategy, table)

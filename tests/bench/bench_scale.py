@@ -2,20 +2,24 @@
 
 Used by ``tests/bench/test_bench_scale.py``; run alone with
 ``python tests/bench/bench_scale.py SCENARIO STRATEGY USERS DAYS WORKERS``.
-Wall time covers the whole run: each shard's workload generation and simulation,
-and joining the shards' records.
+It runs what ``memsim run`` runs: ``wall_s`` covers each shard's workload
+generation and simulation, writing the shards' records to the spool and the
+summary; ``write_s`` writing the output folder (parquet files, reports, charts).
+Peak RSS covers both.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from rss import ChildPeak, peak_rss_mib
 
 import scenarios
-from sim.runner import run_scenario
+from memsim import api
 from sim.shards import plan
 
 
@@ -25,13 +29,11 @@ def main() -> None:
     scenario, _ = scenarios.load(name)
     scenario = scenario.with_overrides(users=users, days=days, strategies=[strategy])
     started = time.perf_counter()
-    with ChildPeak() as children:
-        (run,) = run_scenario(scenario, name, workers=workers).runs
-    wall = time.perf_counter() - started
-    frames = sum(
-        f.memory_usage(deep=True).sum()
-        for f in (run.turns, run.calls, run.store_daily, run.store_final)
-    )
+    with ChildPeak() as children, tempfile.TemporaryDirectory() as out:
+        results = api.run(scenario, workers=workers)
+        simulated = time.perf_counter()
+        results.write(Path(out))  # the parquet files, summary.json and every report
+        written = time.perf_counter()
     print(
         json.dumps(
             {
@@ -39,10 +41,9 @@ def main() -> None:
                 "days": days,
                 "workers": workers,
                 "shards": len(plan(scenario)),
-                "turns": len(run.turns),
-                "calls": len(run.calls),
-                "wall_s": wall,
-                "records_mib": frames / 2**20,
+                "turns": results.summary["strategies"][strategy]["turns"],
+                "wall_s": simulated - started,
+                "write_s": written - simulated,
                 "peak_rss_mib": peak_rss_mib(),
                 "worker_peak_rss_mib": children.mib if workers > 1 else 0.0,
             }
