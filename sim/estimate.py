@@ -12,11 +12,18 @@ measured one of ``docs/benchmarks.md`` (``make bench``, AMD EPYC, 2 cores):
 * **Wall time**: each strategy's turns at its measured end-to-end rate in one
   process (:data:`TURNS_PER_S`; "Throughput", support-bot 10,000 users × 30
   days), times :data:`WORKER_EFFICIENCY` per worker process up to the CPU count.
-* **Peak memory** of the main process: :data:`BASE_BYTES` plus
-  :data:`BYTES_PER_TURN` per simulated turn of every strategy ("Peak memory
-  against turns": 1,167 MiB at 1.0M turns and 2,934 MiB at 3.0M, a slope of 929
-  bytes per turn). The estimate is for today's code; where the run keeps less,
-  it errs on the safe side.
+* **Peak memory** of every process of the run together. A run of one shard
+  keeps its records in memory: :data:`BASE_BYTES` plus :data:`BYTES_PER_TURN`
+  per simulated turn of every strategy (1,167 MiB at 1.0M turns and 2,934 MiB at
+  3.0M in one process, a slope of 929 bytes per turn, measured when every run
+  kept its records). A sharded run spools each finished shard to disk
+  (:mod:`reports.spool`), so a process holds one shard's records at a time:
+  :data:`SHARDED_BASE_BYTES` plus :data:`BYTES_PER_TURN` per turn of its largest
+  shard (every strategy). With worker processes, that is each worker's peak and
+  the main process adds :data:`MAIN_BYTES`. In one process, the heap it cannot
+  give back adds :data:`RETAINED_BYTES_PER_TURN` per turn of the whole run
+  (docs/benchmarks.md, "Peak memory against turns": main 728 MiB and the largest
+  worker 715 MiB at 10M turns in shards of about 155,700).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sim.config import Scenario
+from sim.shards import plan
 
 TURNS_PER_S = {
     "batched-dedup-budget": 9_872.0,
@@ -46,7 +54,16 @@ WORKER_EFFICIENCY = 0.97
 BASE_BYTES = 282 * 2**20
 """Peak RSS before the first turn: 1,167 MiB at 998,957 turns less 929 B a turn."""
 BYTES_PER_TURN = 929
-"""Peak RSS per simulated turn ("Peak memory against turns", batched-dedup-budget)."""
+"""Peak RSS per simulated turn held in memory (batched-dedup-budget, records kept)."""
+SHARDED_BASE_BYTES = 577 * 2**20
+"""A process of a sharded run, its shard aside: the largest worker's 715 MiB at 10M
+turns (64 shards of about 155,700 turns) less 929 B a turn of one shard."""
+MAIN_BYTES = 728 * 2**20
+"""The main process of a sharded run on worker processes: 728 MiB at 10M turns
+(726 at 3M): it holds no shard for long, so it does not grow with the run."""
+RETAINED_BYTES_PER_TURN = 170
+"""Heap a single process keeps per turn of a spooled run (``tests/bench/retained.py
+USERS --spooled``: 41 MiB more from 253,563 to 507,130 turns)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +121,21 @@ def estimate(
     if processes > 1:
         seconds /= processes * WORKER_EFFICIENCY
     total = per_strategy * len(scenario.strategies)
-    return Estimate(total, seconds, BASE_BYTES + BYTES_PER_TURN * total, available_memory())
+    peak = peak_bytes(scenario, per_strategy, processes)
+    return Estimate(total, seconds, peak, available_memory())
+
+
+def peak_bytes(scenario: Scenario, per_strategy: int, processes: int) -> int:
+    """Peak memory of the run's processes together (see the module docstring)."""
+    strategies = len(scenario.strategies)
+    shards = len(plan(scenario))
+    if shards == 1:
+        return BASE_BYTES + BYTES_PER_TURN * per_strategy * strategies
+    shard_turns = math.ceil(per_strategy / shards) * strategies
+    process = SHARDED_BASE_BYTES + BYTES_PER_TURN * shard_turns
+    if processes == 1:
+        return process + RETAINED_BYTES_PER_TURN * per_strategy * strategies
+    return MAIN_BYTES + min(processes, shards) * process
 
 
 def available_memory() -> int | None:

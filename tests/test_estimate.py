@@ -60,3 +60,13 @@ def test_the_estimate_is_printed_before_the_run_and_quiet_with_q(tmp_path):
     assert loud.exit_code == 0 and "memsim run: about 30 turns" in loud.output
     quiet = runner.invoke(app, [*small, "-q", "--out", str(tmp_path / "b")])
     assert quiet.exit_code == 0 and "estimated" not in quiet.output
+
+
+def test_a_sharded_run_is_estimated_to_hold_one_shard_per_process():
+    scenario = scenarios.load("support-bot")[0].with_overrides(strategies=["naive-append"])
+    three, ten = (scenario.with_overrides(users=u) for u in (47_468, 158_228))
+    flat = model.estimate(ten, set(), 2).peak_bytes / model.estimate(three, set(), 2).peak_bytes
+    assert flat == pytest.approx(1.0, abs=0.01)  # shards of nearly the same size
+    alone = model.estimate(ten, set(), 1)  # one process keeps a little heap per turn
+    assert alone.peak_bytes > model.estimate(three, set(), 1).peak_bytes
+    assert alone.peak_bytes < model.BASE_BYTES + model.BYTES_PER_TURN * alone.turns / 3
