@@ -132,10 +132,16 @@ class StoreLatency:
 
     def query(self, vectors: int, user: int = 0) -> float:
         """Seconds one query of ``user`` over ``vectors`` vectors takes (one draw)."""
-        median = self.median_query(vectors)
-        if not self.query_sigma:
+        # :meth:`median_query`, written out: a query per turn, and more per extraction.
+        median = max(
+            self.query_base_s + self.query_per_vector_s * (vectors - self.reference_vectors), 0.0
+        )
+        sigma = self.query_sigma
+        if not sigma:
             return median
-        return median * math.exp(self.query_sigma * self._z(user))
+        rng = self._streams.get(user)
+        z = rng.gauss(0.0, 1.0) if rng is not None else self._z(user)
+        return median * math.exp(sigma * z)
 
     def write(self, user: int = 0) -> float:
         """Seconds one add or delete of ``user`` takes (one draw)."""
@@ -158,6 +164,9 @@ class Services:
     store_latency: StoreLatency
     faults: FaultModel | None = None
     """The run's injected faults; ``None`` when the scenario injects none."""
+    embedding_bills: dict[str, tuple[int, float, float]] = field(default_factory=dict, repr=False)
+    """``(tokens, latency_s, usd)`` of embedding one text alone, by text (kept: a turn
+    embeds its message, and messages repeat)."""
 
 
 def llm_span(
@@ -284,16 +293,26 @@ class EmbeddingClient:
         """Unit vectors for ``texts`` (one embedding call, billed per input token)."""
         ctx = self._ctx
         services = ctx._services
-        count = services.tokens.count
-        tokens = count(texts[0]) if len(texts) == 1 else sum(map(count, texts))
-        cfg = services.scenario.embedding
-        latency = cfg.latency_base_s + cfg.latency_s_per_token * tokens
-        usd = services.embedding_rates.usd(tokens, 0)
+        if len(texts) == 1:
+            bill = services.embedding_bills.get(texts[0])
+            if bill is None:
+                bill = _embedding_bill(services, services.tokens.count(texts[0]))
+                services.embedding_bills[texts[0]] = bill
+        else:
+            bill = _embedding_bill(services, sum(map(services.tokens.count, texts)))
+        tokens, latency, usd = bill
         span = Span("embed", EMBEDDING, tokens, 0, latency, usd, "", len(texts))
         ctx._record(span)
         if ctx._draws_faults:
             ctx._draw_faults(span)
         return services.embedder.embed(texts)
+
+
+def _embedding_bill(services: Services, tokens: int) -> tuple[int, float, float]:
+    """``(tokens, latency_s, usd)`` of one embedding call of ``tokens`` input tokens."""
+    cfg = services.scenario.embedding
+    latency = cfg.latency_base_s + cfg.latency_s_per_token * tokens
+    return tokens, latency, services.embedding_rates.usd(tokens, 0)
 
 
 class StoreClient:
@@ -320,12 +339,12 @@ class StoreClient:
         (a request that timed out waiting), so that nothing is stored past a failed
         call.
         """
-        measured = self._ctx._services.store.last_call_s
+        ctx = self._ctx
+        measured = ctx._services.store.last_call_s
         latency = modelled_s if measured is None else measured
-        span = Span(purpose, STORE, 0, 0, latency, 0.0, "", items)
-        span.undo = undo
-        span.record_id = record_id
-        self._ctx._record(span)
+        ctx._spans.append(  # ctx._record, written out (as every field, by position)
+            Span(purpose, STORE, 0, 0, latency, 0.0, "", items, 0, 0, 0.0, (), (), undo, record_id)
+        )
 
     def _scan_latency(self, vectors: int) -> float:
         return self._ctx._services.store_latency.query(vectors, self._ctx.user)
@@ -333,11 +352,11 @@ class StoreClient:
     def query(self, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
         """The user's memories and their cosine similarity to ``vector`` (read-only list)."""
         ctx = self._ctx
-        services = ctx._services
-        memories, sims = services.store.query(ctx.user, vector)
+        services, user = ctx._services, ctx.user
+        memories, sims = services.store.query(user, vector)
         n = len(memories)
-        latency = services.store_latency.query(n, ctx.user)
-        self._span("store_query", latency, n, record_id=_only(memories))
+        latency = services.store_latency.query(n, user)
+        self._span("store_query", latency, n, None, memories[0].id if n == 1 else -1)
         return memories, sims
 
     def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:

@@ -13,6 +13,10 @@ that compete for the same endpoints.
 Turn latency is what the user waits for: from the message to the reply
 (retrieval + chat). Calls made in ``after_turn`` run after the reply and before
 the user's next message is handled; their time is recorded as ``post_reply_s``.
+
+A wait that no other event could interrupt takes no event (:meth:`_Environment.advance`):
+most calls are served while nothing else in the run is due, and a SimPy event
+costs more than the work the engine does for a call.
 """
 
 from __future__ import annotations
@@ -51,6 +55,79 @@ from strategies.jobs import reembed
 
 Job = Callable[[TurnContext], None]
 
+TURN_ROW = (
+    "user",
+    "session",
+    "turn",
+    "start_s",
+    "kind",
+    "latency_s",
+    "queue_s",
+    "retrieval_s",
+    "post_reply_s",
+    "error",
+    "prompt_tokens",
+    "system_tokens",
+    "memory_tokens",
+    "history_tokens",
+    "user_tokens",
+    "reply_tokens",
+    "memories_injected",
+    "store_size",
+    "recall",
+    "stale",
+    "foreign_memories",
+    "degraded",
+    "instructions_injected",
+)
+"""The turn row's columns in the order the engine passes them (named once: Recorder.writer)."""
+
+CALL_ROW = (
+    "user",
+    "start_s",
+    "purpose",
+    "endpoint",
+    "background",
+    "tokens_in",
+    "tokens_out",
+    "latency_s",
+    "queue_s",
+    "usd",
+    "error",
+    "items",
+    "record_id",
+    "attempt",
+    "cached_tokens",
+    "cache_write_tokens",
+    "usd_saved",
+)
+"""The call row's columns in the order the engine passes them."""
+
+
+class _Environment(simpy.Environment):
+    """A SimPy environment whose processes can wait without an event when none is due."""
+
+    def advance(self, delay: float) -> bool:
+        """Move the clock ``delay`` on, in place, if no event is due by then; else ``False``.
+
+        ``yield env.timeout(delay)`` would schedule an event at ``now + delay`` (the
+        same float sum) that, when nothing else is due until strictly after then,
+        is the next one processed: the clock moves to it and the waiting process
+        resumes at once. Going on without it is that same timeline: nothing else
+        runs in between, nothing else can be scheduled in between (only a running
+        process schedules), and the events scheduled later keep their relative
+        order (SimPy orders equal times by a counter, and one fewer event shifts
+        every later count alike). Due at the same time as another event, the wait
+        is an event as before (the event scheduled first goes first); a negative
+        delay is refused too, for ``timeout`` to raise as it does.
+        """
+        at = self._now + delay
+        queue = self._queue
+        if (queue and queue[0][0] <= at) or delay < 0:
+            return False
+        self._now = at
+        return True
+
 
 class _TickView:
     """What ``Strategy.on_tick`` sees: the clock and the users' contexts."""
@@ -81,7 +158,7 @@ class Engine:
         self.faults = services.faults = (
             FaultModel(scenario.faults, scenario.seed) if scenario.faults.active else None
         )
-        self.env = env = simpy.Environment()
+        self.env = env = _Environment()
         lim, emb, store = scenario.limits, scenario.embedding, scenario.vector_store
         self.endpoints = {
             LLM: Endpoint(env, LLM, lim.concurrency, lim.timeout_s, lim.rpm, lim.tpm),
@@ -100,6 +177,9 @@ class Engine:
             call_recorder(),
             store_recorder(),
         )
+        # Rows by position, their columns named once here (Recorder.writer): the hot path.
+        self._turn_row = self.turns.writer(*TURN_ROW)
+        self._call_row = self.calls.writer(*CALL_ROW)
         self.jobs = simpy.Store(env)
         # Facts sent to extraction, by user: in hooks that completed, in hooks that failed.
         self.extracted_facts: dict[int, set[tuple[str, int]]] = {}
@@ -145,18 +225,22 @@ class Engine:
     # -- processes ----------------------------------------------------------------
     def _user(self, script: UserScript, ctx: TurnContext) -> Generator:
         env = self.env
+        advance, turn = env.advance, self._turn
         for session in script.sessions:
             if session.start_s > env.now:
-                yield env.timeout(session.start_s - env.now)
+                delay = session.start_s - env.now
+                if not advance(delay):
+                    yield env.timeout(delay)
             if session.replies is not None:  # a real trace: the recorded replies
                 yield from self._replayed_session(
                     ctx, session.messages, session.replies, session.remember
                 )
                 continue
             for msg in session.messages:
-                if msg.gap_s:
-                    yield env.timeout(msg.gap_s)
-                yield from self._turn(ctx, msg)
+                gap_s = msg.gap_s
+                if gap_s and not advance(gap_s):
+                    yield env.timeout(gap_s)
+                yield from turn(ctx, msg)
         if self.on_user_done is not None:
             self.on_user_done(script.turns)
 
@@ -172,9 +256,10 @@ class Engine:
         ``remember=False`` (a benchmark question in a fresh context): the strategy
         answers but its ``after_turn`` is not called.
         """
+        env = self.env
         for msg, scripted in zip(messages, replies, strict=True):
-            if msg.gap_s:
-                yield self.env.timeout(msg.gap_s)
+            if msg.gap_s and not env.advance(msg.gap_s):
+                yield env.timeout(msg.gap_s)
             yield from self._turn(ctx, msg, scripted, remember)
 
     def _turn(
@@ -230,8 +315,12 @@ class Engine:
         ctx.now = env.now
         begin_hook(ctx, background=False)
         if remember:
-            with suppress(CallFailed):  # not handled: the rest of the hook is not done
+            # Not handled: the rest of the hook is not done. (try, not ``suppress``: a
+            # context manager costs three calls a turn.)
+            try:  # noqa: SIM105
                 strategy.after_turn(ctx, msg, reply)
+            except CallFailed:
+                pass
         degraded = degraded or ctx.degraded
         if has_calls(ctx):
             spans, stated = take_spans(ctx), take_stated(ctx)
@@ -240,32 +329,30 @@ class Engine:
                 after_error, _ = yield from self._replay(spans, user, background=False)
             if stated:
                 self._settle(user, stated, spans, after_error)
-        self.turns.add(
-            user=user,
-            session=msg.session,
-            turn=msg.turn,
-            start_s=start,
-            kind=msg.kind,
-            latency_s=latency,
-            queue_s=queued,
-            retrieval_s=retrieval_s,
-            post_reply_s=env.now - start - latency,
-            error=error,
-            prompt_tokens=prompt_tokens,
-            system_tokens=parts.system,
-            memory_tokens=parts.memories,
-            history_tokens=parts.history,
-            user_tokens=parts.user,
-            reply_tokens=reply.tokens if reply else 0,
-            memories_injected=len(prompt.memories),
-            store_size=store_size,
-            recall=recall,
-            stale=stale,
-            foreign_memories=foreign_items(prompt, user),
-            degraded=degraded,
-            instructions_injected=(
-                planted_instructions(prompt.memories) if self.count_instructions else 0
-            ),
+        self._turn_row(  # the columns of TURN_ROW, in its order
+            user,
+            msg.session,
+            msg.turn,
+            start,
+            msg.kind,
+            latency,
+            queued,
+            retrieval_s,
+            env.now - start - latency,
+            error,
+            prompt_tokens,
+            parts.system,
+            parts.memories,
+            parts.history,
+            parts.user,
+            reply.tokens if reply else 0,
+            len(prompt.memories),
+            store_size,
+            recall,
+            stale,
+            foreign_items(prompt, user),
+            degraded,
+            planted_instructions(prompt.memories) if self.count_instructions else 0,
         )
 
     def _settle(
@@ -291,20 +378,23 @@ class Engine:
         or a request whose every attempt faulted) is recorded and the replay goes
         on: the strategy saw that failure and planned what followed.
 
-        A call that needs no waiting (:meth:`Endpoint.try_start`) is one timeout
-        here instead of a nested :meth:`Endpoint.call` generator: the same single
-        event, the same release before the next span starts, so the same timeline.
+        A call that needs no waiting (:meth:`Endpoint.try_start`) is one wait here
+        instead of a nested :meth:`Endpoint.call` generator: the same single timeout
+        (or none, when nothing else is due: :meth:`_Environment.advance`), the same
+        release before the next span starts, so the same timeline.
         """
         if self.faults is not None:
             return (yield from self._replay_faulty(spans, user, background))
         queued = 0.0
         env, endpoints, record = self.env, self.endpoints, self._record_call
+        advance = env.advance
         for i, span in enumerate(spans):
             start = env.now
             endpoint = endpoints[span.endpoint]
             latency_s, failed = span.latency_s, span.error
             if endpoint.try_start(latency_s, span.tokens_in + span.tokens_out):
-                yield env.timeout(latency_s)
+                if not advance(latency_s):
+                    yield env.timeout(latency_s)
                 endpoint.release()
                 queue_s, served, error = 0.0, True, failed
             else:
@@ -344,7 +434,8 @@ class Engine:
                     break
                 # A planned fault's backoff was drawn with it; a wait that timed out was not.
                 wait = waits[attempt] if code else faults.backoff_s(user, background, attempt)
-                yield env.timeout(wait)
+                if not env.advance(wait):
+                    yield env.timeout(wait)
                 attempt += 1
             if error and not span.error and not span.failed:
                 _revert(spans, i)
@@ -368,7 +459,8 @@ class Engine:
         latency_s = float("inf") if fault == TIMEOUT else span.latency_s
         tokens = span.tokens_in + span.tokens_out
         if endpoint.try_start(latency_s, tokens):
-            yield env.timeout(latency_s)
+            if not env.advance(latency_s):
+                yield env.timeout(latency_s)
             endpoint.release()
             queue_s, served, error = 0.0, True, span.error
         else:
@@ -394,33 +486,55 @@ class Engine:
         window) or was never served (a timeout, a queue past its deadline) bills
         nothing; its row keeps the modelled latency and the wait.
         """
-        billed = served and not span.error
-        self.calls.add(
-            user=user,
-            start_s=start,
-            purpose=span.purpose,
-            endpoint=span.endpoint,
-            background=background,
-            tokens_in=span.tokens_in if billed else 0,
-            tokens_out=span.tokens_out if billed else 0,
-            latency_s=span.latency_s,
-            queue_s=queue_s,
-            usd=span.usd if billed else 0.0,
-            error=error,
-            items=span.items,
-            record_id=span.record_id,
-            attempt=attempt,
-            cached_tokens=span.cached_tokens if billed else 0,
-            cache_write_tokens=span.cache_write_tokens if billed else 0,
-            usd_saved=span.usd_saved if billed else 0.0,
-        )
+        if served and not span.error:  # billed
+            self._call_row(  # the columns of CALL_ROW, in its order
+                user,
+                start,
+                span.purpose,
+                span.endpoint,
+                background,
+                span.tokens_in,
+                span.tokens_out,
+                span.latency_s,
+                queue_s,
+                span.usd,
+                error,
+                span.items,
+                span.record_id,
+                attempt,
+                span.cached_tokens,
+                span.cache_write_tokens,
+                span.usd_saved,
+            )
+        else:
+            self._call_row(
+                user,
+                start,
+                span.purpose,
+                span.endpoint,
+                background,
+                0,
+                0,
+                span.latency_s,
+                queue_s,
+                0.0,
+                error,
+                span.items,
+                span.record_id,
+                attempt,
+                0,
+                0,
+                0.0,
+            )
 
     def _failed_fast(
         self, span: Span, user: int, background: bool, error: str, attempt: int
     ) -> Generator:
         """Record and wait out a call refused at once (a 429, a store outage); not billed."""
-        start, latency_s = self.env.now, self.faults.config.error_latency_s  # type: ignore[union-attr]
-        yield self.env.timeout(latency_s)
+        env = self.env
+        start, latency_s = env.now, self.faults.config.error_latency_s  # type: ignore[union-attr]
+        if not env.advance(latency_s):
+            yield env.timeout(latency_s)
         self.calls.add(
             user=user,
             start_s=start,
@@ -457,8 +571,10 @@ class Engine:
             ctx = self.contexts[user]
             ctx.now = self.env.now
             begin_hook(ctx, background=True)
-            with suppress(CallFailed):  # not handled by the job: the rest of it is not done
+            try:  # noqa: SIM105 - not handled by the job: the rest of it is not done
                 job(ctx)
+            except CallFailed:
+                pass
             spans, stated = take_spans(ctx), take_stated(ctx)
             error, _ = yield from self._replay(spans, user, background=True)
             if stated:

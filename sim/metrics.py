@@ -1,9 +1,12 @@
 """Columnar recorders for turns, calls and store sizes. They only record.
 
 Every table's columns are declared here once, as :class:`Column` records (name,
-dtype, meaning), and nowhere else: the engine records a row by keyword
+dtype, meaning), and nowhere else: a row is recorded by keyword
 (``turns.add(user=..., session=..., ...)``), so a missing or unknown column is a
 ``TypeError`` at the call, and a column inserted here cannot shift the others.
+The engine's hot paths take a :meth:`Recorder.writer` instead: it names every
+column once, when it is made, and then takes the values by position in that
+order (a missing or unknown name is a ``ValueError`` when it is made).
 Each recorder appends plain values to one list per column (no per-row objects);
 ``frame()`` turns them into a pandas DataFrame for ``reports/``.
 """
@@ -145,7 +148,11 @@ def _column(dtype: str) -> array | list:
 
 
 class Recorder:
-    """Append-only columns with fixed names and dtypes; rows are added by keyword."""
+    """Append-only columns with fixed names and dtypes; rows are added by column name.
+
+    By keyword (:attr:`add`), or by position through a :meth:`writer` that named the
+    columns once.
+    """
 
     def __init__(self, table: str, columns: tuple[Column, ...]) -> None:
         self.table, self.columns = table, columns
@@ -159,18 +166,47 @@ class Recorder:
         ``TypeError`` at the call, for free. A loop over ``kwargs`` or ``zip`` costs
         several times more per row, and rows number in the millions. (CPython passes
         more than 15 keywords through a dict: about 1 µs more a turn row than values
-        by position, a few per cent of a run, paid for rows that cannot misalign.)
+        by position; the engine's hot paths write through a :meth:`writer` instead.)
         """
         names = [column.name for column in self.columns]
-        body = "; ".join(f"_a{i}({name})" for i, name in enumerate(names))
-        scope = {f"_a{i}": values.append for i, values in enumerate(self._lists)}
-        exec(f"def add(*, {', '.join(names)}):\n    {body}", scope)
-        add = scope["add"]
         # Errors then name the table: "turns.add() missing 1 required keyword-only argument".
-        add.__code__ = add.__code__.replace(co_qualname=f"{self.table}.add")
-        add.__qualname__ = f"{self.table}.add"
-        add.__doc__ = f"Append one row to {self.table}: every column by keyword, none left out."
-        return add
+        return self._compile(
+            "add",
+            f"*, {', '.join(names)}",
+            list(enumerate(names)),
+            f"Append one row to {self.table}: every column by keyword, none left out.",
+        )
+
+    def writer(self, *names: str) -> Callable[..., None]:
+        """An ``append(value, ...)`` taking one value per column, by position, in ``names``' order.
+
+        ``names`` must name every column exactly once; the columns are matched by
+        name here, once, so a column inserted in the declarations cannot shift the
+        values (the writer is then refused, a ``ValueError``). Rows go to the same
+        columns as :attr:`add`'s, in the order they are written.
+        """
+        index = {column.name: i for i, column in enumerate(self.columns)}
+        if sorted(names) != sorted(index):
+            raise ValueError(f"{self.table}: a writer names every column once, got {names}")
+        return self._compile(
+            "append",
+            ", ".join(names),
+            [(index[name], name) for name in names],
+            f"Append one row to {self.table}: {', '.join(names)}, by position.",
+        )
+
+    def _compile(
+        self, name: str, signature: str, appends: list[tuple[int, str]], doc: str
+    ) -> Callable[..., None]:
+        """``def name(signature)`` appending each ``(column index, parameter)``, unrolled."""
+        body = "; ".join(f"_a{i}({param})" for i, param in appends)
+        scope = {f"_a{i}": values.append for i, values in enumerate(self._lists)}
+        exec(f"def {name}({signature}):\n    {body}", scope)
+        fn = scope[name]
+        fn.__code__ = fn.__code__.replace(co_qualname=f"{self.table}.{name}")
+        fn.__qualname__ = f"{self.table}.{name}"
+        fn.__doc__ = doc
+        return fn
 
     def __len__(self) -> int:
         return len(self._lists[0])
@@ -181,12 +217,18 @@ class Recorder:
             column.name: pd.Series(_values(values, column.dtype), dtype=column.dtype)
             for column, values in zip(self.columns, self._lists, strict=True)
         }
-        return pd.DataFrame(data)
+        # The columns are fresh copies already: joining them into blocks of one dtype
+        # would copy every column again, for the same values.
+        return pd.DataFrame(data, copy=False)
 
 
-def _values(column: array | list, dtype: str) -> np.ndarray | list:
+def _values(column: array | list, dtype: str) -> np.ndarray | list | pd.Categorical:
     if isinstance(column, array):
         return np.frombuffer(column, dtype=dtype).copy() if len(column) else np.empty(0, dtype)
+    if dtype == "category":
+        # The same categories and codes as ``Series(values, dtype="category")``, several
+        # times faster: that path first converts every value to a string array.
+        return pd.Categorical(column)
     return column
 
 

@@ -160,7 +160,7 @@ class BatchedDedupBudget(Strategy):
         records, sims = ctx.store.query(query)
         ranking = self._ranking(ctx.user, records)
         order = np.multiply(sims, ranking.neg_importance).argsort(kind="stable").tolist()
-        ranked = [records[i] for i in order]
+        ranked = list(map(records.__getitem__, order))
         if ranking.line_tokens > room:
             ranked = fill_budget(ranked, room)
         hit_all(ranked, ctx.now)

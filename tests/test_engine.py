@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from helpers import make_scenario
+from sim.engine import _Environment
 from sim.runner import run_scenario
 from strategies.base import Prompt, Strategy, StrategyConfig
 from strategies.naive_append import NaiveAppend
@@ -123,3 +124,25 @@ def test_ticks_run_on_schedule_and_their_work_is_background():
     # Every user message was extracted by a tick's job, but those after the last tick.
     left = sum(len(batch) for batch in strategy.seen.values())
     assert strategy.extracted + left == len(run.turns) and strategy.extracted > 0
+
+
+def test_a_wait_takes_no_event_only_while_nothing_else_is_due():
+    env = _Environment()
+    log = []
+
+    def other():
+        yield env.timeout(2.0)
+        log.append(("other", env.now))
+
+    def waiter():
+        assert env.advance(1.5)  # nothing due before 2.0: the clock moves, no event
+        log.append(("advanced", env.now))
+        assert not env.advance(0.5)  # other is due at 2.0, scheduled first: it goes first
+        yield env.timeout(0.5)
+        log.append(("waited", env.now))
+
+    env.process(other())
+    env.run(until=0.1)  # other's timeout is scheduled
+    env.process(waiter())
+    env.run()
+    assert log == [("advanced", 1.6), ("other", 2.0), ("waited", 2.1)]

@@ -101,6 +101,30 @@ def test_values_by_position_are_refused():
         store_recorder().add(1, 7, 3, 1)
 
 
+def test_a_writer_takes_the_columns_it_named_in_its_order():
+    recorder = store_recorder()
+    write = recorder.writer("user", "duplicates", "day", "memories")
+    write(8, 0, 2, 5)
+    recorder.add(**_store_row())  # the same columns, in the order rows come
+    assert len(recorder) == 2
+    assert recorder.frame().to_dict("list") == {
+        "day": [2, 1],
+        "user": [8, 7],
+        "memories": [5, 3],
+        "duplicates": [0, 1],
+    }
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("day", "user", "memories"), ("day", "user", "memories", "size"), ("day",) * 4],
+    ids=["missing", "unknown", "repeated"],
+)
+def test_a_writer_must_name_every_column_once(names):
+    with pytest.raises(ValueError, match="store_daily: a writer names every column once"):
+        store_recorder().writer(*names)
+
+
 def test_each_table_needs_every_one_of_its_columns():
     for recorder, table in (
         (turn_recorder(), TURNS),
