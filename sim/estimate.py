@@ -37,20 +37,20 @@ from sim.config import Scenario
 from sim.shards import plan
 
 TURNS_PER_S = {
-    "batched-dedup-budget": 9_872.0,
-    "per-turn-extract": 12_177.0,
-    "naive-append": 19_901.0,
+    "batched-dedup-budget": 7_362.0,
+    "per-turn-extract": 8_433.0,
+    "naive-append": 12_699.0,
 }
 """End-to-end turns per second of one process (docs/benchmarks.md, "Throughput")."""
-DEFAULT_TURNS_PER_S = 9_872.0
+DEFAULT_TURNS_PER_S = 7_362.0
 """A built-in strategy not measured there: the slowest measured one."""
 EXTERNAL_TURNS_PER_S = 25.0
 """A real library in-process (``external-*``): ``external-langmem`` simulates the 409
 turns of ``library-comparison`` in about 15 s after start-up, ``external-mem0`` in
 about 10 s (``memsim run library-comparison -s external-langmem``)."""
-WORKER_EFFICIENCY = 0.97
+WORKER_EFFICIENCY = 0.92
 """Speed-up per worker process: the three rows' mean of (2-worker rate) / (2 ×
-1-worker rate) in docs/benchmarks.md, "Throughput" (1.90, 1.73 and 2.18 for 2)."""
+1-worker rate) in docs/benchmarks.md, "Throughput" (1.97, 1.52 and 2.03 for 2)."""
 BASE_BYTES = 282 * 2**20
 """Peak RSS before the first turn: 1,167 MiB at 998,957 turns less 929 B a turn."""
 BYTES_PER_TURN = 929

@@ -54,8 +54,8 @@ def test_scale_throughput_10k_users():
     speed = _speed_rows()
     lines = [
         f"Measured {date.today().isoformat()} on {machine()} with `make bench` "
-        "(one fresh process per row; wall time covers workload generation, simulation "
-        "and joining the shards; shard_users = 2,500).",
+        "(one fresh process per row; wall time covers workload generation, simulation, "
+        "spooling the shards to disk and the summary; shard_users = 2,500).",
         "",
         "| support-bot, 10,000 users × 30 days | workers | shards | turns | wall (s) "
         "| turns/s | peak RSS, main / largest worker (MiB) |",
