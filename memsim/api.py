@@ -14,9 +14,7 @@ The command line is a thin layer over these calls.
 
 from __future__ import annotations
 
-import shutil
 import tempfile
-import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -260,7 +258,7 @@ def run(
     spool = None
     if len(plan(scn)) > 1:  # shard by shard to disk: memory does not grow with the run
         folder = Path(tempfile.mkdtemp(prefix="memsim-spool-"))
-        spool = Spool(folder, [s.name for s in build_strategies(scn, source)])
+        spool = Spool(folder, [s.name for s in build_strategies(scn, source)], temporary=True)
     try:
         result = run_scenario(
             scn,
@@ -274,9 +272,6 @@ def run(
         )
     except BaseException:
         if spool is not None:
-            shutil.rmtree(spool.folder, ignore_errors=True)
+            spool.remove()
         raise
-    results = Results(result, summarize(result), source)
-    if spool is not None:  # the spool lives as long as the results that read it
-        weakref.finalize(results, shutil.rmtree, spool.folder, True)
-    return results
+    return Results(result, summarize(result), source)

@@ -16,6 +16,8 @@ and with the ``strategy`` column the in-memory writer gives them.
 from __future__ import annotations
 
 import re
+import shutil
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,8 @@ class SpooledRun:
     folder: Path
     groups: dict[str, list[int]] = field(default_factory=dict)  # table → row groups per shard
     finals: list[pd.DataFrame] = field(default_factory=list)  # store_final per shard
+    owner: object = field(default=None, repr=False)
+    """What removes a temporary spool folder once no run reads it (:class:`Spool`)."""
 
     @property
     def store_final(self) -> pd.DataFrame:
@@ -120,14 +124,35 @@ def _read(
     return frame
 
 
-class Spool:
-    """Appends each shard's records, in shard order, to per-strategy Parquet files."""
+class _Removal:
+    """Removes a folder when the last object holding this one is collected."""
 
-    def __init__(self, folder: Path, strategies: list[str]) -> None:
+    def __init__(self, folder: Path) -> None:
+        weakref.finalize(self, shutil.rmtree, folder, True)
+
+
+class Spool:
+    """Appends each shard's records, in shard order, to per-strategy Parquet files.
+
+    ``temporary``: the folder is removed once no :class:`SpooledRun` of it is left
+    (or when the process exits), and by :meth:`remove`.
+    """
+
+    def __init__(self, folder: Path, strategies: list[str], temporary: bool = False) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         self.folder = folder
-        self.runs = [SpooledRun(name, folder, {t: [] for t in TABLES}) for name in strategies]
+        owner = _Removal(folder) if temporary else None
+        self.runs = [
+            SpooledRun(name, folder, {t: [] for t in TABLES}, owner=owner) for name in strategies
+        ]
         self.writers: dict[tuple[str, str], pq.ParquetWriter] = {}
+
+    def remove(self) -> None:
+        """Close the files and remove the folder (a run that failed)."""
+        for writer in self.writers.values():
+            writer.close()
+        self.writers.clear()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     def add(self, runs: list[StrategyRun]) -> None:
         """One shard's records, one :class:`StrategyRun` per strategy in the run's order."""

@@ -8,6 +8,7 @@ piecewise paths forced (second percentile passes, replays of a few days at a tim
 
 from __future__ import annotations
 
+import gc
 import math
 
 import numpy as np
@@ -136,3 +137,15 @@ def test_the_spooled_files_hold_the_rows_of_the_run_in_memory(pair, tmp_path):
         pd.testing.assert_frame_equal(read, held)
     for held, read in zip(memory.runs, spooled.runs, strict=True):
         pd.testing.assert_frame_equal(whole(read).calls, held.calls)
+
+
+def test_a_temporary_spool_is_removed_once_no_run_reads_it(tmp_path):
+    folder = tmp_path / "spool"
+    runs = Spool(folder, ["a", "b"], temporary=True).finish()
+    assert sorted(p.name for p in folder.iterdir())[0] == "a.calls.parquet"
+    first = runs.pop(0)
+    gc.collect()
+    assert folder.is_dir()  # "b" still reads it
+    del runs, first
+    gc.collect()
+    assert not folder.exists()
