@@ -171,8 +171,9 @@ class Spool:
 
     def _writer(self, run: SpooledRun, table: str, schema: pa.Schema) -> pq.ParquetWriter:
         key = (run.strategy, table)
-        if key not in self.writers:
-            self.writers[key] = pq.ParquetWriter(run.path(table), schema)
+        if key not in self.writers:  # uncompressed: dictionary and run-length encoding
+            # already make the spool about as small as snappy does, and it writes faster
+            self.writers[key] = pq.ParquetWriter(run.path(table), schema, compression="none")
         return self.writers[key]
 
     def finish(self) -> list[SpooledRun]:
