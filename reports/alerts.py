@@ -76,7 +76,7 @@ import strategies
 from reports.compare import growth
 from reports.exact import ExactSum, Percentiles
 from reports.numbers import rounded
-from reports.views import day_spans
+from reports.views import day_index, day_spans
 from sim.config import ConfigError, Scenario
 from sim.records import Records, StrategyRun
 from sim.workload import SECONDS_PER_DAY
@@ -303,10 +303,6 @@ def _embedding_switch(
     return (at if embedded else None), items
 
 
-def _day_of(start_s: pd.Series, days: int) -> np.ndarray:
-    return np.minimum((start_s.to_numpy() // SECONDS_PER_DAY).astype(int), days - 1)
-
-
 @dataclass(frozen=True, slots=True)
 class Daily:
     """Per simulated day: user turns started, billed tokens, and memory-block tokens."""
@@ -324,14 +320,14 @@ class Daily:
             "calls": ["start_s", "tokens_in", "tokens_out"],
         }
         for piece in run.pieces(columns):
-            day = _day_of(piece.turns["start_s"], days)
+            day = day_index(piece.turns["start_s"], days)
             turns += np.bincount(day, minlength=days)
             block += np.bincount(
                 day, weights=piece.turns["memory_tokens"].to_numpy(dtype=float), minlength=days
             )
             calls = piece.calls
             tokens += np.bincount(
-                _day_of(calls["start_s"], days),
+                day_index(calls["start_s"], days),
                 weights=(calls["tokens_in"] + calls["tokens_out"]).to_numpy(),
                 minlength=days,
             )
@@ -348,21 +344,6 @@ class Daily:
         """Each day's mean memory block per prompt (``turns.memory_tokens``); 0 without turns."""
         days = len(self.turns)
         return np.divide(self.block, self.turns, out=np.zeros(days), where=self.turns > 0)
-
-
-def turns_per_day(run: Records, days: int) -> np.ndarray:
-    """User turns started on each simulated day."""
-    return Daily.of(run, days).turns
-
-
-def daily_levels(run: Records, days: int, per_turn: bool = True) -> np.ndarray:
-    """Each day's billed tokens, per user turn started that day when ``per_turn``."""
-    return Daily.of(run, days).levels(per_turn)
-
-
-def daily_memory_block(run: Records, days: int) -> np.ndarray:
-    """Each day's mean memory block per prompt (``turns.memory_tokens``); 0 without turns."""
-    return Daily.of(run, days).memory_block()
 
 
 MEMORY_BUDGET_SETTING = "budget_tokens"

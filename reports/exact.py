@@ -65,13 +65,6 @@ class ExactSum:
         return self.total / (1 << _UNIT_BITS)
 
 
-def exact_sum(values: Iterable[float] | np.ndarray) -> ExactSum:
-    """An :class:`ExactSum` holding ``values``."""
-    total = ExactSum()
-    total.add(values)
-    return total
-
-
 def percentile(sorted_pair: tuple[float, float], n: int, q: float) -> float:
     """``np.percentile`` of ``n`` values at ``q`` from the two order statistics it reads.
 

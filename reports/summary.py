@@ -63,10 +63,10 @@ import pandas as pd
 from reports import alerts
 from reports.exact import CountedPercentiles, ExactSum, Percentiles
 from reports.numbers import rounded
+from reports.views import day_index
 from sim import __version__
 from sim.config import Scenario
 from sim.records import Records, StrategyRun
-from sim.workload import SECONDS_PER_DAY
 
 TOKEN_PURPOSES = ("chat", "extract", "summarize", "update", "embed")
 LLM_PURPOSES = ("chat", "extract", "summarize", "update")
@@ -78,7 +78,7 @@ def _pct(values: pd.Series | np.ndarray, q: float) -> float:
 
 def call_days(calls: pd.DataFrame, days: int) -> np.ndarray:
     """The simulated day each call is billed to (work past the horizon goes to the last day)."""
-    return np.minimum((calls["start_s"].to_numpy() // SECONDS_PER_DAY).astype(int), days - 1)
+    return day_index(calls["start_s"], days)
 
 
 TURN_FIELDS = [

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
 from reports.exact import CountedPercentiles
 from sim.records import Records
@@ -72,8 +73,9 @@ class RunView:
         return {k: v for k, v in self.prompt_means.items() if k != "prompt"}
 
 
-def _day(start_s: np.ndarray, days: int) -> np.ndarray:
-    return np.minimum((start_s // SECONDS_PER_DAY).astype(np.int64), days - 1)
+def day_index(start_s: np.ndarray | pd.Series, days: int) -> np.ndarray:
+    """The 0-based simulated day of each start time (work past the horizon: the last day)."""
+    return np.minimum((np.asarray(start_s) // SECONDS_PER_DAY).astype(np.int64), days - 1)
 
 
 def view(run: Records, days: int) -> RunView:
@@ -93,7 +95,7 @@ def view(run: Records, days: int) -> RunView:
         index = np.searchsorted(INJECTED_BIN_EDGES, block, side="right") - 1
         injected += np.bincount(index, minlength=len(INJECTED_BIN_EDGES))
         ok = (t["error"] == "").to_numpy()
-        answered += np.bincount(_day(t["start_s"].to_numpy()[ok], days), minlength=days)
+        answered += np.bincount(day_index(t["start_s"].to_numpy()[ok], days), minlength=days)
         store = piece.store_daily
         for day, memories in store.groupby("day", sort=True)["memories"]:
             sizes.setdefault(int(day), CountedPercentiles()).count(memories.to_numpy())
@@ -125,7 +127,7 @@ def _latency_per_day(run: Records, days: int, answered: np.ndarray) -> list[DayL
         for piece in run.pieces(columns):
             t = piece.turns
             ok = (t["error"] == "").to_numpy()
-            day = _day(t["start_s"].to_numpy()[ok], days)
+            day = day_index(t["start_s"].to_numpy()[ok], days)
             keep = (day >= first) & (day <= last)
             found.append((day[keep], t["latency_s"].to_numpy()[ok][keep]))
         day = np.concatenate([f[0] for f in found])
