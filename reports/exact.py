@@ -203,6 +203,10 @@ class CountedPercentiles:
         """How many values were added."""
         return int(self.counts.sum())
 
+    def total(self) -> int:
+        """The sum of every value added (exact)."""
+        return int(np.dot(np.arange(len(self.counts), dtype=np.int64), self.counts))
+
     def at(self, q: float) -> float | None:
         """``np.percentile`` of every value added at ``q``; ``None`` for no values."""
         n = self.n

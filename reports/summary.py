@@ -136,7 +136,6 @@ class _Tally:
                 "stale",
                 "probe_prompt_tokens",
                 "probe_memory_tokens",
-                "memory_tokens",
                 "injected_instructions",
                 "instruction_turns",
                 "cached_input_tokens",
@@ -188,9 +187,7 @@ class _Tally:
         n["stale"] += int(probes["stale"].sum())
         n["probe_prompt_tokens"] += int(probes["prompt_tokens"].sum())
         n["probe_memory_tokens"] += int(probes["memory_tokens"].sum())
-        block = turns["memory_tokens"]
-        n["memory_tokens"] += int(block.sum())
-        self.memory_block.count(block.to_numpy())
+        self.memory_block.count(turns["memory_tokens"].to_numpy())
         if "instructions_injected" in turns:
             injected = turns["instructions_injected"]
             n["injected_instructions"] += int(injected.sum())
@@ -307,7 +304,7 @@ def strategy_summary(
         "duplicate_ratio": rounded(final["duplicates"].sum() / total_memories)
         if total_memories
         else 0.0,
-        "injected_tokens_mean": rounded(n["memory_tokens"] / turns) if turns else 0.0,
+        "injected_tokens_mean": rounded(t.memory_block.total() / turns) if turns else 0.0,
         "injected_tokens_p99": rounded(t.memory_block.at(99) or 0.0),
         "injected_tokens_max": t.memory_block.max(),
         "factoids_extracted": extracted,

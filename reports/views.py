@@ -84,7 +84,6 @@ def view(run: Records, days: int) -> RunView:
     injected = np.zeros(len(INJECTED_BIN_EDGES), dtype=np.int64)
     answered = np.zeros(days, dtype=np.int64)
     sizes: dict[int, CountedPercentiles] = {}
-    sums_of_sizes: dict[int, int] = {}
     columns = {"turns": ["start_s", "error", *PROMPT_COLUMNS], "calls": []}
     for piece in run.pieces(columns):
         t = piece.turns
@@ -99,14 +98,12 @@ def view(run: Records, days: int) -> RunView:
         store = piece.store_daily
         for day, memories in store.groupby("day", sort=True)["memories"]:
             sizes.setdefault(int(day), CountedPercentiles()).count(memories.to_numpy())
-            sums_of_sizes[int(day)] = sums_of_sizes.get(int(day), 0) + int(memories.sum())
     means = {
         c.removesuffix("_tokens"): (float(sums[c] / turns) if turns else 0.0)
         for c in PROMPT_COLUMNS
     }
     store_days = [
-        DayStore(day, sums_of_sizes[day] / sizes[day].n, sizes[day].at(99) or 0.0, sizes[day].max())
-        for day in sorted(sizes)
+        DayStore(day, s.total() / s.n, s.at(99) or 0.0, s.max()) for day, s in sorted(sizes.items())
     ]
     return RunView(
         run.strategy,

@@ -132,16 +132,10 @@ class StoreLatency:
 
     def query(self, vectors: int, user: int = 0) -> float:
         """Seconds one query of ``user`` over ``vectors`` vectors takes (one draw)."""
-        # :meth:`median_query`, written out: a query per turn, and more per extraction.
-        median = max(
-            self.query_base_s + self.query_per_vector_s * (vectors - self.reference_vectors), 0.0
-        )
-        sigma = self.query_sigma
-        if not sigma:
+        median = self.median_query(vectors)
+        if not self.query_sigma:
             return median
-        rng = self._streams.get(user)
-        z = rng.gauss(0.0, 1.0) if rng is not None else self._z(user)
-        return median * math.exp(sigma * z)
+        return median * math.exp(self.query_sigma * self._z(user))
 
     def write(self, user: int = 0) -> float:
         """Seconds one add or delete of ``user`` takes (one draw)."""
@@ -339,12 +333,12 @@ class StoreClient:
         (a request that timed out waiting), so that nothing is stored past a failed
         call.
         """
-        ctx = self._ctx
-        measured = ctx._services.store.last_call_s
+        measured = self._ctx._services.store.last_call_s
         latency = modelled_s if measured is None else measured
-        ctx._spans.append(  # ctx._record, written out (as every field, by position)
-            Span(purpose, STORE, 0, 0, latency, 0.0, "", items, 0, 0, 0.0, (), (), undo, record_id)
-        )
+        span = Span(purpose, STORE, 0, 0, latency, 0.0, "", items)
+        span.undo = undo
+        span.record_id = record_id
+        self._ctx._record(span)
 
     def _scan_latency(self, vectors: int) -> float:
         return self._ctx._services.store_latency.query(vectors, self._ctx.user)
@@ -352,11 +346,11 @@ class StoreClient:
     def query(self, vector: np.ndarray) -> tuple[list[Memory], np.ndarray]:
         """The user's memories and their cosine similarity to ``vector`` (read-only list)."""
         ctx = self._ctx
-        services, user = ctx._services, ctx.user
-        memories, sims = services.store.query(user, vector)
+        services = ctx._services
+        memories, sims = services.store.query(ctx.user, vector)
         n = len(memories)
-        latency = services.store_latency.query(n, user)
-        self._span("store_query", latency, n, None, memories[0].id if n == 1 else -1)
+        latency = services.store_latency.query(n, ctx.user)
+        self._span("store_query", latency, n, record_id=_only(memories))
         return memories, sims
 
     def add(self, memories: Sequence[Memory], vectors: np.ndarray) -> None:

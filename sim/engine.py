@@ -487,45 +487,30 @@ class Engine:
         nothing; its row keeps the modelled latency and the wait.
         """
         if served and not span.error:  # billed
-            self._call_row(  # the columns of CALL_ROW, in its order
-                user,
-                start,
-                span.purpose,
-                span.endpoint,
-                background,
-                span.tokens_in,
-                span.tokens_out,
-                span.latency_s,
-                queue_s,
-                span.usd,
-                error,
-                span.items,
-                span.record_id,
-                attempt,
-                span.cached_tokens,
-                span.cache_write_tokens,
-                span.usd_saved,
-            )
+            tokens_in, tokens_out, usd = span.tokens_in, span.tokens_out, span.usd
+            cached, written, saved = span.cached_tokens, span.cache_write_tokens, span.usd_saved
         else:
-            self._call_row(
-                user,
-                start,
-                span.purpose,
-                span.endpoint,
-                background,
-                0,
-                0,
-                span.latency_s,
-                queue_s,
-                0.0,
-                error,
-                span.items,
-                span.record_id,
-                attempt,
-                0,
-                0,
-                0.0,
-            )
+            tokens_in = tokens_out = cached = written = 0
+            usd = saved = 0.0
+        self._call_row(  # the columns of CALL_ROW, in its order
+            user,
+            start,
+            span.purpose,
+            span.endpoint,
+            background,
+            tokens_in,
+            tokens_out,
+            span.latency_s,
+            queue_s,
+            usd,
+            error,
+            span.items,
+            span.record_id,
+            attempt,
+            cached,
+            written,
+            saved,
+        )
 
     def _failed_fast(
         self, span: Span, user: int, background: bool, error: str, attempt: int

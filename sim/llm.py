@@ -362,9 +362,9 @@ class MockLLM:
         priming); without one, nothing of it is cached.
         """
         rng = self._streams["chat"].get(user) or self.stream(user, "chat")
-        cfg = self.cfg
-        if prompt_tokens + cfg.max_output_tokens > cfg.context_window:  # as overflow() checks
-            return self.overflow("chat", prompt_tokens)  # type: ignore[return-value]
+        overflow = self.overflow("chat", prompt_tokens)
+        if overflow is not None:
+            return overflow
         cache = self.cache
         use = cache.request(user, layout, now) if cache is not None and layout else NO_USE
         if scripted is not None:
@@ -375,18 +375,7 @@ class MockLLM:
         else:
             reply = self.draw_reply(rng)
         reply.user = user
-        # :meth:`_result`, written out: one per turn.
-        cached, tokens_out = use.cached_tokens, reply.tokens
-        latency_s = self.latency(rng, prompt_tokens - cached, tokens_out)
-        return LLMResult(
-            "chat",
-            prompt_tokens,
-            tokens_out,
-            latency_s,
-            reply=reply,
-            cached_tokens=cached,
-            cache_write_tokens=use.written_tokens,
-        )
+        return self._result(rng, "chat", prompt_tokens, reply.tokens, use, reply=reply)
 
     def _result(
         self,

@@ -207,8 +207,7 @@ class NumpyStore:
         part = self._parts.get(user)
         if part is None or part.n == 0:
             return [], np.empty(0, dtype=np.float32)
-        part.exposed = True  # part.snapshot(), written out: a query per turn
-        return part.records, part.active @ vector
+        return part.snapshot(), part.active @ vector
 
     def delete(self, user: int, ids: Sequence[int]) -> None:
         """Remove memories by id."""
